@@ -1,0 +1,146 @@
+"""Costs read off the graph alone: params, MACs/FLOPs, activation memory, receptive fields.
+
+Convention: a multiply-add is 2 FLOPs (`flops = 2 * macs`), as torch.utils.flop_counter counts;
+only convolutions, matmuls and attention are counted; normalization, activations, pooling and
+elementwise merges are not (FlopCounterMode leaves them out too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from archspec.graph import INPUT, build_graph
+from archspec.shape import Shape
+from archspec.spec.model import Spec
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Per spatial axis: `size` input pixels seen by one unit, `jump` input pixels between
+    neighbouring units (cumulative stride), `start` centre of the first unit's field."""
+
+    size: float = 1
+    jump: float = 1
+    start: float = 0.5
+
+
+@dataclass(frozen=True)
+class NodeCost:
+    op: str
+    shape: Shape
+    params: int
+    macs: int
+    activation_bytes: int
+    receptive_field: ReceptiveField
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
+@dataclass
+class CostReport:
+    """Totals and per-node figures for one graph, at `batch` samples of `dtype_bytes` each."""
+
+    nodes: dict[str, NodeCost] = field(default_factory=dict)
+    batch: int = 1
+    dtype_bytes: int = 4
+    input_shape: Shape | None = None
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def params(self) -> int:
+        return sum(n.params for n in self.nodes.values())
+
+    @property
+    def macs(self) -> int:
+        return sum(n.macs for n in self.nodes.values())
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def activation_bytes(self) -> int:
+        return sum(n.activation_bytes for n in self.nodes.values())
+
+    @property
+    def receptive_field(self) -> ReceptiveField:
+        return self.nodes[self.outputs[0]].receptive_field
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "params": self.params,
+            "macs": self.macs,
+            "flops": self.flops,
+            "activation_bytes": self.activation_bytes,
+            "batch": self.batch,
+            "nodes": {
+                name: {
+                    "op": n.op,
+                    "shape": list(n.shape.dims),
+                    "layout": n.shape.layout,
+                    "params": n.params,
+                    "macs": n.macs,
+                    "flops": n.flops,
+                    "activation_bytes": n.activation_bytes,
+                    "receptive_field": vars(n.receptive_field),
+                }
+                for name, n in self.nodes.items()
+            },
+        }
+
+
+def analyze(
+    source: Spec | str | Path | nx.DiGraph, *, batch: int = 1, dtype_bytes: int = 4, **options: Any
+) -> CostReport:
+    """Cost report of a spec or of an already built graph; no weights, no tensors."""
+    graph = source if isinstance(source, nx.DiGraph) else build_graph(source, **options)
+    report = CostReport(
+        batch=batch,
+        dtype_bytes=dtype_bytes,
+        input_shape=graph.graph["input_shape"],
+        outputs=graph.graph["outputs"],
+    )
+    fields: dict[str, ReceptiveField] = {INPUT: ReceptiveField()}
+    for name in graph.graph["order"]:
+        if name == INPUT:
+            continue
+        data = graph.nodes[name]
+        op, shape = data["op"], data["shape"]
+        shapes = [graph.nodes[i]["shape"] for i in data["inputs"]]
+        rf = _receptive_field(op.window(shapes), [fields[i] for i in data["inputs"]], shapes[0])
+        fields[name] = rf
+        report.nodes[name] = NodeCost(
+            op=op.op,
+            shape=shape,
+            params=op.count_params(shapes),
+            macs=op.macs(shapes, shape),
+            activation_bytes=shape.numel * batch * dtype_bytes,
+            receptive_field=rf,
+        )
+    return report
+
+
+def _receptive_field(window: Any, inputs: list[ReceptiveField], shape: Shape) -> ReceptiveField:
+    # Merges see the union of their branches: take the largest field (Araujo et al., 2019).
+    rf = max(inputs, key=lambda f: (f.size, f.jump))
+    if window.whole:
+        extent = shape.spatial[0] if shape.layout in ("CHW", "HWC") else None
+        if extent is None:  # tokens: every output sees the whole input image
+            return ReceptiveField(float("inf"), rf.jump, rf.start)
+        return ReceptiveField(
+            rf.size + (extent - 1) * rf.jump,
+            rf.jump * extent,
+            rf.start + (extent - 1) / 2 * rf.jump,
+        )
+    span = window.dilation * (window.kernel - 1) + 1
+    return ReceptiveField(
+        size=rf.size + (span - 1) * rf.jump,
+        jump=rf.jump * window.stride,
+        start=rf.start + ((span - 1) / 2 - window.padding) * rf.jump,
+    )

@@ -1,0 +1,111 @@
+"""The `archspec` command: thin wrappers over the public API; errors become one line each."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from archspec.errors import ArchspecError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Declarative neural architectures: validate, inspect, build, scale, search, export.",
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(exc: ArchspecError) -> None:
+    for problem in exc.problems:
+        err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Register a CLI command whose ArchspecErrors print as located lines, exit 1."""
+
+    @wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ArchspecError as exc:
+            _fail(exc)
+
+    return app.command()(run)
+
+
+SpecArg = Annotated[str, typer.Argument(help="a spec file, or the name of a zoo model")]
+
+
+@command
+def validate(specs: Annotated[list[str], typer.Argument(help="spec files or zoo names")]) -> None:
+    """Check specs end to end (syntax, schema, graph, shapes); exit 1 on any problem."""
+    from archspec.graph import build_graph
+    from archspec.zoo import spec_path
+
+    failed = False
+    for name in specs:
+        try:
+            graph = build_graph(spec_path(name))
+        except ArchspecError as exc:
+            failed = True
+            for problem in exc.problems:
+                err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+            continue
+        out.print(f"ok  {name}  ({graph.number_of_nodes() - 1} nodes)", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@command
+def summary(
+    spec: SpecArg,
+    scale: Annotated[str | None, typer.Option(help="apply one of the spec's scale presets")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, json or markdown")] = "table",
+    batch: Annotated[int, typer.Option(help="batch size for activation memory")] = 1,
+) -> None:
+    """Per-node table: op, output shape, params, FLOPs, memory, receptive field; totals."""
+    from archspec.analysis.summary import render_summary
+
+    text = render_summary(spec, scale=scale, fmt=fmt, batch=batch, console=out)
+    if text is not None:
+        sys.stdout.write(text)
+
+
+@command
+def schema() -> None:
+    """Print the JSON Schema of the spec language (for yaml-language-server and editors)."""
+    from archspec.spec.schema import spec_json_schema
+
+    sys.stdout.write(json.dumps(spec_json_schema(), indent=2) + "\n")
+
+
+@command
+def zoo() -> None:
+    """List the shipped architectures with their parameters and FLOPs."""
+    from archspec.analysis import analyze
+    from archspec.zoo import list_specs, spec_path
+
+    table = Table("model", "params", "GFLOPs", "input", title="archspec zoo")
+    for name in list_specs():
+        report = analyze(spec_path(name))
+        shape = report.input_shape
+        table.add_row(name, f"{report.params:,}", f"{report.flops / 1e9:.2f}", str(shape))
+    out.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The one exception hierarchy of archspec; every error carries where in the spec it comes from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Location:
+    """A position in a spec file: 1-based line and column, as editors count."""
+
+    file: str = ""
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return self.file
+        return f"{self.file}:{self.line}:{self.column or 1}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located problem: `file:line:col: message`."""
+
+    location: Location
+    message: str
+
+    def __str__(self) -> str:
+        where = str(self.location)
+        return f"{where}: {self.message}" if where else self.message
+
+
+class ArchspecError(Exception):
+    """Base of every error archspec raises on purpose; anything else is a bug."""
+
+    def __init__(self, problems: list[Problem] | str, location: Location | None = None):
+        if isinstance(problems, str):
+            problems = [Problem(location or Location(), problems)]
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+    @property
+    def location(self) -> Location:
+        return self.problems[0].location
+
+    @property
+    def file(self) -> str:
+        return self.location.file
+
+    @property
+    def line(self) -> int | None:
+        return self.location.line
+
+    @property
+    def column(self) -> int | None:
+        return self.location.column
+
+    @property
+    def message(self) -> str:
+        return self.problems[0].message
+
+
+class SpecError(ArchspecError):
+    """Anything wrong with a spec, found before a tensor exists."""
+
+
+class SpecSyntaxError(SpecError):
+    """The file is not acceptable YAML (or not text at all)."""
+
+
+class SpecValidationError(SpecError):
+    """The YAML is fine but does not describe a valid spec."""
+
+
+class GraphError(SpecError):
+    """The spec expands into a graph that is not a valid network: cycles, dangling refs, shapes."""
+
+
+class ScaleError(ArchspecError):
+    """A scaling request that cannot be applied to a spec."""
+
+
+class SearchError(ArchspecError):
+    """A search definition or a study that cannot be run."""
+
+
+class ExportError(ArchspecError):
+    """An export that cannot be written."""

@@ -1,0 +1,37 @@
+"""The op registry. Importing this package registers every built-in op."""
+
+from archspec.ops import (  # noqa: F401 - imported for registration
+    activation,
+    channel,
+    conv,
+    linear,
+    merge,
+    norm,
+    pool,
+    regularization,
+    reshape,
+    transformer,
+)
+from archspec.ops.base import (
+    REGISTRY,
+    Channels,
+    Kernel,
+    Op,
+    Scalable,
+    ShapeError,
+    Window,
+    get_op,
+    register,
+)
+
+__all__ = [
+    "REGISTRY",
+    "Channels",
+    "Kernel",
+    "Op",
+    "Scalable",
+    "ShapeError",
+    "Window",
+    "get_op",
+    "register",
+]

@@ -1,0 +1,164 @@
+"""The op contract and registry: one class per op owns its parameters, shape rule, cost and torch code."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from torch import fx, nn
+
+from archspec.shape import Layout, Shape
+
+
+class ShapeError(ValueError):
+    """An op cannot accept its input shapes; the graph builder adds the node and location."""
+
+
+@dataclass(frozen=True)
+class Scalable:
+    """Marks a field that the scaling pass rewrites: by `width`, or by a `kernel` choice."""
+
+    axis: str
+
+
+Channels = Annotated[int, Field(ge=1, le=1 << 20), Scalable("width")]
+Kernel = Annotated[int, Field(ge=1, le=1024), Scalable("kernel")]
+PositiveInt = Annotated[int, Field(ge=1, le=1 << 20)]
+Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+@dataclass(frozen=True)
+class Window:
+    """How an op maps input pixels to output pixels, for receptive fields (per spatial axis)."""
+
+    kernel: int = 1
+    stride: int = 1
+    dilation: int = 1
+    padding: int = 0
+    whole: bool = False  # every output unit sees the whole input (global pooling, attention)
+
+
+POINTWISE = Window()
+
+
+class Op(BaseModel):
+    """Base of every op. Subclasses set `op`, declare their parameters as pydantic fields and
+    implement `infer` (output shape) and `build` (torch module or parameter, or None)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    op: ClassVar[str]
+    arity: ClassVar[int | None] = 1  # None: two or more inputs (merges)
+    layouts: ClassVar[tuple[Layout, ...] | None] = None  # accepted input layouts; None = any
+
+    # --- shape -----------------------------------------------------------------------------
+    def infer(self, inputs: list[Shape]) -> Shape:
+        return inputs[0]
+
+    # --- torch -----------------------------------------------------------------------------
+    def build(self, inputs: list[Shape]) -> nn.Module | nn.Parameter | None:
+        """The state this op owns at its node name (a module, a parameter) or None."""
+        return None
+
+    def emit(
+        self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
+    ) -> fx.Node:
+        """Add this op's forward code to `graph`; the default calls the module built at `target`."""
+        return graph.call_module(target, tuple(args))
+
+    # --- cost ------------------------------------------------------------------------------
+    def count_params(self, inputs: list[Shape]) -> int:
+        return 0
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        """Multiply-accumulates per sample of the matmul/conv/attention work (what
+        FlopCounterMode counts); elementwise work is not counted."""
+        return 0
+
+    def window(self, inputs: list[Shape]) -> Window:
+        return POINTWISE
+
+    def check_inputs(self, inputs: list[Shape]) -> None:
+        """Generic checks from the class variables; raises ShapeError."""
+        if self.arity is None and len(inputs) < 2:
+            raise ShapeError(f"{self.op} merges two or more inputs; got {len(inputs)}")
+        if self.arity is not None and len(inputs) != self.arity:
+            raise ShapeError(f"{self.op} takes {self.arity} input(s); got {len(inputs)}")
+        if self.layouts is not None:
+            for shape in inputs:
+                if shape.layout not in self.layouts:
+                    raise ShapeError(_layout_message(self.op, shape, self.layouts))
+
+
+def _layout_message(op: str, shape: Shape, layouts: tuple[Layout, ...]) -> str:
+    wanted = " or ".join(Shape(lay, ()).describe() for lay in layouts)
+    hint = ""
+    if op in ("linear", "mlp") and shape.layout == "CHW":
+        hint = "; add flatten or global_avgpool first (or permute to channels-last)"
+    elif shape.layout in ("LC", "C", "HWC") and "CHW" in layouts:
+        hint = "; this op needs an image tensor (N,C,H,W)"
+    return f"{op} expects {wanted}; got {shape.describe()} {shape}{hint}"
+
+
+REGISTRY: dict[str, type[Op]] = {}
+
+
+def register(cls: type[Op]) -> type[Op]:
+    """Class decorator adding an op to the registry; names are unique."""
+    name = cls.op
+    if name in REGISTRY and REGISTRY[name] is not cls:
+        raise ValueError(f"op {name!r} is already registered by {REGISTRY[name].__qualname__}")
+    if not name.isidentifier() or name != name.lower():
+        raise ValueError(f"op name {name!r} must be a lowercase identifier")
+    REGISTRY[name] = cls
+    return cls
+
+
+def get_op(name: str) -> type[Op]:
+    """The op class called `name`; KeyError with the nearest valid names otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(unknown_message("op", name, REGISTRY)) from None
+
+
+def unknown_message(kind: str, name: Any, known: Any) -> str:
+    near = difflib.get_close_matches(str(name), list(known), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(near)}?" if near else f"; known: {', '.join(sorted(known))}"
+    return f"unknown {kind} {name!r}{hint}"
+
+
+def pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+def conv_out(
+    size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil_mode: bool = False
+) -> int:
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    if ceil_mode:
+        out = -(-span // stride) + 1
+        if (out - 1) * stride >= size + padding:  # last window must start inside the input
+            out -= 1
+        return out
+    return span // stride + 1
+
+
+__all__ = [
+    "POINTWISE",
+    "REGISTRY",
+    "Channels",
+    "Kernel",
+    "Op",
+    "PositiveInt",
+    "Probability",
+    "Scalable",
+    "ShapeError",
+    "Window",
+    "conv_out",
+    "get_op",
+    "pair",
+    "register",
+]

@@ -1,0 +1,79 @@
+"""Per-channel reweighting: squeeze-and-excitation gates and ConvNeXt's layer scale."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import fx, nn
+
+from archspec.ops.base import Op, PositiveInt, register
+from archspec.shape import Shape
+
+_ACT = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "hardswish": nn.Hardswish}
+_GATE = {"sigmoid": nn.Sigmoid, "hardsigmoid": nn.Hardsigmoid}
+
+
+class SqueezeExcitationModule(nn.Module):
+    """x * gate(fc2(act(fc1(mean_hw(x))))) (Hu et al. 2018); names match torchvision's."""
+
+    def __init__(self, channels: int, squeeze: int, activation: str, gate: str):
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.fc2 = nn.Conv2d(squeeze, channels, 1)
+        self.activation = _ACT[activation]()
+        self.scale_activation = _GATE[gate]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = F.adaptive_avg_pool2d(x, 1)
+        scale = self.scale_activation(self.fc2(self.activation(self.fc1(scale))))
+        return scale * x
+
+
+@register
+class SqueezeExcitation(Op):
+    """Channel attention: squeeze to `squeeze_channels` by global pooling, excite back, gate."""
+
+    op = "squeeze_excitation"
+    layouts = ("CHW",)
+
+    squeeze_channels: PositiveInt
+    activation: Literal["relu", "silu", "gelu", "hardswish"] = "relu"
+    gate: Literal["sigmoid", "hardsigmoid"] = "sigmoid"
+
+    def build(self, inputs: list[Shape]) -> nn.Module:
+        return SqueezeExcitationModule(
+            inputs[0].channels, self.squeeze_channels, self.activation, self.gate
+        )
+
+    def count_params(self, inputs: list[Shape]) -> int:
+        c, s = inputs[0].channels, self.squeeze_channels
+        return 2 * c * s + c + s
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        return 2 * inputs[0].channels * self.squeeze_channels
+
+
+@register
+class LayerScale(Op):
+    """Learnable per-channel scale, initialised small (CaiT / ConvNeXt)."""
+
+    op = "layer_scale"
+
+    init: Annotated[float, Field(gt=0.0, le=1e3)] = 1e-6
+
+    def build(self, inputs: list[Shape]) -> nn.Parameter:
+        shape = inputs[0]
+        size = (shape.channels, 1, 1) if shape.layout == "CHW" else (shape.channels,)
+        return nn.Parameter(torch.full(size, self.init))
+
+    def emit(
+        self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
+    ) -> fx.Node:
+        return graph.call_function(operator.mul, (graph.get_attr(target), args[0]))
+
+    def count_params(self, inputs: list[Shape]) -> int:
+        return inputs[0].channels

@@ -1,0 +1,109 @@
+"""Ops that join branches: add (residuals), mul (gating) and concat (Inception, DenseNet)."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import fx
+
+from archspec.ops.base import Op, ShapeError, register
+from archspec.shape import Shape
+
+
+def _broadcast(a: Shape, b: Shape) -> Shape | None:
+    if a.layout != b.layout or len(a.dims) != len(b.dims):
+        return None
+    dims = []
+    for x, y in zip(a.dims, b.dims, strict=True):
+        if x != y and 1 not in (x, y):
+            return None
+        dims.append(max(x, y))
+    return Shape(a.layout, tuple(dims))
+
+
+class _Elementwise(Op):
+    arity = None
+    function: ClassVar[Callable[..., Any]]
+    verb: ClassVar[str]
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        out = inputs[0]
+        for other in inputs[1:]:
+            merged = _broadcast(out, other) if self.op == "mul" else (out if out == other else None)
+            if merged is None:
+                shapes = " and ".join(f"{s}" for s in inputs)
+                why = (
+                    ""
+                    if out.layout == other.layout
+                    else f" ({out.describe()} vs {other.describe()})"
+                )
+                raise ShapeError(f"cannot {self.verb} {shapes}{why}")
+            out = merged
+        return out
+
+    def emit(
+        self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
+    ) -> fx.Node:
+        node = args[0]
+        for arg in args[1:]:
+            node = graph.call_function(type(self).function, (node, arg))
+        return node
+
+
+@register
+class Add(_Elementwise):
+    """Elementwise sum of same-shape inputs (residual connections)."""
+
+    op = "add"
+    verb = "add"
+    function = staticmethod(operator.add)
+
+
+@register
+class Mul(_Elementwise):
+    """Elementwise product; a size-1 axis broadcasts (attention and gating)."""
+
+    op = "mul"
+    verb = "multiply"
+    function = staticmethod(operator.mul)
+
+
+@register
+class Concat(Op):
+    """Concatenation along the channel axis (or the token axis for sequences)."""
+
+    op = "concat"
+    arity = None
+
+    axis: Literal["channels", "tokens"] = "channels"
+
+    def dim(self, shape: Shape) -> int:
+        if self.axis == "tokens":
+            return 1
+        return 1 if shape.layout == "CHW" else len(shape.dims)
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        first = inputs[0]
+        if self.axis == "tokens" and first.layout != "LC":
+            raise ShapeError(f"concat along tokens needs token sequences; got {first.describe()}")
+        axis = self.dim(first) - 1
+        for other in inputs[1:]:
+            rest = [d for i, d in enumerate(other.dims) if i != axis]
+            if other.layout != first.layout or rest != [
+                d for i, d in enumerate(first.dims) if i != axis
+            ]:
+                shapes = ", ".join(str(s) for s in inputs)
+                raise ShapeError(
+                    f"cannot concat {shapes} along {self.axis}: all other axes must match"
+                )
+        dims = list(first.dims)
+        dims[axis] = sum(s.dims[axis] for s in inputs)
+        return Shape(first.layout, tuple(dims))
+
+    def emit(
+        self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
+    ) -> fx.Node:
+        return graph.call_function(torch.cat, (list(args),), {"dim": self.dim(inputs[0])})

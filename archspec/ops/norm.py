@@ -1,0 +1,61 @@
+"""Normalization: batchnorm and layernorm (over channels, whatever the layout)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from archspec.ops.base import Op, register
+from archspec.shape import Shape
+
+Eps = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+@register
+class BatchNorm(Op):
+    """Batch normalization over the channels of an image tensor (or of a feature vector)."""
+
+    op = "batchnorm"
+    layouts = ("CHW", "C")
+
+    eps: Eps = 1e-5
+    momentum: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    affine: bool = True
+
+    def build(self, inputs: list[Shape]) -> nn.Module:
+        cls = nn.BatchNorm2d if inputs[0].layout == "CHW" else nn.BatchNorm1d
+        return cls(inputs[0].channels, self.eps, self.momentum, self.affine)
+
+    def count_params(self, inputs: list[Shape]) -> int:
+        return 2 * inputs[0].channels if self.affine else 0
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an (N,C,H,W) tensor, as ConvNeXt uses it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+@register
+class LayerNorm(Op):
+    """Layer normalization over the channel axis: the last axis of tokens and channels-last
+    tensors, axis 1 of an (N,C,H,W) tensor (ConvNeXt's channels-first LayerNorm2d)."""
+
+    op = "layernorm"
+
+    eps: Eps = 1e-5
+    elementwise_affine: bool = True
+
+    def build(self, inputs: list[Shape]) -> nn.Module:
+        cls = LayerNorm2d if inputs[0].layout == "CHW" else nn.LayerNorm
+        return cls(inputs[0].channels, self.eps, self.elementwise_affine)
+
+    def count_params(self, inputs: list[Shape]) -> int:
+        return 2 * inputs[0].channels if self.elementwise_affine else 0

@@ -1,0 +1,60 @@
+"""The shipped specs (specs/ in a checkout, archspec/_specs in a wheel) and create_model()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import fx
+
+from archspec.errors import SpecError
+from archspec.ops.base import unknown_message
+
+_HERE = Path(__file__).resolve().parent
+
+
+def _first_dir(*candidates: Path) -> Path:
+    for path in candidates:
+        if path.is_dir():
+            return path
+    return candidates[-1]
+
+
+def spec_dir() -> Path:
+    """Where the shipped architecture specs are."""
+    return _first_dir(_HERE / "_specs", _HERE.parent / "specs")
+
+
+def search_dir() -> Path:
+    """Where the shipped search definitions are."""
+    return _first_dir(_HERE / "_search", _HERE.parent / "search")
+
+
+def list_specs() -> list[str]:
+    return sorted(p.stem for p in spec_dir().glob("*.yaml"))
+
+
+def spec_path(name_or_path: str | Path) -> Path:
+    """A zoo name (`resnet50`) or a path to a spec file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    candidate = spec_dir() / f"{name_or_path}.yaml"
+    if not candidate.exists():
+        raise SpecError(unknown_message("model", str(name_or_path), list_specs()))
+    return candidate
+
+
+def create_model(name: str, *, scale: str | None = None, **options: Any) -> fx.GraphModule:
+    """Build a zoo model by name, timm-style: `create_model("resnet50", num_classes=10)`.
+    `scale` picks one of the spec's named presets (e.g. efficientnet_b0's "b3")."""
+    from archspec.compile import build
+    from archspec.spec import load_spec
+
+    spec = load_spec(spec_path(name))
+    if scale is not None:
+        from archspec.scale import apply_preset
+
+        spec, preset_options = apply_preset(spec, scale)
+        options = {**preset_options, **options}
+    return build(spec, **options)
