@@ -1,47 +1,16 @@
-"""The `archspec` command: thin wrappers over the public API; errors become one line each."""
+"""Commands about specs: validate, summary, schema, zoo."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from archspec.cli import command, out, print_problems
 from archspec.errors import ArchspecError
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Declarative neural architectures: validate, inspect, build, scale, search, export.",
-)
-out = Console()
-err = Console(stderr=True)
-
-
-def _fail(exc: ArchspecError) -> None:
-    for problem in exc.problems:
-        err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
-
-
-def command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Register a CLI command whose ArchspecErrors print as located lines, exit 1."""
-
-    @wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ArchspecError as exc:
-            _fail(exc)
-
-    return app.command()(run)
-
 
 SpecArg = Annotated[str, typer.Argument(help="a spec file, or the name of a zoo model")]
 
@@ -58,8 +27,7 @@ def validate(specs: Annotated[list[str], typer.Argument(help="spec files or zoo 
             graph = build_graph(spec_path(name))
         except ArchspecError as exc:
             failed = True
-            for problem in exc.problems:
-                err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+            print_problems(exc)
             continue
         out.print(f"ok  {name}  ({graph.number_of_nodes() - 1} nodes)", highlight=False)
     if failed:
@@ -101,11 +69,3 @@ def zoo() -> None:
         shape = report.input_shape
         table.add_row(name, f"{report.params:,}", f"{report.flops / 1e9:.2f}", str(shape))
     out.print(table)
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,3 @@
+"""Commands about analysis: lint, graph."""
+
+from __future__ import annotations

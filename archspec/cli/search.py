@@ -1,0 +1,3 @@
+"""Commands about scaling, search and export: scale, search, report, export."""
+
+from __future__ import annotations
