@@ -167,6 +167,7 @@ class _Builder:
         self, items: list[Item], base: PathKey, scope: Scope, prefix: str, env: Env
     ) -> str | Ref:
         previous: str | Ref = scope.input
+        position = 0  # unnamed items are numbered like nn.Sequential: skipped ones take no number
         for index, item in enumerate(items):
             path = base + (index,)
             if item.when is not None and not self._eager(item.when, env, path + ("when",)):
@@ -177,7 +178,8 @@ class _Builder:
                     if item.name:
                         scope.names[item.name] = previous
                 continue
-            local = item.name or str(index)
+            local = item.name or str(position)
+            position += 1
             if local in scope.used:
                 self.fail(path + ("name",), f"name {local!r} is used twice in this list")
                 continue
@@ -250,7 +252,7 @@ class _Builder:
             elif pdef.required:
                 self.fail(path + ("block",), f"block {item.block!r} needs argument {key!r}")
                 return current
-            else:
+            elif not is_expression(pdef.default):
                 values[key] = pdef.default
         builtins = {
             k: caller.values[k]
@@ -265,6 +267,13 @@ class _Builder:
                 "in_channels": Lazy(lambda: self._channels_of(current)),
             }
         )
+        # a default may be derived from the block's input: `default: ${in_channels // 4}`
+        derived = {
+            key: self._lazy_arg(pdef.default, pdef, key, ("blocks", item.block, "params", key), env)
+            for key, pdef in block.params.items()
+            if key not in args and is_expression(pdef.default)
+        }
+        env = env.child(**derived)
         scope = Scope(current, lexical=False)
         return self.expand(block.layers, ("blocks", item.block, "layers"), scope, prefix, env)
 

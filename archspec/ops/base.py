@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
@@ -21,6 +22,18 @@ class Scalable:
     """Marks a field that the scaling pass rewrites: by `width`, or by a `kernel` choice."""
 
     axis: str
+
+
+def scalable_axis(field: Any) -> str | None:
+    """'width' or 'kernel' when a pydantic field is marked Scalable (also inside Optional)."""
+    for meta in field.metadata:
+        if isinstance(meta, Scalable):
+            return meta.axis
+    for arg in typing.get_args(field.annotation):
+        for meta in getattr(arg, "__metadata__", ()):
+            if isinstance(meta, Scalable):
+                return meta.axis
+    return None
 
 
 Channels = Annotated[int, Field(ge=1, le=1 << 20), Scalable("width")]
@@ -96,7 +109,7 @@ def _layout_message(op: str, shape: Shape, layouts: tuple[Layout, ...]) -> str:
     wanted = " or ".join(Shape(lay, ()).describe() for lay in layouts)
     hint = ""
     if op in ("linear", "mlp") and shape.layout == "CHW":
-        hint = "; add flatten or global_avgpool first (or permute to channels-last)"
+        hint = "; add flatten or adaptive_avgpool first (or permute to channels-last)"
     elif shape.layout in ("LC", "C", "HWC") and "CHW" in layouts:
         hint = "; this op needs an image tensor (N,C,H,W)"
     return f"{op} expects {wanted}; got {shape.describe()} {shape}{hint}"

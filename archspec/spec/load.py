@@ -55,7 +55,9 @@ def pydantic_problems(
             path = loc
         grouped.setdefault(path, []).append(error)
     problems = []
-    for path, errors in grouped.items():
+    # a misspelt key also makes a required one "missing": report the misspelling first
+    order = sorted(grouped.items(), key=lambda kv: kv[1][0]["type"] == "missing")
+    for path, errors in order:
         first = errors[0]
         dotted = ".".join(str(p) for p in path) or "spec"
         if first["type"] == "extra_forbidden":

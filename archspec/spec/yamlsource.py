@@ -47,7 +47,8 @@ _CoreResolver.add_implicit_resolver(
 _CoreResolver.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"^(?:[-+]?(?:\.[0-9]+|(?:0|[1-9][0-9]*)\.[0-9]*)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?(?:0|[1-9][0-9]*)[eE][-+]?[0-9]+"
         r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
     ),
     list("-+0123456789."),
@@ -136,7 +137,10 @@ def _decode(raw: bytes, file: str) -> str:
 
 def load_yaml(text: str, file: str = "<spec>") -> Source:
     """Parse one YAML document safely into a Source."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        raise SpecSyntaxError(f"YAML syntax: {exc.reason}", _position(text, file, exc.position)) from exc
     loader.name = file
     try:
         node = loader.get_single_node()
@@ -150,7 +154,9 @@ def load_yaml(text: str, file: str = "<spec>") -> Source:
         raise SpecSyntaxError(
             f"YAML syntax: {what}", _loc(file, mark) if mark else Location(file)
         ) from exc
-    except yaml.YAMLError as exc:  # reader errors on control characters carry a position too
+    except yaml.reader.ReaderError as exc:
+        raise SpecSyntaxError(f"YAML syntax: {exc.reason}", _position(text, file, exc.position)) from exc
+    except yaml.YAMLError as exc:
         raise SpecSyntaxError(f"YAML syntax: {exc}", Location(file)) from exc
     except RecursionError as exc:
         raise SpecSyntaxError(f"nesting deeper than {MAX_DEPTH} levels", Location(file)) from exc
@@ -162,6 +168,11 @@ def load_yaml(text: str, file: str = "<spec>") -> Source:
     counter = [0]
     source.data = _convert(node, (), source, counter)
     return source
+
+
+def _position(text: str, file: str, offset: int) -> Location:
+    before = text[:offset]
+    return Location(file, before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1)
 
 
 def _convert(node: yaml.Node, path: PathKey, source: Source, counter: list[int]) -> Any:

@@ -1,0 +1,159 @@
+"""Compound scaling as a spec -> spec rewrite (EfficientNet, Tan & Le 2019, section 3.3).
+
+Only numbers written literally are scaled, by the type of the place they are written in:
+`channels` places (op fields such as conv2d.out_channels, block args and options typed
+`channels`) by the width multiplier with `make_divisible`; stage/group `repeat` by the depth
+multiplier, rounded up; the input size by the resolution multiplier, rounded to
+`input.size_multiple`; `kernel` places of a named top-level stage by a kernel choice.
+Expressions are left alone: they are computed from already scaled values.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+from archspec.errors import ScaleError
+from archspec.ops import get_op
+from archspec.ops.base import scalable_axis, unknown_message
+from archspec.scaling import make_divisible, scale_repeats
+from archspec.spec.dump import spec_data
+from archspec.spec.expr import is_expression
+from archspec.spec.load import spec_from_source
+from archspec.spec.model import Spec
+from archspec.spec.yamlsource import Source
+
+
+def scale(
+    spec: Spec,
+    *,
+    width: float = 1.0,
+    depth: float = 1.0,
+    resolution: float = 1.0,
+    size: int | None = None,
+    kernels: dict[str, int] | None = None,
+    divisor: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> Spec:
+    """A new, fully valid spec: `width`, `depth`, `resolution` multipliers (or an absolute
+    input `size`), per-stage `kernels` ({stage name: kernel size}), new option defaults."""
+    for label, value in (("width", width), ("depth", depth), ("resolution", resolution)):
+        if not (isinstance(value, (int, float)) and 0 < value <= 16):
+            raise ScaleError(f"{label} multiplier must be in (0, 16]; got {value!r}")
+    data = copy.deepcopy(spec_data(spec))
+    divisor = divisor or spec.scaling.divisor
+    rewrite = _Rewrite(spec, width, depth, divisor)
+    for params in [data.get("options", {})] + [b.get("params", {}) for b in data.get("blocks", {}).values()]:
+        rewrite.param_defaults(params)
+    for block_name, block in data.get("blocks", {}).items():
+        rewrite.items(block["layers"])
+    rewrite.items(data["layers"])
+    if kernels:
+        _apply_kernels(spec, data, kernels)
+    data["input"] = _scale_input(data["input"], spec, resolution, size)
+    if options:
+        _apply_options(spec, data, options)
+    source = spec._source or Source(None, f"<{spec.name}>")
+    return spec_from_source(Source(data, source.file, source.values, source.keys))
+
+
+class _Rewrite:
+    def __init__(self, spec: Spec, width: float, depth: float, divisor: int):
+        self.spec, self.width, self.depth, self.divisor = spec, width, depth, divisor
+
+    def channels(self, value: Any) -> Any:
+        if self.width == 1.0 or is_expression(value) or not isinstance(value, int):
+            return value
+        return make_divisible(value * self.width, self.divisor)
+
+    def param_defaults(self, params: dict[str, Any]) -> None:
+        for pdef in params.values():
+            if isinstance(pdef, dict) and pdef.get("type") == "channels" and "default" in pdef:
+                pdef["default"] = self.channels(pdef["default"])
+
+    def items(self, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            if "op" in item:
+                for key, field in get_op(item["op"]).model_fields.items():
+                    if key in item and scalable_axis(field) == "width":
+                        item[key] = self.channels(item[key])
+            if "block" in item:
+                types = self._block_types(item["block"])
+                for group in ("args", "first"):
+                    for key, value in item.get(group, {}).items():
+                        if types.get(key) == "channels":
+                            item[group][key] = self.channels(value)
+            if isinstance(item.get("repeat"), int) and self.depth != 1.0:
+                item["repeat"] = scale_repeats(item["repeat"], self.depth)
+            if "layers" in item:
+                self.items(item["layers"])
+
+    def _block_types(self, name: str) -> dict[str, str]:
+        block = self.spec.blocks.get(name)
+        return {k: p.type for k, p in block.params.items()} if block else {}
+
+
+def _apply_kernels(spec: Spec, data: dict[str, Any], kernels: dict[str, int]) -> None:
+    stages = {item.get("name"): item for item in data["layers"] if item.get("name")}
+    for stage, kernel in kernels.items():
+        if not isinstance(kernel, int) or kernel < 1:
+            raise ScaleError(f"kernel for stage {stage!r} must be a positive int; got {kernel!r}")
+        item = stages.get(stage)
+        if item is None:
+            raise ScaleError(unknown_message("stage", stage, [s for s in stages if s]))
+        changed = _set_kernels(spec, item, kernel)
+        if not changed:
+            raise ScaleError(f"stage {stage!r} has no kernel-typed parameter to choose")
+
+
+def _set_kernels(spec: Spec, item: dict[str, Any], kernel: int) -> int:
+    changed = 0
+    if "block" in item:
+        block = spec.blocks[item["block"]]
+        for key, pdef in block.params.items():
+            if pdef.type == "kernel":
+                item.setdefault("args", {})[key] = kernel
+                item.get("first", {}).pop(key, None)
+                changed += 1
+    if "op" in item:
+        for key, field in get_op(item["op"]).model_fields.items():
+            if key in item and scalable_axis(field) == "kernel":
+                item[key] = kernel
+                changed += 1
+    for child in item.get("layers", []) or []:
+        changed += _set_kernels(spec, child, kernel)
+    return changed
+
+
+def _scale_input(inp: dict[str, Any], spec: Spec, resolution: float, size: int | None) -> dict:
+    inp = dict(inp)
+    multiple = spec.input.size_multiple
+    h, w = spec.input.hw
+    if size is not None:
+        new = (size, size)
+    elif resolution != 1.0:
+        new = tuple(max(multiple, multiple * math.floor(s * resolution / multiple + 0.5)) for s in (h, w))
+    else:
+        return inp
+    inp["size"] = new[0] if new[0] == new[1] else list(new)
+    return inp
+
+
+def _apply_options(spec: Spec, data: dict[str, Any], options: dict[str, Any]) -> None:
+    for name, value in options.items():
+        if name not in spec.options:
+            raise ScaleError(unknown_message("option", name, spec.options))
+        data["options"][name] = {**data["options"][name], "default": value}
+        if isinstance(data["options"][name].get("type"), str) is False:
+            data["options"][name]["type"] = spec.options[name].type
+
+
+def apply_preset(spec: Spec, preset: str) -> tuple[Spec, dict[str, Any]]:
+    """The spec scaled by one of its named presets; option values go into the spec's defaults."""
+    presets = spec.scaling.presets
+    if preset not in presets:
+        raise ScaleError(unknown_message("scale preset", preset, presets) + f" (in {spec.name})")
+    p = presets[preset]
+    scaled = scale(spec, width=p.width, depth=p.depth, size=p.resolution, options=p.options)
+    return scaled, {}
