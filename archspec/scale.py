@@ -44,9 +44,11 @@ def scale(
     data = copy.deepcopy(spec_data(spec))
     divisor = divisor or spec.scaling.divisor
     rewrite = _Rewrite(spec, width, depth, divisor)
-    for params in [data.get("options", {})] + [b.get("params", {}) for b in data.get("blocks", {}).values()]:
+    for params in [data.get("options", {})] + [
+        b.get("params", {}) for b in data.get("blocks", {}).values()
+    ]:
         rewrite.param_defaults(params)
-    for block_name, block in data.get("blocks", {}).items():
+    for _block_name, block in data.get("blocks", {}).items():
         rewrite.items(block["layers"])
     rewrite.items(data["layers"])
     if kernels:
@@ -133,7 +135,9 @@ def _scale_input(inp: dict[str, Any], spec: Spec, resolution: float, size: int |
     if size is not None:
         new = (size, size)
     elif resolution != 1.0:
-        new = tuple(max(multiple, multiple * math.floor(s * resolution / multiple + 0.5)) for s in (h, w))
+        new = tuple(
+            max(multiple, multiple * math.floor(s * resolution / multiple + 0.5)) for s in (h, w)
+        )
     else:
         return inp
     inp["size"] = new[0] if new[0] == new[1] else list(new)

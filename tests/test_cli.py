@@ -29,10 +29,15 @@ def test_validate_ok():
 
 def test_validate_reports_located_errors_and_exits_1(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: b\ninput: {channels: 3, size: 8}\nlayers:\n  - {op: conv2d, kernal_size: 3}\n")
+    bad.write_text(
+        "name: b\ninput: {channels: 3, size: 8}\nlayers:\n  - {op: conv2d, kernal_size: 3}\n"
+    )
     result = run("validate", "specs/resnet18.yaml", str(bad))
     assert result.exit_code == 1
-    assert f"{bad}:4:18: conv2d has no parameter 'kernal_size'; did you mean kernel_size?" in result.output
+    assert (
+        f"{bad}:4:18: conv2d has no parameter 'kernal_size'; did you mean kernel_size?"
+        in result.output
+    )
     assert "Traceback" not in result.output
 
 
@@ -62,7 +67,14 @@ def test_schema_is_json_schema_with_one_variant_per_op():
 def test_console_script_prints_one_line_not_a_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(b"name: \xff\n")
-    proc = subprocess.run([sys.executable, "-m", "archspec", "validate", str(bad)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "archspec", "validate", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
-    assert proc.stderr.strip() == f"{bad}:1:7: not UTF-8 text (byte 0xff); a spec must be a UTF-8 YAML file"
+    assert (
+        proc.stderr.strip()
+        == f"{bad}:1:7: not UTF-8 text (byte 0xff); a spec must be a UTF-8 YAML file"
+    )

@@ -1,12 +1,13 @@
 """The compiled module: generated straight-line code, torch tooling, devices and dtypes."""
 
+from typing import Annotated
+
 import pytest
 import torch
 import torchvision
 from pydantic import Field
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
-from typing_extensions import Annotated
 
 import archspec
 from archspec.compile import node_names
@@ -56,8 +57,14 @@ def test_forward_is_generated_straight_line_code(tiny):
 
 def test_parameter_names_follow_spec_node_names(tiny):
     names = set(tiny.state_dict())
-    assert {"stem.weight", "stage1.0.expand.weight", "stage2.1.dw.weight",
-            "stage2.0.se.fc1.weight", "stage2.1.bn.running_mean", "head.bias"} <= names
+    assert {
+        "stem.weight",
+        "stage1.0.expand.weight",
+        "stage2.1.dw.weight",
+        "stage2.0.se.fc1.weight",
+        "stage2.1.bn.running_mean",
+        "head.bias",
+    } <= names
 
 
 def test_in_channels_are_inferred(tiny):
@@ -90,7 +97,9 @@ def test_torch_jit_trace_export_and_compile_agree(tiny):
 
 
 def test_dtype_device_and_channels_last():
-    model = archspec.build(TINY, device="cpu", dtype=torch.float64, memory_format=torch.channels_last)
+    model = archspec.build(
+        TINY, device="cpu", dtype=torch.float64, memory_format=torch.channels_last
+    )
     assert all(p.dtype == torch.float64 for p in model.parameters())
     assert model.get_submodule("stem").weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(1, 3, 32, 32, dtype=torch.float64).to(memory_format=torch.channels_last)
@@ -140,7 +149,9 @@ def test_user_registered_op():
             return Scale2(self.factor)
 
     try:
-        spec = "name: u\ninput: {channels: 4, size: 8}\nlayers:\n  - {op: times_factor, factor: 3.0}\n"
+        spec = (
+            "name: u\ninput: {channels: 4, size: 8}\nlayers:\n  - {op: times_factor, factor: 3.0}\n"
+        )
         model = archspec.build(spec)
         x = torch.randn(1, 4, 8, 8)
         assert torch.equal(model(x), x * 3.0)

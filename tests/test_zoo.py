@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 import archspec
-from archspec.zoo import list_specs, spec_path
+from archspec.zoo import list_specs
 
 # name -> (torchvision builder kwargs, parameter count at 1000 classes, smallest test input)
 REFERENCE = {

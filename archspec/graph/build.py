@@ -15,14 +15,14 @@ from typing import Any
 import networkx as nx
 from pydantic import TypeAdapter, ValidationError
 
-from archspec.errors import GraphError, Location, Problem
+from archspec.errors import GraphError, Problem
 from archspec.ops import Op, ShapeError, get_op
 from archspec.ops.base import unknown_message
 from archspec.shape import Shape
 from archspec.spec.expr import ExprError, evaluate, is_expression
 from archspec.spec.load import load_spec, pydantic_problems
 from archspec.spec.model import Item, ParamDef, Spec
-from archspec.spec.yamlsource import PathKey
+from archspec.spec.yamlsource import PathKey, Source
 
 INPUT = "input"
 
@@ -54,6 +54,7 @@ class Scope:
     names: dict[str, str | Ref] = field(default_factory=dict)
     lexical: bool = True  # groups see their parent's names; blocks do not
     used: set[str] = field(default_factory=set)
+    skipped: set[str] = field(default_factory=set)  # names of items switched off by `when`
 
     def lookup(self, name: str) -> str | Ref | None:
         if name == INPUT:
@@ -115,6 +116,7 @@ class Pending:
 class _Builder:
     def __init__(self, spec: Spec, options: Mapping[str, Any]):
         self.spec = spec
+        self.source = spec._source or Source(None, spec.file)
         self.nodes: dict[str, Pending] = {}
         self.problems: list[Problem] = []
         self.graph = nx.DiGraph(spec=spec)
@@ -173,6 +175,8 @@ class _Builder:
             if item.when is not None and not self._eager(item.when, env, path + ("when",)):
                 # a skipped item passes its input through, under its own name too
                 skipped = self._inputs(item, scope, previous, path)
+                if item.name:
+                    scope.skipped.add(item.name)
                 if len(skipped) == 1:
                     previous = skipped[0]
                     if item.name:
@@ -188,6 +192,7 @@ class _Builder:
             out = self._item(item, path, scope, prefix + local, env, inputs)
             if item.name:
                 scope.names[item.name] = out
+                scope.skipped.discard(item.name)
             previous = out
         return previous
 
@@ -388,7 +393,7 @@ class _Builder:
         try:
             op = op_cls.model_validate(params)
         except ValidationError as exc:
-            for p in pydantic_problems(exc, self.spec._source or _NoSource(), op_cls, pending.path):
+            for p in pydantic_problems(exc, self.source, op_cls, pending.path):
                 self.problems.append(Problem(p.location, f"node {name}: {p.message}"))
             return
         try:
@@ -398,18 +403,6 @@ class _Builder:
             self.fail(pending.path, f"node {name}: {exc}")
             return
         g.nodes[name].update(op=op, shape=shape)
-
-
-class _NoSource:
-    """Stands in for a Source when a spec was built in Python."""
-
-    file = "<spec>"
-    values: dict = {}
-    keys: dict = {}
-    data = None
-
-    def locate(self, path: PathKey, key: bool = False) -> Location:
-        return Location(self.file)
 
 
 def _suggest(name: str, scope: Scope) -> str:
@@ -447,6 +440,8 @@ def _outputs(b: _Builder, top: Scope, last: str | Ref) -> list[str]:
         return [resolved] if resolved else []
     outs = []
     for i, name in enumerate(b.spec.outputs):
+        if name in top.skipped:
+            continue  # a head switched off by `when` (e.g. googlenet's aux_logits) is no output
         resolved = b.resolve(Ref(top, name, ("outputs", i)))
         if resolved:
             outs.append(resolved)

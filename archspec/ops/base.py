@@ -1,4 +1,4 @@
-"""The op contract and registry: one class per op owns its parameters, shape rule, cost and torch code."""
+"""The op contract and registry: each op class owns its parameters, shape, cost and torch code."""
 
 from __future__ import annotations
 

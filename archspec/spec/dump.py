@@ -46,8 +46,9 @@ def spec_data(spec: Spec) -> dict[str, Any]:
 
 
 def dump_spec(spec: Spec, header: str | None = None) -> str:
-    text = yaml.dump(spec_data(spec), Dumper=_Dumper, sort_keys=False, width=110,
-                     allow_unicode=True)
+    text = yaml.dump(
+        spec_data(spec), Dumper=_Dumper, sort_keys=False, width=110, allow_unicode=True
+    )
     if header:
         text = "".join(f"# {line}\n" for line in header.splitlines()) + text
     return text

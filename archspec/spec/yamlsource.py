@@ -140,7 +140,9 @@ def load_yaml(text: str, file: str = "<spec>") -> Source:
     try:
         loader = _Loader(text)
     except yaml.reader.ReaderError as exc:
-        raise SpecSyntaxError(f"YAML syntax: {exc.reason}", _position(text, file, exc.position)) from exc
+        raise SpecSyntaxError(
+            f"YAML syntax: {exc.reason}", _position(text, file, exc.position)
+        ) from exc
     loader.name = file
     try:
         node = loader.get_single_node()
@@ -155,7 +157,9 @@ def load_yaml(text: str, file: str = "<spec>") -> Source:
             f"YAML syntax: {what}", _loc(file, mark) if mark else Location(file)
         ) from exc
     except yaml.reader.ReaderError as exc:
-        raise SpecSyntaxError(f"YAML syntax: {exc.reason}", _position(text, file, exc.position)) from exc
+        raise SpecSyntaxError(
+            f"YAML syntax: {exc.reason}", _position(text, file, exc.position)
+        ) from exc
     except yaml.YAMLError as exc:
         raise SpecSyntaxError(f"YAML syntax: {exc}", Location(file)) from exc
     except RecursionError as exc:

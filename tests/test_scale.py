@@ -1,0 +1,80 @@
+"""Compound scaling rewrites specs: channels, repeats, resolution and kernels."""
+
+import pytest
+
+import archspec
+from archspec.errors import ScaleError
+from archspec.scale import scale
+from archspec.scaling import make_divisible
+from archspec.spec.dump import dump_spec, spec_data
+
+
+@pytest.fixture(scope="module")
+def resnet18():
+    return archspec.load_spec("specs/resnet18.yaml")
+
+
+def test_make_divisible_rule():
+    assert make_divisible(32 * 1.1) == 32  # 35.2 rounds to 32 (>= 90%)
+    assert make_divisible(16 * 1.4) == 24  # 22.4 -> 24
+    assert make_divisible(10) == 16 or make_divisible(10) == 8
+    assert make_divisible(10) >= 0.9 * 10
+    for value in range(1, 500):
+        for width in (0.25, 0.5, 1.1, 1.4, 2.0):
+            out = make_divisible(value * width)
+            assert out % 8 == 0 and out >= 0.9 * value * width
+
+
+def test_width_depth_resolution(resnet18):
+    scaled = scale(resnet18, width=0.5, depth=1.5, resolution=0.5)
+    graph = archspec.build_graph(scaled)
+    assert graph.nodes["conv1"]["shape"].dims == (32, 64, 64)
+    assert "layer1.2.conv1" in graph and "layer1.3.conv1" not in graph  # ceil(2 * 1.5) = 3
+    assert graph.nodes["layer4.0.conv1"]["shape"].channels == 256
+    assert scaled.input.size == 128  # 224 * 0.5 = 112 -> nearest multiple of 32
+    assert graph.nodes["fc"]["shape"].dims == (1000,)  # $num_classes is not a channel literal
+
+
+def test_identity_scale_is_the_same_model(resnet18):
+    again = scale(resnet18)
+    assert spec_data(archspec.load_spec(dump_spec(again))) == spec_data(resnet18)
+
+
+def test_dump_round_trip_builds_the_same_model(resnet18):
+    scaled = scale(resnet18, width=0.75, depth=2.0)
+    text = dump_spec(scaled)
+    reloaded = archspec.load_spec(text)
+    a, b = archspec.build(scaled), archspec.build(reloaded)
+    assert sum(p.numel() for p in a.parameters()) == sum(p.numel() for p in b.parameters())
+
+
+def test_kernel_choice_per_stage():
+    spec = archspec.load_spec("""\
+name: k
+input: {channels: 3, size: 32}
+blocks:
+  dw:
+    params: {kernel_size: {type: kernel, default: 3}}
+    layers:
+      - {op: conv2d, name: conv, kernel_size: $kernel_size, padding: same, groups: depthwise}
+layers:
+  - {block: dw, name: stage1, repeat: 2}
+  - {block: dw, name: stage2}
+""")
+    scaled = scale(spec, kernels={"stage2": 5})
+    graph = archspec.build_graph(scaled)
+    assert graph.nodes["stage1.0.conv"]["op"].kernel_size == 3
+    assert graph.nodes["stage2.conv"]["op"].kernel_size == 5
+    with pytest.raises(ScaleError, match="unknown stage 'stage3'"):
+        scale(spec, kernels={"stage3": 5})
+
+
+@pytest.mark.parametrize("bad", [{"width": 0}, {"depth": -1.0}, {"resolution": 100.0}])
+def test_bad_multipliers(resnet18, bad):
+    with pytest.raises(ScaleError):
+        scale(resnet18, **bad)
+
+
+def test_unknown_preset(resnet18):
+    with pytest.raises(ScaleError, match="unknown scale preset 'b3'"):
+        archspec.create_model("resnet18", scale="b3")
