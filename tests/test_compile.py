@@ -161,3 +161,15 @@ def test_user_registered_op():
             archspec.register(type("Other", (Op,), {"op": "times_factor", "__module__": __name__}))
     finally:
         REGISTRY.pop("times_factor")
+
+
+def test_in_place_activations_keep_training_gradients_identical():
+    ours = archspec.create_model("resnet18").train()
+    ref = torchvision.models.resnet18(weights=None).train()
+    ours.load_state_dict(ref.state_dict())
+    assert "torch.relu_(" in ours.code
+    x = torch.randn(2, 3, 32, 32)
+    ours(x).square().sum().backward()
+    ref(x).square().sum().backward()
+    for (name, a), (_, b) in zip(ours.named_parameters(), ref.named_parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5, rtol=1e-4), name

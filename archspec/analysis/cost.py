@@ -126,9 +126,21 @@ def analyze(
     return report
 
 
+def _union(fields: list[ReceptiveField]) -> ReceptiveField:
+    """A merge sees the union of its branches' fields (the largest one when they are centred
+    alike, as in Araujo et al., 2019)."""
+    if len(fields) == 1:
+        return fields[0]
+    jump = max(f.jump for f in fields)
+    if any(f.size == float("inf") for f in fields):
+        return ReceptiveField(float("inf"), jump, fields[0].start)
+    low = min(f.start - f.size / 2 for f in fields)
+    high = max(f.start + f.size / 2 for f in fields)
+    return ReceptiveField(high - low, jump, (low + high) / 2)
+
+
 def _receptive_field(window: Any, inputs: list[ReceptiveField], shape: Shape) -> ReceptiveField:
-    # Merges see the union of their branches: take the largest field (Araujo et al., 2019).
-    rf = max(inputs, key=lambda f: (f.size, f.jump))
+    rf = _union(inputs)
     if window.whole:
         extent = shape.spatial[0] if shape.layout in ("CHW", "HWC") else None
         if extent is None:  # tokens: every output sees the whole input image
