@@ -173,3 +173,20 @@ def test_in_place_activations_keep_training_gradients_identical():
     ref(x).square().sum().backward()
     for (name, a), (_, b) in zip(ours.named_parameters(), ref.named_parameters(), strict=True):
         assert torch.allclose(a.grad, b.grad, atol=1e-5, rtol=1e-4), name
+
+
+def test_in_channels_in_block_args_is_the_instance_input():
+    spec = """\
+name: ic
+input: {channels: 3, size: 8}
+blocks:
+  proj:
+    params: {out_channels: channels}
+    layers: [{op: conv2d, name: conv, out_channels: $out_channels, kernel_size: 1}]
+layers:
+  - {op: conv2d, out_channels: 8, kernel_size: 1}
+  - {block: proj, name: double, repeat: 2, args: {out_channels: "${in_channels * 2}"}}
+"""
+    graph = archspec.build_graph(spec)
+    assert graph.nodes["double.0.conv"]["shape"].channels == 16
+    assert graph.nodes["double.1.conv"]["shape"].channels == 32

@@ -244,6 +244,9 @@ class _Builder:
             args.update(item.first)
             arg_paths.update({k: path + ("first", k) for k in item.first})
         values: dict[str, Any] = {}
+        block_input = Lazy(lambda: self._channels_of(current))
+        # args are evaluated where they are written, but `in_channels` is this instance's input
+        caller = caller.child(in_channels=block_input)
         for key in args:
             if key not in block.params:
                 self.fail(
@@ -269,7 +272,7 @@ class _Builder:
                 **self.env.values,
                 **builtins,
                 **values,
-                "in_channels": Lazy(lambda: self._channels_of(current)),
+                "in_channels": block_input,
             }
         )
         # a default may be derived from the block's input: `default: ${in_channels // 4}`
