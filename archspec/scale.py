@@ -97,16 +97,37 @@ class _Rewrite:
 
 
 def _apply_kernels(spec: Spec, data: dict[str, Any], kernels: dict[str, int]) -> None:
-    stages = {item.get("name"): item for item in data["layers"] if item.get("name")}
     for stage, kernel in kernels.items():
         if not isinstance(kernel, int) or kernel < 1:
             raise ScaleError(f"kernel for stage {stage!r} must be a positive int; got {kernel!r}")
-        item = stages.get(stage)
-        if item is None:
-            raise ScaleError(unknown_message("stage", stage, [s for s in stages if s]))
-        changed = _set_kernels(spec, item, kernel)
-        if not changed:
+        item = _find_stage(data["layers"], stage)
+        if not _set_kernels(spec, item, kernel):
             raise ScaleError(f"stage {stage!r} has no kernel-typed parameter to choose")
+
+
+def _find_stage(items: list[dict[str, Any]], stage: str) -> dict[str, Any]:
+    """The item at a dotted node path such as `layer3` or `features.3` (names or indices)."""
+    found: dict[str, Any] | None = None
+    root = items
+    for part in stage.split("."):
+        named = {str(item.get("name", i)): item for i, item in enumerate(items)}
+        if part not in named:
+            raise ScaleError(unknown_message("stage", stage, stage_names(root)))
+        found = named[part]
+        items = found.get("layers") or []
+    assert found is not None
+    return found
+
+
+def stage_names(items: list[dict[str, Any]], prefix: str = "") -> list[str]:
+    """Dotted paths of the block items (stages) a kernel choice can target."""
+    names = []
+    for i, item in enumerate(items):
+        path = f"{prefix}{item.get('name', i)}"
+        if "block" in item:
+            names.append(path)
+        names += stage_names(item.get("layers") or [], path + ".")
+    return names
 
 
 def _set_kernels(spec: Spec, item: dict[str, Any], kernel: int) -> int:

@@ -78,3 +78,13 @@ def test_bad_multipliers(resnet18, bad):
 def test_unknown_preset(resnet18):
     with pytest.raises(ScaleError, match="unknown scale preset 'b3'"):
         archspec.create_model("resnet18", scale="b3")
+
+
+def test_kernel_choice_reaches_nested_stages():
+    b0 = archspec.load_spec("specs/efficientnet_b0.yaml")
+    graph = archspec.build_graph(scale(b0, kernels={"features.3": 3, "features.6": 7}))
+    assert graph.nodes["features.3.1.block.1.0"]["op"].kernel_size == 3
+    assert graph.nodes["features.6.3.block.1.0"]["op"].kernel_size == 7
+    assert graph.nodes["features.4.0.block.1.0"]["op"].kernel_size == 3  # untouched
+    with pytest.raises(ScaleError, match=r"unknown stage 'features.33'; did you mean features.3"):
+        scale(b0, kernels={"features.33": 3})

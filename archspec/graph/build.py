@@ -220,7 +220,10 @@ class _Builder:
         current = inputs[0]
         for i in range(repeat):
             inner = f"{name}.{i}." if item.repeat is not None else f"{name}."
-            counted = env.child(index=i, depth_index=self.depth_index)
+            # repeats and block instances bind their own index; a plain group inherits it
+            counted = env
+            if item.repeat is not None or item.block is not None:
+                counted = env.child(index=i, depth_index=self.depth_index)
             if item.repeat is not None:
                 self.depth_index += 1
             if item.layers is not None:
