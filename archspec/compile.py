@@ -46,39 +46,39 @@ def compile_graph(graph: nx.DiGraph, class_name: str | None = None) -> fx.GraphM
         names[name] = node.name
     outputs = graph.graph["outputs"]
     code.output(values[outputs[0]] if len(outputs) == 1 else tuple(values[o] for o in outputs))
-    _activations_in_place(code, root)
+    _in_place(code, root)
     spec: Spec = graph.graph["spec"]
     module = fx.GraphModule(root, code, class_name=class_name or _class_name(spec.name))
     module.meta["archspec_nodes"] = names
     return module
 
 
-# Activations that may overwrite their input, and producers whose output no backward needs
-# (as in torchvision's ReLU(inplace=True) after BatchNorm): saves one allocation per activation.
+# In-place rewrites where torchvision's hand-written modules use them (`ReLU(inplace=True)`
+# after BatchNorm, `out += identity`): the overwritten tensor has no other reader and no
+# backward needs it. Saves an allocation per activation and per residual add.
 _IN_PLACE = {F.relu6, F.silu, F.hardswish, F.hardsigmoid, F.leaky_relu}
 _FRESH_MODULES = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
-_FRESH_FUNCTIONS = {operator.add, torch.cat}
+_FRESH_FUNCTIONS = {operator.add, operator.iadd, torch.cat}
 
 
-def _activations_in_place(code: fx.Graph, root: nn.Module) -> None:
+def _in_place(code: fx.Graph, root: nn.Module) -> None:
     for node in code.nodes:
         if node.op != "call_function" or not node.args:
-            continue
-        if node.target is not torch.relu and node.target not in _IN_PLACE:
             continue
         source = node.args[0]
         if not isinstance(source, fx.Node) or len(source.users) != 1:
             continue
-        fresh = (source.op == "call_function" and source.target in _FRESH_FUNCTIONS) or (
-            source.op == "call_module"
-            and isinstance(root.get_submodule(source.target), _FRESH_MODULES)
+        from_module = source.op == "call_module" and isinstance(
+            root.get_submodule(source.target), _FRESH_MODULES
         )
-        if not fresh:
-            continue
-        if node.target is torch.relu:
-            node.target = torch.relu_
-        else:
-            node.kwargs = {**node.kwargs, "inplace": True}
+        if node.target is operator.add and from_module and node.args[1] is not source:
+            node.target = operator.iadd
+        elif node.target is torch.relu or node.target in _IN_PLACE:
+            if from_module or (source.op == "call_function" and source.target in _FRESH_FUNCTIONS):
+                if node.target is torch.relu:
+                    node.target = torch.relu_
+                else:
+                    node.kwargs = {**node.kwargs, "inplace": True}
 
 
 def _place(root: nn.Module, target: str, state: nn.Module | nn.Parameter) -> None:

@@ -3,9 +3,11 @@
 Both modules hold the same weights and run in one process, alternating (archspec first on even
 repeats, torchvision first on odd ones) after a warm-up, so drift in clock speed or cache state
 hits both alike. CPU: float32 under torch.inference_mode. CUDA (when present): bf16 autocast and
-channels_last as well. The goal is a ratio archspec/torchvision <= 1.02 for every model.
+channels_last as well. The ratio column is the median of archspec/torchvision over pairs of
+runs made back to back; the goal is <= 1.02 for every model. On a shared machine, prefer
+`--threads 1`: oversubscribed threads make every timing noisy.
 
-    PYTHONPATH=. python benchmarks/zoo_latency.py --models resnet50,densenet121,googlenet --batches 1,8
+    PYTHONPATH=. python benchmarks/zoo_latency.py --models resnet50,googlenet --batches 1,8
     PYTHONPATH=. python benchmarks/zoo_latency.py --quick  # every zoo model, batch 1, few repeats
 """
 
@@ -63,12 +65,9 @@ class Row:
     model: str
     batch: int
     setting: str
-    archspec_ms: float
+    archspec_ms: float  # medians
     torchvision_ms: float
-
-    @property
-    def ratio(self) -> float:
-        return self.archspec_ms / self.torchvision_ms
+    ratio: float  # median of the per-repeat ratios: robust to load that drifts between repeats
 
 
 def settings() -> list[Setting]:
@@ -112,8 +111,9 @@ def time_pair(
     setting: Setting,
     warmup: int,
     repeats: int,
-) -> tuple[float, float]:
-    """Median milliseconds per forward of (model, reference), measured alternately."""
+) -> tuple[float, float, float]:
+    """Median milliseconds per forward of model and reference, measured alternately, and the
+    median ratio model/reference of runs made back to back."""
     fmt = torch.channels_last if setting.channels_last else torch.contiguous_format
     model = model.to(setting.device, memory_format=fmt)
     reference = reference.to(setting.device, memory_format=fmt)
@@ -128,7 +128,9 @@ def time_pair(
             order = list(runs) if i % 2 == 0 else list(reversed(runs))
             for key in order:
                 times[key].append(_timed(runs[key], setting))
-    return statistics.median(times["archspec"]), statistics.median(times["torchvision"])
+    ours, theirs = times["archspec"], times["torchvision"]
+    ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+    return statistics.median(ours), statistics.median(theirs), statistics.median(ratios)
 
 
 def benchmark(
