@@ -1,5 +1,7 @@
-"""Static analysis of architecture graphs: costs, receptive fields and pitfalls."""
+"""Static analysis of architecture graphs: costs, receptive fields, pitfalls and pictures."""
 
 from archspec.analysis.cost import CostReport, NodeCost, ReceptiveField, analyze
+from archspec.analysis.draw import draw
+from archspec.analysis.lint import Finding, lint
 
-__all__ = ["CostReport", "NodeCost", "ReceptiveField", "analyze"]
+__all__ = ["CostReport", "Finding", "NodeCost", "ReceptiveField", "analyze", "draw", "lint"]

@@ -1,8 +1,20 @@
 """Costs read off the graph alone: params, MACs/FLOPs, activation memory, receptive fields.
 
-Convention: a multiply-add is 2 FLOPs (`flops = 2 * macs`), as torch.utils.flop_counter counts;
-only convolutions, matmuls and attention are counted; normalization, activations, pooling and
-elementwise merges are not (FlopCounterMode leaves them out too).
+FLOP convention, that of torch.utils.flop_counter.FlopCounterMode: one multiply-add is 2 FLOPs
+(`flops = 2 * macs`), per sample, forward pass only. Counted: convolutions (patch embeddings and
+squeeze-excitation's 1x1 convolutions included), linear layers and matmuls, and attention (the
+q/k/v/output projections, 4*L*C^2 MACs, plus scores and weighted sum, 2*L^2*C). Not counted,
+as FlopCounterMode does not count them: biases, normalization, activations, pooling (global
+included), softmax, dropout and elementwise merges (add, mul, layer scale). The zoo agrees
+with FlopCounterMode exactly (tests/analysis/test_cost.py).
+
+Activation memory is the size of every node's output at `batch` x `dtype_bytes`, summed: what a
+training step keeps for backward, ignoring in-place ops and what the allocator reuses.
+
+Receptive fields follow the usual recurrence per spatial axis (size, jump = cumulative stride,
+start = centre of the first unit's field, in input pixels whose centres are at k + 0.5):
+size += (dilation*(kernel-1)) * jump; start += ((span-1)/2 - padding) * jump; jump *= stride.
+A merge sees the union of its branches' fields; global pooling and attention see everything.
 """
 
 from __future__ import annotations

@@ -1,58 +1,82 @@
-"""Stages and block instances read off dotted node names, for subtotals and collapsed pictures.
+"""Stages and block instances of a graph, for subtotals and collapsed pictures.
 
-A stage is the shortest dotted prefix of a node's name that does not hold most of the network:
-`layer3` in resnet50, but `features.3` in torchvision-style specs where `features` holds nearly
-everything. A block instance is one level below its stage (`layer3.2`).
+Read off the spec by following a node's dotted name through the items it was expanded from:
+- a block instance is the outermost `block:` item a node sits in, with its repeat index
+  (`layer3.2`, `features.denseblock1.5`, googlenet's `inception3a`);
+- its stage is that item without the repeat index (`layer3`, `encoder.layers`);
+- a node outside every block belongs to the outermost group around it that holds no blocks
+  (efficientnet's stem `features.0`, vgg's `classifier`), else stands alone.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import networkx as nx
 
 from archspec.graph import INPUT
+from archspec.spec.model import Item, Spec
 
 
-def stages(names: list[str]) -> dict[str, str]:
-    """Node name -> its stage prefix (the node's own name when it stands alone)."""
-    total = len(names)
-    counts: Counter[str] = Counter()
-    children: dict[str, set[str]] = {}
-    for name in names:
-        parts = name.split(".")
-        for depth in range(1, len(parts)):
-            prefix = ".".join(parts[:depth])
-            counts[prefix] += 1
-            children.setdefault(prefix, set()).add(parts[depth])
-    result = {}
-    for name in names:
-        parts = name.split(".")
-        stage = name
-        for depth in range(1, len(parts)):
-            prefix = ".".join(parts[:depth])
-            # descend through a prefix only if it holds most of the network and splits
-            if not (counts[prefix] * 2 > total and len(children[prefix]) > 1):
-                stage = prefix
-                break
-        result[name] = stage
-    return result
+@dataclass(frozen=True)
+class Place:
+    """Where a node sits: its stage, its block instance and that instance's block."""
+
+    stage: str
+    instance: str
+    block: str | None
+
+
+def places(graph: nx.DiGraph) -> dict[str, Place]:
+    """Place of every node (but the input), in graph order."""
+    spec: Spec = graph.graph["spec"]
+    return {n: _place(spec, n) for n in graph.graph["order"] if n != INPUT}
+
+
+def _place(spec: Spec, name: str) -> Place:
+    parts = name.split(".")
+    items: list[Item] | None = spec.layers
+    depth = 0
+    plain: str | None = None  # the outermost group without blocks, if the node is in one
+    while items is not None and depth < len(parts):
+        index = next((k for k, it in enumerate(items) if (it.name or str(k)) == parts[depth]), None)
+        if index is None:
+            break
+        item = items[index]
+        stage = ".".join(parts[: depth + 1])
+        depth += 1 if item.repeat is None else 2
+        instance = ".".join(parts[:depth])
+        if item.block is not None:
+            return Place(stage, instance, item.block)
+        if item.layers is None:
+            break
+        if plain is None and not _has_blocks(spec, item.layers):
+            plain = instance
+        items = item.layers
+    group = plain or name
+    return Place(group, group, None)
+
+
+def _has_blocks(spec: Spec, items: list[Item]) -> bool:
+    return any(
+        it.block is not None or (it.layers is not None and _has_blocks(spec, it.layers))
+        for it in items
+    )
+
+
+def stages(graph: nx.DiGraph) -> dict[str, str]:
+    """Node name -> its stage (`layer3`; the node's own name when it stands alone)."""
+    return {n: p.stage for n, p in places(graph).items()}
 
 
 @dataclass
 class Group:
-    """Nodes drawn or counted as one: `members` are the block instances merged into it (a
-    single member, the group's own name, when nothing was merged)."""
+    """Nodes drawn or counted as one box: `members` are the block instances merged into it."""
 
+    name: str
+    nodes: list[str]
     members: list[str]
-    nodes: list[str] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        if len(self.members) == 1:
-            return self.members[0]
-        return f"{self.members[0]}-{self.members[-1].rsplit('.', 1)[-1]}"  # layer3.1-5
+    block: str | None = None
 
     @property
     def repeat(self) -> int:
@@ -61,57 +85,45 @@ class Group:
 
 def collapse(graph: nx.DiGraph, level: str) -> list[Group]:
     """Groups in graph order: `none` one per node; `stage` one per stage; `block` one per run of
-    structurally identical block instances (`layer3.1` to `layer3.5` become one `x5` box)."""
+    identical consecutive instances of a stage (`layer3.1` to `layer3.5` become `layer3.1-5`,
+    five instances whose nodes have the same names and ops)."""
     if level not in ("none", "block", "stage"):
         raise ValueError(f"collapse must be none, block or stage (got {level!r})")
-    names = [n for n in graph.graph["order"] if n != INPUT]
+    where = places(graph)
     if level == "none":
-        return [Group([n], [n]) for n in names]
-    stage_of = stages(names)
+        return [Group(n, [n], [n]) for n in where]
     groups: dict[str, Group] = {}
-    for name in names:
-        stage = stage_of[name]
-        key = stage if level == "stage" or stage == name else _instance(name, stage)
-        groups.setdefault(key, Group([key])).nodes.append(name)
-    ordered = list(groups.values())
-    return ordered if level == "stage" else _merge_repeats(graph, ordered)
+    for name, place in where.items():
+        key = place.stage if level == "stage" else place.instance
+        group = groups.setdefault(key, Group(key, [], [], place.block))
+        group.nodes.append(name)
+        if place.instance not in group.members:
+            group.members.append(place.instance)
+    if level == "stage":
+        return list(groups.values())
+    return _merge_repeats(graph, list(groups.values()), where)
 
 
-def _instance(name: str, stage: str) -> str:
-    rest = name[len(stage) + 1 :].split(".")
-    return f"{stage}.{rest[0]}" if len(rest) > 1 else name
+def _signature(graph: nx.DiGraph, group: Group) -> tuple:
+    cut = len(group.members[0]) + 1
+    first = [n for n in group.nodes if n.startswith(group.members[0] + ".")]
+    return tuple((n[cut:], graph.nodes[n]["op"].op) for n in first)
 
 
-def _signature(graph: nx.DiGraph, member: str, nodes: list[str]) -> tuple:
-    inside = [n for n in nodes if n.startswith(member + ".")]
-    return tuple((n[len(member) + 1 :], graph.nodes[n]["op"].op) for n in inside)
-
-
-def _merge_repeats(graph: nx.DiGraph, groups: list[Group]) -> list[Group]:
-    """Join consecutive instances of one stage whose nodes have the same names and ops."""
+def _merge_repeats(graph: nx.DiGraph, groups: list[Group], where: dict[str, Place]) -> list[Group]:
     merged: list[Group] = []
     for group in groups:
         last = merged[-1] if merged else None
-        member = group.members[0]
         if (
             last is not None
-            and len(group.nodes) > 1
-            and member.rsplit(".", 1)[0] == last.members[0].rsplit(".", 1)[0]
-            and _signature(graph, member, group.nodes)
-            == _signature(graph, last.members[0], last.nodes)
+            and group.block is not None
+            and group.name != where[group.nodes[0]].stage  # a repeat of its stage
+            and where[group.nodes[0]].stage == where[last.nodes[0]].stage
+            and _signature(graph, group) == _signature(graph, last)
         ):
-            last.members.append(member)
             last.nodes += group.nodes
+            last.members += group.members
+            last.name = f"{last.members[0]}-{group.name.rsplit('.', 1)[1]}"  # layer3.1-5
             continue
         merged.append(group)
     return merged
-
-
-def block_name(graph: nx.DiGraph, nodes: list[str]) -> str | None:
-    """The block most of these nodes were expanded from (`bottleneck`), if any."""
-    found = Counter(
-        graph.nodes[n]["path"][1]
-        for n in nodes
-        if graph.nodes[n].get("path", ())[:1] == ("blocks",)
-    )
-    return found.most_common(1)[0][0] if found else None

@@ -1,17 +1,67 @@
-"""`archspec summary`: the per-node table as rich text, markdown or JSON."""
+"""`archspec summary`: the per-node table with stage subtotals, as rich text, markdown or JSON."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from archspec.analysis.cost import CostReport, analyze
+from archspec.analysis.cost import CostReport, NodeCost, analyze
+from archspec.analysis.groups import stages
 from archspec.errors import ArchspecError
+from archspec.graph import build_graph
+
+FORMATS = ("table", "json", "markdown")
+HEADER = ["node", "op", "output shape", "params", "MFLOPs", "act. KiB", "RF"]
 
 
-def _report(spec: str, scale: str | None, batch: int) -> tuple[str, CostReport]:
+@dataclass
+class Stage:
+    """Consecutive nodes sharing a stage prefix (`layer3`), with their summed figures."""
+
+    name: str
+    nodes: list[str]
+    params: int
+    macs: int
+    activation_bytes: int
+    output: NodeCost  # the stage's last node
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "nodes": len(self.nodes),
+            "params": self.params,
+            "macs": self.macs,
+            "flops": self.flops,
+            "activation_bytes": self.activation_bytes,
+            "shape": list(self.output.shape.dims),
+            "receptive_field": vars(self.output.receptive_field),
+        }
+
+
+def stage_runs(report: CostReport, stage_of: dict[str, str]) -> list[Stage]:
+    """The report's nodes cut into runs of one stage each (`stage_of` from groups.stages)."""
+    runs: list[Stage] = []
+    for name, cost in report.nodes.items():
+        if not runs or runs[-1].name != stage_of[name]:
+            runs.append(Stage(stage_of[name], [], 0, 0, 0, cost))
+        run = runs[-1]
+        run.nodes.append(name)
+        run.params += cost.params
+        run.macs += cost.macs
+        run.activation_bytes += cost.activation_bytes
+        run.output = cost
+    return runs
+
+
+def _report(spec: str, scale: str | None, batch: int) -> tuple[str, CostReport, list[Stage]]:
     from archspec.spec import load_spec
     from archspec.zoo import spec_path
 
@@ -21,11 +71,45 @@ def _report(spec: str, scale: str | None, batch: int) -> tuple[str, CostReport]:
         from archspec.scale import apply_preset
 
         loaded, options = apply_preset(loaded, scale)
-    return loaded.name, analyze(loaded, batch=batch, **options)
+    graph = build_graph(loaded, **options)
+    report = analyze(graph, batch=batch)
+    return loaded.name, report, stage_runs(report, stages(graph))
 
 
 def _rf(size: float) -> str:
     return "all" if size == float("inf") else f"{size:g}"
+
+
+def _row(name: str, op: str, cost: NodeCost | Stage, shape: NodeCost) -> list[str]:
+    return [
+        name,
+        op,
+        str(shape.shape),
+        f"{cost.params:,}",
+        f"{cost.flops / 1e6:.2f}",
+        f"{cost.activation_bytes / 1024:.0f}",
+        _rf(shape.receptive_field.size),
+    ]
+
+
+def summary_rows(
+    report: CostReport, runs: list[Stage], *, stages_only: bool = False
+) -> list[tuple[str, list[str]]]:
+    """(kind, cells) rows: kind is `node`, `stage` (a subtotal) or `total`."""
+    rows: list[tuple[str, list[str]]] = []
+    for stage in runs:
+        single = len(stage.nodes) == 1
+        if not stages_only or single:
+            for name in stage.nodes:
+                cost = report.nodes[name]
+                rows.append(("node", _row(name, cost.op, cost, cost)))
+        if not single:
+            label = f"{len(stage.nodes)} nodes"
+            rows.append(("stage", _row(f"{stage.name} total", label, stage, stage.output)))
+    out = report.nodes[report.outputs[0]]
+    total = ["total", "", str(out.shape), f"{report.params:,}", f"{report.flops / 1e6:.2f}"]
+    rows.append(("total", [*total, f"{report.activation_bytes / 1024:.0f}", ""]))
+    return rows
 
 
 def render_summary(
@@ -34,43 +118,31 @@ def render_summary(
     scale: str | None = None,
     fmt: str = "table",
     batch: int = 1,
+    stages_only: bool = False,
     console: Console | None = None,
 ) -> str | None:
-    if fmt not in ("table", "json", "markdown"):
+    """The summary as text (json, markdown) or printed on `console` (table, returns None)."""
+    if fmt not in FORMATS:
         raise ArchspecError(f"--format must be table, json or markdown (got {fmt!r})")
-    name, report = _report(spec, scale, batch)
+    name, report, runs = _report(spec, scale, batch)
     if fmt == "json":
-        return json.dumps({"name": name, **report.to_dict()}, indent=2) + "\n"
-    header = ["node", "op", "output shape", "params", "MFLOPs", "act. KiB", "RF"]
-    rows = [
-        [
-            node,
-            c.op,
-            str(c.shape),
-            f"{c.params:,}",
-            f"{c.flops / 1e6:.2f}",
-            f"{c.activation_bytes / 1024:.0f}",
-            _rf(c.receptive_field.size),
-        ]
-        for node, c in report.nodes.items()
-    ]
-    total = [
-        "total",
-        "",
-        str(report.nodes[report.outputs[0]].shape),
-        f"{report.params:,}",
-        f"{report.flops / 1e6:.2f}",
-        f"{report.activation_bytes / 1024:.0f}",
-        "",
-    ]
+        data = {"name": name, **report.to_dict()}
+        data["stages"] = [s.to_dict() for s in runs]
+        return json.dumps(data, indent=2) + "\n"
+    rows = summary_rows(report, runs, stages_only=stages_only)
     if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(r) + " |" for r in [*rows, total]]
+        lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+        for kind, cells in rows:
+            if kind != "node":
+                cells = [f"**{c}**" if c else c for c in cells]
+            lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
-    table = Table(*header, title=f"{name}  input {report.input_shape}", show_footer=False)
-    for r in rows:
-        table.add_row(*r)
-    table.add_section()
-    table.add_row(*total, style="bold")
+    table = Table(*HEADER, title=f"{name}  input {report.input_shape}", show_footer=False)
+    for kind, cells in rows:
+        if kind == "total":
+            table.add_section()
+        table.add_row(*cells, style={"node": None, "stage": "bold cyan", "total": "bold"}[kind])
+        if kind == "stage":
+            table.add_section()
     (console or Console()).print(table)
     return None

@@ -40,11 +40,13 @@ def summary(
     scale: Annotated[str | None, typer.Option(help="apply one of the spec's scale presets")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, json or markdown")] = "table",
     batch: Annotated[int, typer.Option(help="batch size for activation memory")] = 1,
+    stages: Annotated[bool, typer.Option("--stages", help="stage subtotals only")] = False,
 ) -> None:
-    """Per-node table: op, output shape, params, FLOPs, memory, receptive field; totals."""
+    """Per-node table: op, output shape, params, FLOPs, memory, receptive field; a subtotal
+    per stage (a top-level name such as layer3); totals."""
     from archspec.analysis.summary import render_summary
 
-    text = render_summary(spec, scale=scale, fmt=fmt, batch=batch, console=out)
+    text = render_summary(spec, scale=scale, fmt=fmt, batch=batch, stages_only=stages, console=out)
     if text is not None:
         sys.stdout.write(text)
 

@@ -361,8 +361,13 @@ class _Builder:
         h, w = self.spec.input.hw
         g.nodes[INPUT]["shape"] = Shape.image(self.spec.input.channels, h, w)
         self.rank = {name: i for i, name in enumerate(self.nodes)}
+        key = self._order_key
         try:
-            order = list(nx.lexicographical_topological_sort(g, key=self._order_key))
+            # Expansion order is the sort's answer unless a `from:` names a later item.
+            if all(key(u) < key(v) for u, v in g.edges):
+                order = sorted(g.nodes, key=key)
+            else:
+                order = list(nx.lexicographical_topological_sort(g, key=key))
         except nx.NetworkXUnfeasible:
             cycle = [u for u, _ in nx.find_cycle(g)]
             first = self.nodes[cycle[0]]
@@ -377,8 +382,8 @@ class _Builder:
                 continue
             self._infer_node(name)
 
-    def _order_key(self, name: str) -> str:
-        return f"{self.rank.get(name, -1) + 1:08d}"
+    def _order_key(self, name: str) -> int:
+        return self.rank.get(name, -1) + 1
 
     def _infer_node(self, name: str) -> None:
         g, pending = self.graph, self.nodes[name]

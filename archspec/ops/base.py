@@ -65,6 +65,7 @@ class Op(BaseModel):
     op: ClassVar[str]
     arity: ClassVar[int | None] = 1  # None: two or more inputs (merges)
     layouts: ClassVar[tuple[Layout, ...] | None] = None  # accepted input layouts; None = any
+    normalizes: ClassVar[bool] = False  # a normalization layer (for `archspec lint`)
 
     # --- shape -----------------------------------------------------------------------------
     def infer(self, inputs: list[Shape]) -> Shape:

@@ -20,6 +20,7 @@ class BatchNorm(Op):
     """Batch normalization over the channels of an image tensor (or of a feature vector)."""
 
     op = "batchnorm"
+    normalizes = True
     layouts = ("CHW", "C")
 
     eps: Eps = 1e-5
@@ -49,6 +50,7 @@ class LayerNorm(Op):
     tensors, axis 1 of an (N,C,H,W) tensor (ConvNeXt's channels-first LayerNorm2d)."""
 
     op = "layernorm"
+    normalizes = True
 
     eps: Eps = 1e-5
     elementwise_affine: bool = True

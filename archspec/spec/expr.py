@@ -7,6 +7,7 @@ names in scope, arithmetic, comparisons, `a if c else b` and a few functions are
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 import re
@@ -75,6 +76,7 @@ def evaluate(value: Any, scope: Mapping[str, Any]) -> Any:
     return _eval(_parse(value), scope)
 
 
+@functools.lru_cache(maxsize=4096)  # each block instance evaluates the same texts again
 def _parse(text: str) -> ast.AST:
     ref = _REF.match(text)
     if ref:

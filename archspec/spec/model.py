@@ -164,9 +164,10 @@ class Spec(_Strict):
 
     def locate(self, path: PathKey, key: bool = False) -> Location:
         """Where `path` (e.g. ("layers", 3, "kernel_size")) was written, as near as known."""
-        if self._source is None:
+        source = self._source  # one private-attribute lookup: this runs once per graph node
+        if source is None:
             return Location(f"<{self.name}>")
-        return self._source.locate(path, key)
+        return source.locate(path, key)
 
     @property
     def file(self) -> str:

@@ -45,9 +45,9 @@ layers:
   - {op: gelu}
   - {op: linear, out_features: 16}
   - {op: layer_scale}
-  - {op: permute, to: CHW}
-  - {op: stochastic_depth, p: 0.1}
-  - {op: add, from: [8, stem_norm]}
+  - {op: permute, name: back, to: CHW}
+  - {op: stochastic_depth, name: drop, p: 0.1}
+  - {op: add, from: [drop, stem_norm]}
   - {op: adaptive_avgpool}
   - {op: flatten}
   - {op: linear, out_features: 10, bias: false}
@@ -60,9 +60,9 @@ layers:
   - {op: batchnorm, name: stem}
   - {op: hardswish}
   - {op: conv2d, name: grouped, out_channels: 32, kernel_size: 3, padding: same, groups: 4}
-  - {op: squeeze_excitation, squeeze_channels: 8, gate: hardsigmoid}
+  - {op: squeeze_excitation, name: se, squeeze_channels: 8, gate: hardsigmoid}
   - {op: conv2d, name: side, from: stem, out_channels: 8, kernel_size: 1, dilation: 2}
-  - {op: concat, from: [1, side]}
+  - {op: concat, from: [se, side]}
   - {op: maxpool, kernel_size: 2, ceil_mode: true}
   - {op: avgpool, kernel_size: 3, stride: 1, padding: 1}
   - {op: adaptive_avgpool, output_size: 2}
