@@ -1,3 +1,146 @@
 """Commands about scaling, search and export: scale, search, report, export."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from archspec.cli import command, err, out
+from archspec.errors import ScaleError
+
+StudyArg = Annotated[
+    str, typer.Argument(help="a search definition (search/NAME.yaml) or a study name")
+]
+StorageOpt = Annotated[
+    str | None,
+    typer.Option(help="Optuna storage URL (default: the definition's, or sqlite:///runs/STUDY.db)"),
+]
+
+
+@command
+def scale(
+    spec: Annotated[str, typer.Argument(help="a spec file, or the name of a zoo model")],
+    depth: Annotated[float, typer.Option(help="depth multiplier (repeats, rounded up)")] = 1.0,
+    width: Annotated[float, typer.Option(help="width multiplier (channels, make_divisible)")] = 1.0,
+    resolution: Annotated[float, typer.Option(help="input resolution multiplier")] = 1.0,
+    size: Annotated[int | None, typer.Option(help="absolute input size instead")] = None,
+    kernel: Annotated[
+        list[str] | None, typer.Option(help="STAGE=K: kernel size of a named stage (repeatable)")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="write here")] = None,
+) -> None:
+    """Scale a spec by depth, width and resolution (EfficientNet rules); print or write YAML."""
+    from archspec.scale import scale as scale_spec
+    from archspec.spec import load_spec
+    from archspec.spec.dump import dump_spec, write_text_atomic
+    from archspec.zoo import spec_path
+
+    kernels = {}
+    for item in kernel or []:
+        stage, _, value = item.partition("=")
+        if not stage or not value.isdigit():
+            raise ScaleError(f"--kernel expects STAGE=K, e.g. stage3=5; got {item!r}")
+        kernels[stage] = int(value)
+    scaled = scale_spec(
+        load_spec(spec_path(spec)),
+        depth=depth,
+        width=width,
+        resolution=resolution,
+        size=size,
+        kernels=kernels or None,
+    )
+    header = (
+        f"{spec} scaled: depth {depth:g}, width {width:g}, resolution {resolution:g}"
+        + (f", size {size}" if size else "")
+        + "".join(f", {k}: kernel {v}" for k, v in kernels.items())
+    )
+    text = dump_spec(scaled, header=header)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        write_text_atomic(output, text)
+        err.print(f"wrote {output}", highlight=False)
+
+
+@command
+def search(
+    definition: Annotated[
+        str, typer.Argument(help="a search definition (search/NAME.yaml) or a shipped one's name")
+    ],
+    trials: Annotated[int | None, typer.Option(help="trials to add (default: the file's)")] = None,
+    storage: StorageOpt = None,
+    seed: Annotated[int | None, typer.Option(help="seed (default: the file's)")] = None,
+    timeout: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="best spec (default: the file's export)")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+) -> None:
+    """Run an Optuna search (re-running resumes the study), print the result, export the best."""
+    from archspec.errors import ExportError
+    from archspec.search import export_trial, load_search, run_search
+    from archspec.search.report import print_report
+
+    defn = load_search(definition)
+    if trials is not None and trials < 0:
+        raise typer.BadParameter("--trials must be >= 0")
+    try:
+        result = run_search(
+            defn, trials=trials, storage=storage, seed=seed, timeout=timeout, quiet=quiet
+        )
+    except KeyboardInterrupt:
+        err.print("interrupted; finished trials are stored: run the same command to resume")
+        raise typer.Exit(130) from None
+    print_report(result.study, out)
+    out.print(f"{result.added} trials in {result.seconds:.0f} s", highlight=False)
+    try:
+        path, _ = export_trial(result.study, output or defn.export_path)
+    except ExportError as exc:
+        err.print(f"nothing exported: {exc.message}", highlight=False)
+        return
+    out.print(f"best spec written to {path}", highlight=False)
+
+
+@command
+def report(
+    study: StudyArg,
+    storage: StorageOpt = None,
+    plots: Annotated[
+        Path | None, typer.Option(help="folder for the plots (default: runs/STUDY)")
+    ] = None,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="only the tables")] = False,
+) -> None:
+    """Best trial or Pareto front as a table (and the compound family); plots as HTML and PNG."""
+    from archspec.search import load_study
+    from archspec.search.report import print_report, save_plots
+
+    loaded = load_study(study, storage)
+    print_report(loaded, out)
+    if no_plots:
+        return
+    written, skipped = save_plots(loaded, plots or Path("runs") / loaded.study_name)
+    for path in written:
+        out.print(f"plot: {path}", highlight=False)
+    for reason in skipped:
+        err.print(f"plot skipped: {reason}", highlight=False)
+
+
+@command
+def export(
+    study: StudyArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="the spec file to write")],
+    trial: Annotated[str, typer.Option(help="'best' or a trial number")] = "best",
+    phi: Annotated[
+        int | None, typer.Option(help="compound mode: the family member phi instead")
+    ] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Write a trial's architecture as a standalone spec that rebuilds the evaluated model."""
+    from archspec.search import export_trial, load_study
+
+    if trial != "best" and not trial.isdigit():
+        raise typer.BadParameter("--trial is 'best' or a trial number")
+    path, spec = export_trial(load_study(study, storage), output, trial, phi)
+    out.print(f"wrote {path} ({spec.name})", highlight=False)

@@ -1,0 +1,234 @@
+"""Datasets for search trials: loaded once, split once (stratified, seeded), kept whole in memory
+as tensors and resized to each candidate's resolution with torch interpolation."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from archspec.errors import SearchError
+from archspec.search.definition import Data
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train and validation tensors at one resolution, normalized, on one device.
+    x: (N, C, H, W) float32; y: (N,) int64."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+
+
+class Dataset:
+    """All images of a dataset at their native size, with one fixed train/validation split."""
+
+    def __init__(self, name: str, images: torch.Tensor, labels: torch.Tensor, cfg: Data, seed: int):
+        # images: (N, C, H, W), uint8 (0..255) or float (0..1); labels: (N,)
+        self.name = name
+        self.images = images
+        self.labels = labels.long()
+        self.num_classes = int(self.labels.max()) + 1
+        self.train_idx, self.val_idx = _stratified_split(self.labels, cfg, seed)
+        self._cache: OrderedDict[tuple, Split] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def native_size(self) -> tuple[int, int]:
+        return tuple(self.images.shape[-2:])
+
+    def split(self, size: tuple[int, int], channels: int, device: torch.device | str) -> Split:
+        """The fixed split resized to `size` with `channels` channels, normalized by the
+        training images' per-channel mean and std; the last few are cached."""
+        key = (tuple(size), channels, str(device))
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        x = _as_channels(_as_float(self.images), channels)
+        x = _resize(x, tuple(size))
+        train = x[self.train_idx]
+        mean = train.mean(dim=(0, 2, 3), keepdim=True)
+        std = train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+        x = (x - mean) / std
+        split = Split(
+            x[self.train_idx].to(device),
+            self.labels[self.train_idx].to(device),
+            x[self.val_idx].to(device),
+            self.labels[self.val_idx].to(device),
+        )
+        self._cache[key] = split
+        while len(self._cache) > 4:
+            self._cache.popitem(last=False)
+        return split
+
+
+def load_dataset(cfg: Data, seed: int = 0) -> Dataset:
+    """The dataset a search definition names; never downloads unless `download: true`."""
+    name = cfg.dataset
+    if name == "digits":
+        images, labels = _digits()
+    elif name == "synthetic":
+        images, labels = _synthetic(cfg.num_samples, cfg.num_classes, seed)
+    elif name.startswith("imagefolder:"):
+        images, labels = _imagefolder(Path(name.split(":", 1)[1]), cfg.image_size)
+    else:
+        images, labels = _torchvision(name.split(":", 1)[1], cfg)
+    if cfg.limit is not None and cfg.limit < len(labels):
+        keep = _stratified_subset(labels, cfg.limit, seed)
+        images, labels = images[keep], labels[keep]
+    return Dataset(name, images, labels, cfg, seed)
+
+
+def _digits() -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()  # bundled with scikit-learn: 1797 images, 8x8, values 0..16
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    return images, torch.tensor(digits.target, dtype=torch.int64)
+
+
+def _synthetic(count: int, classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Learnable but not trivial: each class is a smooth random 3-channel pattern, each sample
+    that pattern, randomly shifted, plus noise. 32x32."""
+    gen = torch.Generator().manual_seed(seed)
+    templates = F.interpolate(
+        torch.rand(classes, 3, 6, 6, generator=gen),
+        size=(40, 40),
+        mode="bicubic",
+        align_corners=False,
+    )
+    labels = torch.arange(count) % classes
+    labels = labels[torch.randperm(count, generator=gen)]
+    dy, dx = (torch.randint(0, 9, (count,), generator=gen) for _ in range(2))
+    rows = dy[:, None] + torch.arange(32)[None, :]  # (N, 32)
+    cols = dx[:, None] + torch.arange(32)[None, :]
+    picked = templates[labels]  # (N, 3, 40, 40)
+    images = picked[
+        torch.arange(count)[:, None, None, None],
+        torch.arange(3)[None, :, None, None],
+        rows[:, None, :, None],
+        cols[:, None, None, :],
+    ]
+    images = (images + 0.35 * torch.randn(images.shape, generator=gen)).clamp(0, 1)
+    return images, labels
+
+
+def _imagefolder(root: Path, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """root/<class>/<image>, classes in sorted order (torchvision's ImageFolder layout)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not root.is_dir():
+        raise SearchError(f"data.dataset: imagefolder {str(root)!r} is not a folder")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    files = [
+        (f, label)
+        for label, cls in enumerate(classes)
+        for f in sorted((root / cls).rglob("*"))
+        if f.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if len(classes) < 2 or not files:
+        raise SearchError(
+            f"data.dataset: {str(root)!r} needs one sub-folder of images per class (found "
+            f"{len(classes)} classes, {len(files)} images)"
+        )
+    images = torch.empty(len(files), 3, size, size, dtype=torch.uint8)
+    for i, (path, _) in enumerate(files):
+        try:
+            with Image.open(path) as img:
+                rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        except (OSError, UnidentifiedImageError) as exc:
+            raise SearchError(f"data.dataset: cannot read image {path}: {exc}") from exc
+        images[i] = torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
+    return images, torch.tensor([label for _, label in files])
+
+
+def _torchvision(name: str, cfg: Data) -> tuple[torch.Tensor, torch.Tensor]:
+    """A torchvision dataset with .data and .targets (MNIST, FashionMNIST, CIFAR10, ...); its
+    train split is split again into train and validation."""
+    try:
+        import torchvision.datasets as datasets
+    except ImportError as exc:
+        raise SearchError("data.dataset: torchvision datasets need torchvision installed") from exc
+    cls = getattr(datasets, name, None)
+    if cls is None:
+        raise SearchError(f"data.dataset: torchvision has no dataset {name!r}")
+    try:
+        ds = cls(cfg.root, train=True, download=cfg.download)
+    except RuntimeError as exc:
+        hint = "" if cfg.download else "; set data.download: true to fetch it"
+        raise SearchError(f"data.dataset: {name} not found under {cfg.root!r}{hint}") from exc
+    data, targets = getattr(ds, "data", None), getattr(ds, "targets", None)
+    if data is None or targets is None:
+        raise SearchError(f"data.dataset: {name} does not expose .data and .targets")
+    images = torch.as_tensor(np.asarray(data))
+    if images.ndim == 3:  # (N, H, W) grayscale
+        images = images.unsqueeze(1)
+    elif images.shape[-1] in (1, 3):  # (N, H, W, C)
+        images = images.permute(0, 3, 1, 2)
+    return images.contiguous(), torch.as_tensor(np.asarray(targets), dtype=torch.int64)
+
+
+def _stratified_split(
+    labels: torch.Tensor, cfg: Data, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(labels))
+    try:
+        train, val = train_test_split(
+            index, test_size=cfg.val_fraction, stratify=labels.numpy(), random_state=seed
+        )
+    except ValueError as exc:
+        raise SearchError(f"data: cannot split {len(labels)} samples: {exc}") from exc
+    return torch.from_numpy(np.sort(train)), torch.from_numpy(np.sort(val))
+
+
+def _stratified_subset(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(labels))
+    keep, _ = train_test_split(index, train_size=count, stratify=labels.numpy(), random_state=seed)
+    return torch.from_numpy(np.sort(keep))
+
+
+def _as_float(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+
+
+def _as_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    have = x.shape[1]
+    if have == channels:
+        return x
+    if have == 1:
+        return x.expand(-1, channels, -1, -1).contiguous()
+    if channels == 1 and have == 3:  # ITU-R 601 luma
+        weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        return (x * weights).sum(dim=1, keepdim=True)
+    raise SearchError(f"the data has {have} channels; the spec's input wants {channels}")
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == size:
+        return x
+    out = []
+    for chunk in x.split(4096):
+        out.append(
+            F.interpolate(
+                chunk,
+                size=size,
+                mode="bilinear",
+                align_corners=False,
+                antialias=size[0] < x.shape[-2],
+            )
+        )
+    return torch.cat(out)

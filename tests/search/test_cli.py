@@ -1,0 +1,94 @@
+"""The search commands: scale, search, report, export; exit codes and located errors."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import archspec.cli.search  # noqa: F401 - registers the commands
+from archspec.cli import app
+from archspec.spec import load_spec
+
+BASES = Path(__file__).resolve().parents[2] / "search" / "bases"
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_scale_writes_a_valid_spec(tmp_path):
+    out = tmp_path / "wide.yaml"
+    result = invoke("scale", BASES / "tiny_effnet.yaml", "--width", 1.5, "--depth", 2,
+                    "--resolution", 1.5, "--kernel", "stage2=5", "-o", out)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    spec = load_spec(out)
+    assert spec.input.size == 18
+    assert "stage2: kernel 5" in out.read_text().splitlines()[0]
+    stage2 = next(item for item in spec.layers if item.name == "stage2")
+    assert stage2.repeat == 4 and stage2.args["kernel_size"] == 5
+
+
+def test_scale_prints_yaml_without_output():
+    result = invoke("scale", BASES / "tiny_resnet.yaml", "--size", 24)
+    assert result.exit_code == 0 and "size: 24" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--kernel", "stage9=5"], "unknown stage 'stage9'"),
+        (["--kernel", "stage2"], "--kernel expects STAGE=K"),
+        (["--width", "0"], "width multiplier must be in (0, 16]"),
+    ],
+)
+def test_scale_errors_exit_1(args, message):
+    result = invoke("scale", BASES / "tiny_effnet.yaml", *args)
+    assert result.exit_code == 1 and message in result.output
+
+
+def test_search_report_export_round_trip(write_def, tmp_path):
+    path = write_def()
+    result = invoke("search", path, "--trials", 2, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "tiny: best trials by accuracy" in result.output
+    assert "Same recipe for every candidate" in result.output
+    assert (tmp_path / "runs" / "tiny_best.yaml").exists()
+    assert "best spec written to runs/tiny_best.yaml" in result.output
+
+    again = invoke("search", path, "--trials", 1, "--quiet")  # resumes
+    assert again.exit_code == 0 and "3 trials:" in again.output
+
+    report = invoke("report", "tiny", "--plots", tmp_path / "plots")
+    assert report.exit_code == 0, report.output
+    for name in ("history", "importances"):
+        assert (tmp_path / "plots" / f"{name}.html").exists()
+        assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 1000
+
+    out = tmp_path / "trial1.yaml"
+    exported = invoke("export", path, "--trial", 1, "-o", out)
+    assert exported.exit_code == 0, exported.output
+    assert "trial 1" in out.read_text()
+
+
+def test_search_bad_definition_exit_1_with_location(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"study: x\nbase: {BASES / 'tiny_effnet.yaml'}\nmode: sideways\n")
+    result = invoke("search", bad)
+    assert result.exit_code == 1
+    assert f"{bad}:3:7: mode:" in result.output
+
+
+def test_report_and_export_of_a_missing_study_exit_1(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert invoke("report", "nothing").exit_code == 1
+    result = invoke("export", "nothing", "-o", tmp_path / "x.yaml")
+    assert result.exit_code == 1 and "no study database" in result.output
+
+
+def test_export_bad_trial_number(write_def, tmp_path):
+    path = write_def(trials=1)
+    assert invoke("search", path, "--quiet").exit_code == 0
+    result = invoke("export", path, "--trial", 7, "-o", tmp_path / "x.yaml")
+    assert result.exit_code == 1 and "has trials 0..0; got 7" in result.output
+    assert invoke("export", path, "--trial", "worst", "-o", tmp_path / "x.yaml").exit_code == 2
