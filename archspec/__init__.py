@@ -1,5 +1,6 @@
 """archspec: declarative neural architectures, compiled to PyTorch and searched with Optuna."""
 
+from archspec.analysis import analyze
 from archspec.compile import build, compile_graph
 from archspec.errors import (
     ArchspecError,
@@ -14,6 +15,7 @@ from archspec.errors import (
 from archspec.graph import build_graph
 from archspec.interop import load_torchvision_state_dict
 from archspec.ops import Op, register
+from archspec.scale import scale
 from archspec.spec import Spec, load_spec
 from archspec.zoo import create_model, list_specs
 
@@ -30,6 +32,7 @@ __all__ = [
     "SpecError",
     "SpecSyntaxError",
     "SpecValidationError",
+    "analyze",
     "build",
     "build_graph",
     "compile_graph",
@@ -38,4 +41,5 @@ __all__ = [
     "load_spec",
     "load_torchvision_state_dict",
     "register",
+    "scale",
 ]

@@ -62,6 +62,7 @@ def write_text_atomic(path: str | Path, text: str | bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(text.encode() if isinstance(text, str) else text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an exported spec is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
