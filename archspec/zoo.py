@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import fx
 
-from archspec.errors import SpecError
+from archspec.errors import ArchspecError, SpecError
 from archspec.ops.base import unknown_message
 
 _HERE = Path(__file__).resolve().parent
@@ -34,15 +34,23 @@ def list_specs() -> list[str]:
     return sorted(p.stem for p in spec_dir().glob("*.yaml"))
 
 
-def spec_path(name_or_path: str | Path) -> Path:
-    """A zoo name (`resnet50`) or a path to a spec file."""
+def find_file(
+    name_or_path: str | Path, folder: Path, kind: str, error: type[ArchspecError]
+) -> Path:
+    """A YAML file by path, or by the name of one shipped in `folder`."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
-    candidate = spec_dir() / f"{name_or_path}.yaml"
+    candidate = folder / f"{name_or_path}.yaml"
     if not candidate.exists():
-        raise SpecError(unknown_message("model", str(name_or_path), list_specs()))
+        shipped = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise error(unknown_message(kind, str(name_or_path), shipped))
     return candidate
+
+
+def spec_path(name_or_path: str | Path) -> Path:
+    """A zoo name (`resnet50`) or a path to a spec file."""
+    return find_file(name_or_path, spec_dir(), "model", SpecError)
 
 
 def create_model(name: str, *, scale: str | None = None, **options: Any) -> fx.GraphModule:

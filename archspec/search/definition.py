@@ -17,13 +17,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from archspec.errors import Problem, ScaleError, SearchError, SpecError
-from archspec.spec.load import load_spec, pydantic_problems
+from archspec.spec.load import load_spec, validate_source
 from archspec.spec.model import Name, Spec
 from archspec.spec.yamlsource import PathKey, Source, load_yaml, read_text
 
@@ -262,17 +261,9 @@ def default_storage(study: str) -> str:
 
 def definition_path(name_or_path: str | Path) -> Path:
     """A definition file, or the name of a shipped one (`digits_compound`)."""
-    from archspec.ops.base import unknown_message
-    from archspec.zoo import search_dir
+    from archspec.zoo import find_file, search_dir
 
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    candidate = search_dir() / f"{name_or_path}.yaml"
-    if not candidate.exists():
-        shipped = [p.stem for p in search_dir().glob("*.yaml")]
-        raise SearchError(unknown_message("search definition", str(name_or_path), shipped))
-    return candidate
+    return find_file(name_or_path, search_dir(), "search definition", SearchError)
 
 
 def load_search(source: str | Path) -> SearchDef:
@@ -282,15 +273,9 @@ def load_search(source: str | Path) -> SearchDef:
         source = definition_path(source)
     text, file = read_text(source)
     data = load_yaml(text, file)
-    if not isinstance(data.data, dict):
-        raise SearchError(
-            "a search definition is a mapping with study, base, mode and space",
-            data.locate(()),
-        )
-    try:
-        defn = SearchDef.model_validate(data.data)
-    except ValidationError as exc:
-        raise SearchError(pydantic_problems(exc, data, SearchDef)) from exc
+    defn = validate_source(
+        data, SearchDef, SearchError, "a search definition is a mapping with study, base and mode"
+    )
     defn._file = file
     problems = list(_semantic_problems(defn, data))
     if problems:

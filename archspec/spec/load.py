@@ -7,15 +7,17 @@ import functools
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from archspec.errors import Location, Problem, SpecValidationError
+from archspec.errors import ArchspecError, Location, Problem, SpecValidationError
 from archspec.ops import get_op
 from archspec.spec.expr import is_expression
 from archspec.spec.model import Item, Spec
 from archspec.spec.yamlsource import PathKey, Source, load_yaml, read_text
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def load_spec(source: str | Path | Spec) -> Spec:
@@ -26,16 +28,20 @@ def load_spec(source: str | Path | Spec) -> Spec:
     return spec_from_source(load_yaml(text, file))
 
 
-def spec_from_source(source: Source) -> Spec:
+def validate_source(source: Source, model: type[M], error: type[ArchspecError], what: str) -> M:
+    """`model` validated from YAML data; every problem raised as `error`, located."""
     if not isinstance(source.data, dict):
-        raise SpecValidationError(
-            f"a spec is a mapping with name, input and layers; got {type(source.data).__name__}",
-            source.locate(()),
-        )
+        raise error(f"{what}; got {type(source.data).__name__}", source.locate(()))
     try:
-        spec = Spec.model_validate(source.data)
+        return model.model_validate(source.data)
     except ValidationError as exc:
-        raise SpecValidationError(pydantic_problems(exc, source, Spec)) from exc
+        raise error(pydantic_problems(exc, source, model)) from exc
+
+
+def spec_from_source(source: Source) -> Spec:
+    spec = validate_source(
+        source, Spec, SpecValidationError, "a spec is a mapping with name, input and layers"
+    )
     spec._source = source
     problems = list(_op_param_problems(spec))
     if problems:
