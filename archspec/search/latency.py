@@ -8,7 +8,7 @@ import time
 import torch
 from torch import nn
 
-from archspec.search.train import autocast, channels_last
+from archspec.search.train import MEMORY_FORMAT, autocast
 
 
 @torch.inference_mode()
@@ -22,7 +22,7 @@ def measure_latency(
 ) -> float:
     """Milliseconds per forward of one (C, H, W) input, after `warmup` unmeasured runs."""
     model.eval()
-    fmt = torch.channels_last if channels_last(device) else torch.contiguous_format
+    fmt = MEMORY_FORMAT
     x = torch.randn(1, *input_shape, device=device).contiguous(memory_format=fmt)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times = []
