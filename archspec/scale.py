@@ -170,15 +170,12 @@ def _apply_options(spec: Spec, data: dict[str, Any], options: dict[str, Any]) ->
         if name not in spec.options:
             raise ScaleError(unknown_message("option", name, spec.options))
         data["options"][name] = {**data["options"][name], "default": value}
-        if isinstance(data["options"][name].get("type"), str) is False:
-            data["options"][name]["type"] = spec.options[name].type
 
 
-def apply_preset(spec: Spec, preset: str) -> tuple[Spec, dict[str, Any]]:
+def apply_preset(spec: Spec, preset: str) -> Spec:
     """The spec scaled by one of its named presets; option values go into the spec's defaults."""
     presets = spec.scaling.presets
     if preset not in presets:
         raise ScaleError(unknown_message("scale preset", preset, presets) + f" (in {spec.name})")
     p = presets[preset]
-    scaled = scale(spec, width=p.width, depth=p.depth, size=p.resolution, options=p.options)
-    return scaled, {}
+    return scale(spec, width=p.width, depth=p.depth, size=p.resolution, options=p.options)

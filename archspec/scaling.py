@@ -14,11 +14,6 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     return int(rounded)
 
 
-def scale_channels(channels: int, width: float, divisor: int = 8) -> int:
-    """Channels times the width multiplier, rounded by `make_divisible`."""
-    return make_divisible(channels * width, divisor)
-
-
 def scale_repeats(repeats: int, depth: float) -> int:
     """Repeats times the depth multiplier, rounded up."""
     return int(math.ceil(repeats * depth))

@@ -63,6 +63,5 @@ def create_model(name: str, *, scale: str | None = None, **options: Any) -> fx.G
     if scale is not None:
         from archspec.scale import apply_preset
 
-        spec, preset_options = apply_preset(spec, scale)
-        options = {**preset_options, **options}
+        spec = apply_preset(spec, scale)
     return build(spec, **options)

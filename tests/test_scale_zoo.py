@@ -46,7 +46,7 @@ def test_shipped_presets_are_the_released_table(b0):
 
 @pytest.mark.parametrize("name", list(RELEASED))
 def test_every_preset_gives_the_released_model(b0, name):
-    report = analyze(apply_preset(b0, name)[0])
+    report = analyze(apply_preset(b0, name))
     resolution = RELEASED[name][2]
     assert report.input_shape.dims == (3, resolution, resolution)
     with torch.device("meta"):  # shapes only: no memory, no init

@@ -66,12 +66,11 @@ def _report(spec: str, scale: str | None, batch: int) -> tuple[str, CostReport, 
     from archspec.zoo import spec_path
 
     loaded = load_spec(spec_path(spec))
-    options: dict = {}
     if scale is not None:
         from archspec.scale import apply_preset
 
-        loaded, options = apply_preset(loaded, scale)
-    graph = build_graph(loaded, **options)
+        loaded = apply_preset(loaded, scale)
+    graph = build_graph(loaded)
     report = analyze(graph, batch=batch)
     return loaded.name, report, stage_runs(report, stages(graph))
 

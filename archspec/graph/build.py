@@ -16,7 +16,7 @@ import networkx as nx
 from pydantic import TypeAdapter, ValidationError
 
 from archspec.errors import GraphError, Problem
-from archspec.ops import Op, ShapeError, get_op
+from archspec.ops import ShapeError, get_op
 from archspec.ops.base import unknown_message
 from archspec.shape import Shape
 from archspec.spec.expr import ExprError, evaluate, is_expression
@@ -474,7 +474,3 @@ def _check_reach(b: _Builder, outputs: list[str]) -> None:
         b.fail(("input",), "the model output does not depend on the input")
     if b.problems:
         raise GraphError(b.problems)
-
-
-def node_op(graph: nx.DiGraph, name: str) -> Op:
-    return graph.nodes[name]["op"]

@@ -23,14 +23,11 @@ from pydantic import (
 
 from archspec.errors import Problem, ScaleError, SearchError, SpecError
 from archspec.spec.load import load_spec, validate_source
-from archspec.spec.model import Name, Spec
+from archspec.spec.model import Multiplier, Name, PositiveInt, Spec
 from archspec.spec.yamlsource import PathKey, Source, load_yaml, read_text
 
-Multiplier = Annotated[float, Field(gt=0, le=16)]
-PositiveInt = Annotated[int, Field(ge=1, le=1 << 20)]
 Metric = Literal["accuracy", "params", "flops", "latency_ms", "reward"]
 MAXIMIZED = {"accuracy", "reward"}
-SAMPLERS = ("tpe", "nsga2", "random", "grid", "cmaes")
 DATASET = re.compile(r"^(digits|synthetic|imagefolder:.+|torchvision:[A-Za-z0-9_]+)$")
 
 

@@ -59,14 +59,6 @@ def is_expression(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("$")
 
 
-def names_in(value: Any) -> set[str]:
-    """Names an expression reads (empty for plain values)."""
-    if not is_expression(value):
-        return set()
-    tree = _parse(value)
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in FUNCTIONS}
-
-
 def evaluate(value: Any, scope: Mapping[str, Any]) -> Any:
     """Value of `value` in `scope`; non-expressions come back unchanged (lists element-wise)."""
     if isinstance(value, list):

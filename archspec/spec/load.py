@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from archspec.errors import ArchspecError, Location, Problem, SpecValidationError
+from archspec.errors import ArchspecError, Problem, SpecValidationError
 from archspec.ops import get_op
 from archspec.spec.expr import is_expression
 from archspec.spec.model import Item, Spec
@@ -213,7 +213,3 @@ def field_adapter(op: str, field: str) -> TypeAdapter:
     if not info.metadata:
         return TypeAdapter(info.annotation)
     return TypeAdapter(typing.Annotated.__class_getitem__((info.annotation, *info.metadata)))
-
-
-def location_of(spec: Spec, path: PathKey, key: bool = False) -> Location:
-    return spec.locate(path, key)

@@ -12,6 +12,7 @@ from archspec.spec.yamlsource import PathKey, Source
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
 Expr = Annotated[str, Field(pattern=r"^\$", max_length=200)]
 PositiveInt = Annotated[int, Field(ge=1, le=1 << 20)]
+Multiplier = Annotated[float, Field(gt=0, le=16)]  # a width/depth/resolution factor
 Value = int | float | bool | str | None | list[Any]
 
 RESERVED_NAMES = {"input"}
@@ -40,9 +41,6 @@ class ParamDef(_Strict):
 
 def _param_shorthand(value: Any) -> Any:
     return {"type": value} if isinstance(value, str) else value
-
-
-Params = dict[Name, Annotated[ParamDef, Field()]]
 
 
 class InputDef(_Strict):
@@ -135,8 +133,8 @@ class BlockDef(_Strict):
 class Preset(_Strict):
     """A named scale of the model (EfficientNet-B3, YOLO's n/s/m/l/x...)."""
 
-    width: Annotated[float, Field(gt=0, le=16)] = 1.0
-    depth: Annotated[float, Field(gt=0, le=16)] = 1.0
+    width: Multiplier = 1.0
+    depth: Multiplier = 1.0
     resolution: PositiveInt | None = None
     options: dict[Name, Value] = Field(default_factory=dict)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from archspec.spec.expr import ExprError, evaluate, names_in
+from archspec.spec.expr import ExprError, evaluate
 
 
 @pytest.mark.parametrize(
@@ -44,10 +44,3 @@ def test_evaluate(text, value):
 def test_rejected(text, message):
     with pytest.raises(ExprError, match=message):
         evaluate(text, {"c": 24})
-
-
-def test_names_in():
-    assert names_in("${make_divisible(in_channels * expand_ratio, 8)}") == {
-        "in_channels",
-        "expand_ratio",
-    }
