@@ -4,18 +4,18 @@
     defn = load_search("search/digits_compound.yaml")
     result = run_search(defn)                    # resumes the study when it exists
     export_trial(result.study, "runs/best.yaml")
+
+Modules, one per concern: `run` (the run loop), `storage` (storage URL, create/resume/load),
+`samplers` (the sampler and pruner tables), `trial` (the objective: one trial), `family`
+(compound step 2), `results` (best trial, Pareto front), `pick` (a trial as a spec), `report`.
 """
 
 from archspec.search.definition import SearchDef, load_search
-from archspec.search.export import export_trial, trial_spec
+from archspec.search.pick import export_trial, trial_spec
+from archspec.search.results import best_trial, pareto_trials
+from archspec.search.run import SearchResult, run_search
 from archspec.search.space import Candidate
-from archspec.search.study import (
-    SearchResult,
-    best_trial,
-    load_study,
-    pareto_trials,
-    run_search,
-)
+from archspec.search.storage import load_study
 
 __all__ = [
     "Candidate",

@@ -181,16 +181,41 @@ class Latency(_Strict):
     repeats: Annotated[int, Field(ge=1, le=10_000)] = 30
 
 
+def _one_of(value: str, table: dict) -> str:
+    if value not in table:
+        names = [repr(name) for name in table]
+        raise ValueError(f"input should be {', '.join(names[:-1])} or {names[-1]}")
+    return value
+
+
 class Sampler(_Strict):
-    name: Literal["tpe", "nsga2", "random", "grid", "cmaes"] = "tpe"
+    """An entry of archspec.search.samplers.SAMPLERS, with its settings."""
+
+    name: str = "tpe"
     n_startup_trials: Annotated[int, Field(ge=0, le=10_000)] | None = None
     population_size: Annotated[int, Field(ge=2, le=10_000)] | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from archspec.search.samplers import SAMPLERS
+
+        return _one_of(value, SAMPLERS)
+
 
 class Pruner(_Strict):
-    name: Literal["none", "median", "hyperband"] = "none"
+    """An entry of archspec.search.samplers.PRUNERS, with its settings."""
+
+    name: str = "none"
     n_startup_trials: Annotated[int, Field(ge=0, le=10_000)] = 3
     n_warmup_steps: Annotated[int, Field(ge=0, le=10_000)] = 1
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from archspec.search.samplers import PRUNERS
+
+        return _one_of(value, PRUNERS)
 
 
 class SearchDef(_Strict):
@@ -305,15 +330,21 @@ def _semantic_problems(defn: SearchDef, src: Source):
                 yield at(("space",), f"space.{knob}: compound mode needs a range for {knob}")
     elif not any([defn.space.depth, defn.space.width, defn.space.resolution, defn.space.kernels]):
         yield at(("space",), "space: nothing to search; give depth, width, resolution or kernels")
-    if defn.pruner.name != "none" and multi:
+    from archspec.search.samplers import PRUNERS, SAMPLERS
+
+    sampler = SAMPLERS[defn.sampler.name]
+    if PRUNERS[defn.pruner.name].prunes and multi:
         yield at(
             ("pruner",),
             f"pruner: {defn.pruner.name} needs a single objective (Optuna cannot prune "
             "multi-objective trials); use pruner: none",
         )
-    if defn.sampler.name == "cmaes" and multi:
-        yield at(("sampler",), "sampler: cmaes optimizes one objective; use nsga2 or tpe")
-    if defn.sampler.name == "grid":
+    if not sampler.multi_objective and multi:
+        yield at(
+            ("sampler",),
+            f"sampler: {defn.sampler.name} optimizes one objective; use nsga2 or tpe",
+        )
+    if sampler.needs_steps:
         # compound mode solves alpha (depth): only beta and gamma are sampled
         knobs = (
             ("width", "resolution") if defn.mode == "compound" else ("depth", "width", "resolution")
@@ -321,7 +352,10 @@ def _semantic_problems(defn: SearchDef, src: Source):
         for knob in knobs:
             rng = getattr(defn.space, knob)
             if rng is not None and rng.step is None:
-                yield at(("space", knob), f"space.{knob}: the grid sampler needs a step")
+                yield at(
+                    ("space", knob),
+                    f"space.{knob}: the {defn.sampler.name} sampler needs a step",
+                )
 
 
 def _load_base(defn: SearchDef, src: Source) -> Spec:

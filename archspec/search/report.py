@@ -13,8 +13,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from archspec.search.results import best_trial, feasible_trials, pareto_trials
 from archspec.search.space import Candidate
-from archspec.search.study import best_trial, pareto_trials, study_info
+from archspec.search.storage import study_info
 
 
 def fairness_note(study: optuna.Study) -> str:
@@ -104,8 +105,6 @@ def results_table(study: optuna.Study, top: int = 5) -> Table:
 
 
 def _ranked(study: optuna.Study) -> list[FrozenTrial]:
-    from archspec.search.study import feasible_trials
-
     sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
     return sorted(feasible_trials(study), key=lambda t: (sign * t.values[0], t.number))
 

@@ -9,23 +9,24 @@ import torch
 
 import archspec
 from archspec.errors import SearchError
-from archspec.search import best_trial, export_trial, load_search, load_study, run_search
-from archspec.search import study as study_module
+from archspec.search import best_trial, export_trial, load_search, load_study, results, run_search
+from archspec.search import trial as trial_module
 from archspec.search.objectives import Metrics, reward
+from archspec.search.samplers import SAMPLERS
 from archspec.search.train import TrainResult
 from archspec.spec import load_spec
 
 
 def test_end_to_end_three_tiny_trials_and_export(write_def, tmp_path, monkeypatch):
     built = []
-    real_build = study_module.build
+    real_build = trial_module.build
 
     def recording_build(spec, **kwargs):
         model = real_build(spec, **kwargs)
         built.append({k: tuple(v.shape) for k, v in model.state_dict().items()})
         return model
 
-    monkeypatch.setattr(study_module, "build", recording_build)
+    monkeypatch.setattr(trial_module, "build", recording_build)
     start = time.perf_counter()
     result = run_search(load_search(write_def()), quiet=True)
     assert time.perf_counter() - start < 60
@@ -63,7 +64,7 @@ def _stub_train(calls, accuracy=lambda n: 0.5):
 
 def test_constraints_reject_before_any_training(write_def, monkeypatch):
     calls = []
-    monkeypatch.setattr(study_module, "train", _stub_train(calls))
+    monkeypatch.setattr(trial_module, "train", _stub_train(calls))
     defn = load_search(write_def(constraints={"max_params": 30_000}, trials=6))
     study = run_search(defn, quiet=True).study
     infeasible = [t for t in study.trials if not t.user_attrs["feasible"]]
@@ -84,8 +85,8 @@ def test_everything_infeasible_trains_nothing(write_def, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("an infeasible candidate was built or trained")
 
-    monkeypatch.setattr(study_module, "train", forbidden)
-    monkeypatch.setattr(study_module, "build", forbidden)
+    monkeypatch.setattr(trial_module, "train", forbidden)
+    monkeypatch.setattr(trial_module, "build", forbidden)
     defn = load_search(write_def(constraints={"max_flops": 1000}, trials=3))
     study = run_search(defn, quiet=True).study
     assert len(study.trials) == 3
@@ -95,7 +96,7 @@ def test_everything_infeasible_trains_nothing(write_def, monkeypatch):
 
 def test_latency_limit_is_checked_after_building_before_training(write_def, monkeypatch):
     calls = []
-    monkeypatch.setattr(study_module, "train", _stub_train(calls))
+    monkeypatch.setattr(trial_module, "train", _stub_train(calls))
     defn = load_search(write_def(constraints={"max_latency_ms": 1e-6}, trials=2))
     study = run_search(defn, quiet=True).study
     assert calls == []
@@ -105,7 +106,7 @@ def test_latency_limit_is_checked_after_building_before_training(write_def, monk
 
 
 def test_resume_adds_trials_to_the_same_study(write_def, tmp_path, monkeypatch):
-    monkeypatch.setattr(study_module, "train", _stub_train([]))
+    monkeypatch.setattr(trial_module, "train", _stub_train([]))
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     path = write_def(trials=2)
     first = run_search(load_search(path), storage=storage, quiet=True).study
@@ -122,7 +123,7 @@ def test_resume_adds_trials_to_the_same_study(write_def, tmp_path, monkeypatch):
 
 
 def test_default_storage_is_runs_study_db(write_def, tmp_path, monkeypatch):
-    monkeypatch.setattr(study_module, "train", _stub_train([]))
+    monkeypatch.setattr(trial_module, "train", _stub_train([]))
     run_search(load_search(write_def(trials=1)), quiet=True)
     assert (tmp_path / "runs" / "tiny.db").exists()
     with pytest.raises(SearchError, match="no study 'other'"):
@@ -133,7 +134,7 @@ def test_default_storage_is_runs_study_db(write_def, tmp_path, monkeypatch):
 
 def test_a_repeated_candidate_is_not_trained_again(write_def, monkeypatch):
     calls = []
-    monkeypatch.setattr(study_module, "train", _stub_train(calls))
+    monkeypatch.setattr(trial_module, "train", _stub_train(calls))
     defn = load_search(write_def(space={"width": None, "kernels": {"stage3": [3, 5]}}, trials=5))
     study = run_search(defn, quiet=True).study
     assert len(calls) == 2  # only two distinct candidates exist
@@ -143,9 +144,9 @@ def test_a_repeated_candidate_is_not_trained_again(write_def, monkeypatch):
         assert t.values == study.trials[t.user_attrs["same_as"]].values
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "grid", "cmaes"])
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
 def test_every_sampler_runs(write_def, monkeypatch, sampler):
-    monkeypatch.setattr(study_module, "train", _stub_train([]))
+    monkeypatch.setattr(trial_module, "train", _stub_train([]))
     defn = load_search(write_def(sampler=sampler, trials=3))
     study = run_search(defn, quiet=True).study
     assert len(study.trials) == 3
@@ -156,7 +157,7 @@ def test_every_sampler_runs(write_def, monkeypatch, sampler):
 def test_pruners_stop_worse_trials_from_epoch_reports(write_def, monkeypatch, pruner):
     calls = []
     # each trained candidate is worse than the ones before: the pruner should stop them
-    monkeypatch.setattr(study_module, "train", _stub_train(calls, lambda n: 1.0 - 0.1 * n))
+    monkeypatch.setattr(trial_module, "train", _stub_train(calls, lambda n: 1.0 - 0.1 * n))
     space = {"width": {"low": 0.5, "high": 1.0, "step": 0.05}, "kernels": None}
     defn = load_search(
         write_def(
@@ -173,7 +174,7 @@ def test_pruners_stop_worse_trials_from_epoch_reports(write_def, monkeypatch, pr
 
 
 def test_free_multi_objective_pareto_front(write_def, tmp_path, monkeypatch):
-    monkeypatch.setattr(study_module, "train", _stub_train([], lambda n: 0.5 + 0.01 * n))
+    monkeypatch.setattr(trial_module, "train", _stub_train([], lambda n: 0.5 + 0.01 * n))
     defn = load_search(
         write_def(
             objectives=["accuracy", "flops"],
@@ -183,19 +184,19 @@ def test_free_multi_objective_pareto_front(write_def, tmp_path, monkeypatch):
     )
     study = run_search(defn, quiet=True).study
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
-    front = study_module.pareto_trials(study)
+    front = results.pareto_trials(study)
     assert front
     for t in front:  # no trial dominates a front member
         assert not any(
             o.values[0] >= t.values[0] and o.values[1] <= t.values[1] and o.values != t.values
-            for o in study_module.feasible_trials(study)
+            for o in results.feasible_trials(study)
         )
     path, _ = export_trial(study, tmp_path / "front.yaml")
     assert path.exists()
 
 
 def test_compound_search_and_family(write_def, monkeypatch):
-    monkeypatch.setattr(study_module, "train", _stub_train([], lambda n: 0.9))
+    monkeypatch.setattr(trial_module, "train", _stub_train([], lambda n: 0.9))
     defn = load_search(
         write_def(
             "compound",
@@ -232,11 +233,11 @@ def test_compound_search_and_family(write_def, monkeypatch):
     assert third["depth"] == pytest.approx(first["depth"] ** 3)
     # stored on the study, and a family member exports like a trial
     assert result.study.user_attrs["family"]["members"] == family
-    spec = study_module_trial_spec(result.study, phi=3)
+    spec = family_member_spec(result.study, phi=3)
     assert archspec.analysis.analyze(spec).flops == flops[2]
 
 
-def study_module_trial_spec(study, **kwargs):
+def family_member_spec(study, **kwargs):
     from archspec.search import trial_spec
 
     return trial_spec(study, **kwargs)[0]
@@ -248,7 +249,7 @@ def test_training_is_deterministic_for_a_fair_comparison(write_def):
 
     defn = load_search(write_def())
     dataset = load_dataset(defn.data, defn.seed)
-    runner = study_module.TrialRunner(defn, dataset, seed=defn.seed, quiet=True)
+    runner = trial_module.TrialRunner(defn, dataset, seed=defn.seed, quiet=True)
     a = runner.measure(Candidate(width=0.5))
     b = runner.measure(Candidate(width=0.5))
     assert a.accuracy == b.accuracy and a.params == b.params
@@ -273,7 +274,7 @@ def load_reward(**kwargs):
 
 
 def test_reward_objective_end_to_end(write_def, monkeypatch):
-    monkeypatch.setattr(study_module, "train", _stub_train([], lambda n: 0.8))
+    monkeypatch.setattr(trial_module, "train", _stub_train([], lambda n: 0.8))
     defn = load_search(
         write_def(objectives=["reward"], reward={"metric": "latency_ms", "target": 1.0}, trials=2)
     )
@@ -294,7 +295,7 @@ def test_out_of_memory_is_an_infeasible_candidate(write_def, monkeypatch):
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(study_module, "train", oom)
+    monkeypatch.setattr(trial_module, "train", oom)
     study = run_search(load_search(write_def(trials=2)), quiet=True).study
     for t in study.trials:
         assert t.state == optuna.trial.TrialState.COMPLETE and not t.user_attrs["feasible"]

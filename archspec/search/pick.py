@@ -9,8 +9,9 @@ import optuna
 
 from archspec.analysis import analyze
 from archspec.errors import ExportError
+from archspec.search.results import best_trial, pareto_trials
 from archspec.search.space import Candidate
-from archspec.search.study import best_trial, pareto_trials, study_info
+from archspec.search.storage import study_info
 from archspec.spec import load_spec
 from archspec.spec.dump import dump_spec, write_text_atomic
 from archspec.spec.model import Spec

@@ -1,0 +1,109 @@
+"""The run loop of a search: open (or resume) the study, run the trials with a progress bar,
+then in compound mode the family. Re-running the same definition resumes the same study."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from archspec.search.data import load_dataset
+from archspec.search.definition import SearchDef
+from archspec.search.family import run_family
+from archspec.search.results import best_trial, pareto_trials
+from archspec.search.storage import open_study
+from archspec.search.trial import TrialRunner
+
+
+@dataclass
+class SearchResult:
+    study: optuna.Study
+    added: int  # trials run by this call
+    seconds: float
+    family: list[dict[str, Any]] | None = None
+
+
+def run_search(
+    defn: SearchDef,
+    *,
+    trials: int | None = None,
+    storage: str | None = None,
+    seed: int | None = None,
+    timeout: float | None = None,
+    quiet: bool = False,
+) -> SearchResult:
+    """Run (or resume) the study of `defn`: `trials` more trials (default: the definition's),
+    then, in compound mode, the family phi = 1..K. Returns the study."""
+    start = time.perf_counter()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seed = defn.seed if seed is None else seed
+    dataset = load_dataset(defn.data, seed)
+    study = open_study(defn, dataset, storage=storage, seed=seed)
+    runner = TrialRunner(defn, dataset, seed=seed, quiet=quiet)
+    n_trials = defn.trials if trials is None else trials
+    before = len(study.trials)
+    with _threads(defn.training.threads):
+        with _StudyProgress(study, n_trials, quiet) as progress, warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.optimize(
+                runner,
+                n_trials=n_trials,
+                timeout=timeout if timeout is not None else defn.timeout,
+                callbacks=[progress.update],
+                gc_after_trial=False,
+            )
+        family = run_family(study, runner) if defn.mode == "compound" else None
+    return SearchResult(study, len(study.trials) - before, time.perf_counter() - start, family)
+
+
+@contextlib.contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """torch's CPU threads set to `count` for the search, restored afterwards."""
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _StudyProgress:
+    """One bar for the study: trials done, best so far (or the Pareto front's size)."""
+
+    def __init__(self, study: optuna.Study, total: int, quiet: bool):
+        from tqdm.auto import tqdm
+
+        self.study = study
+        self.bar = tqdm(
+            total=total, desc=study.study_name, unit="trial", disable=quiet, dynamic_ncols=True
+        )
+
+    def __enter__(self) -> _StudyProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    def update(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.bar.update(1)
+        if len(study.directions) == 1:
+            best = best_trial(study)
+            value = best.values[0] if best else math.nan
+            self.bar.set_postfix(best=f"{value:.4g}", last=_state(trial))
+        else:
+            self.bar.set_postfix(pareto=len(pareto_trials(study)), last=_state(trial))
+
+
+def _state(trial: FrozenTrial) -> str:
+    if trial.state == TrialState.COMPLETE and not trial.user_attrs.get("feasible", True):
+        return "infeasible"
+    return trial.state.name.lower()
