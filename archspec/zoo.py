@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from torch import fx
+from typing import TYPE_CHECKING, Any
 
 from archspec.errors import ArchspecError, SpecError
 from archspec.ops.base import unknown_message
+
+if TYPE_CHECKING:
+    from torch import fx
 
 _HERE = Path(__file__).resolve().parent
 

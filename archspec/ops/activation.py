@@ -2,39 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import torch
-import torch.nn.functional as F
-from torch import fx
-
-from archspec.ops.base import Op, register
+from archspec.ops.base import Op, register, torch_function
 from archspec.shape import Shape
+
+if TYPE_CHECKING:
+    from torch import fx
 
 
 class Activation(Op):
     """Shape-preserving elementwise function of one input."""
 
-    function: ClassVar[Callable[..., Any]]
+    function: ClassVar[str]  # the torch function, by dotted name (see torch_function)
 
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
     ) -> fx.Node:
-        return graph.call_function(type(self).function, tuple(args), self.call_kwargs())
+        return graph.call_function(torch_function(self.function), tuple(args), self.call_kwargs())
 
     def call_kwargs(self) -> dict:
         return {}
 
 
-def _activation(name: str, function: Callable, doc: str) -> type[Activation]:
+def _activation(name: str, function: str, doc: str) -> type[Activation]:
     cls = type(
         name.title().replace("_", ""),
         (Activation,),
         {
             "__doc__": doc,
             "op": name,
-            "function": staticmethod(function),
+            "function": function,
             "__annotations__": {},
             "__module__": __name__,
         },
@@ -42,13 +40,21 @@ def _activation(name: str, function: Callable, doc: str) -> type[Activation]:
     return register(cls)
 
 
-Relu = _activation("relu", torch.relu, "max(x, 0)")
-Relu6 = _activation("relu6", F.relu6, "min(max(x, 0), 6), MobileNetV2's activation")
-Silu = _activation("silu", F.silu, "x * sigmoid(x) (swish), EfficientNet's activation")
-Hardswish = _activation("hardswish", F.hardswish, "piecewise-linear swish of MobileNetV3")
-Sigmoid = _activation("sigmoid", torch.sigmoid, "1 / (1 + exp(-x))")
-Hardsigmoid = _activation("hardsigmoid", F.hardsigmoid, "piecewise-linear sigmoid")
-Tanh = _activation("tanh", torch.tanh, "hyperbolic tangent")
+Relu = _activation("relu", "torch.relu", "max(x, 0)")
+Relu6 = _activation(
+    "relu6", "torch.nn.functional.relu6", "min(max(x, 0), 6), MobileNetV2's activation"
+)
+Silu = _activation(
+    "silu", "torch.nn.functional.silu", "x * sigmoid(x) (swish), EfficientNet's activation"
+)
+Hardswish = _activation(
+    "hardswish", "torch.nn.functional.hardswish", "piecewise-linear swish of MobileNetV3"
+)
+Sigmoid = _activation("sigmoid", "torch.sigmoid", "1 / (1 + exp(-x))")
+Hardsigmoid = _activation(
+    "hardsigmoid", "torch.nn.functional.hardsigmoid", "piecewise-linear sigmoid"
+)
+Tanh = _activation("tanh", "torch.tanh", "hyperbolic tangent")
 
 
 @register
@@ -56,7 +62,7 @@ class Gelu(Activation):
     """Gaussian error linear unit; `approximate: tanh` for the tanh approximation."""
 
     op = "gelu"
-    function = staticmethod(F.gelu)
+    function = "torch.nn.functional.gelu"
     approximate: Literal["none", "tanh"] = "none"
 
     def call_kwargs(self) -> dict:
@@ -68,7 +74,7 @@ class LeakyRelu(Activation):
     """max(x, 0) + negative_slope * min(x, 0)"""
 
     op = "leaky_relu"
-    function = staticmethod(F.leaky_relu)
+    function = "torch.nn.functional.leaky_relu"
     negative_slope: float = 0.01
 
     def call_kwargs(self) -> dict:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from torch import fx, nn
 
 from archspec.shape import Layout, Shape
+
+if TYPE_CHECKING:  # torch is imported where a module is built, so validate stays torch-free
+    from torch import fx, nn
 
 
 class ShapeError(ValueError):
@@ -144,6 +148,14 @@ def unknown_message(kind: str, name: Any, known: Any) -> str:
     return f"unknown {kind} {name!r}{hint}"
 
 
+def torch_function(path: str) -> Callable[..., Any]:
+    """The function at a dotted path such as "torch.relu" or "torch.nn.functional.silu". Ops name
+    the torch functions their forward calls as strings, resolved when code is generated, so that
+    importing the op registry does not import torch."""
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 def pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (value[0], value[1])
 
@@ -175,4 +187,5 @@ __all__ = [
     "get_op",
     "pair",
     "register",
+    "torch_function",
 ]

@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
-from torch import fx, nn
 
 from archspec.ops.base import Op, PositiveInt, register
 from archspec.shape import Shape
 
-_ACT = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "hardswish": nn.Hardswish}
-_GATE = {"sigmoid": nn.Sigmoid, "hardsigmoid": nn.Hardsigmoid}
-
-
-class SqueezeExcitationModule(nn.Module):
-    """x * gate(fc2(act(fc1(mean_hw(x))))) (Hu et al. 2018); names match torchvision's."""
-
-    def __init__(self, channels: int, squeeze: int, activation: str, gate: str):
-        super().__init__()
-        self.fc1 = nn.Conv2d(channels, squeeze, 1)
-        self.fc2 = nn.Conv2d(squeeze, channels, 1)
-        self.activation = _ACT[activation]()
-        self.scale_activation = _GATE[gate]()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = F.adaptive_avg_pool2d(x, 1)
-        scale = self.scale_activation(self.fc2(self.activation(self.fc1(scale))))
-        return scale * x
+if TYPE_CHECKING:
+    from torch import fx, nn
 
 
 @register
@@ -45,6 +26,8 @@ class SqueezeExcitation(Op):
     gate: Literal["sigmoid", "hardsigmoid"] = "sigmoid"
 
     def build(self, inputs: list[Shape]) -> nn.Module:
+        from archspec.ops.modules import SqueezeExcitationModule
+
         return SqueezeExcitationModule(
             inputs[0].channels, self.squeeze_channels, self.activation, self.gate
         )
@@ -66,9 +49,11 @@ class LayerScale(Op):
     init: Annotated[float, Field(gt=0.0, le=1e3)] = 1e-6
 
     def build(self, inputs: list[Shape]) -> nn.Parameter:
+        import torch
+
         shape = inputs[0]
         size = (shape.channels, 1, 1) if shape.layout == "CHW" else (shape.channels,)
-        return nn.Parameter(torch.full(size, self.init))
+        return torch.nn.Parameter(torch.full(size, self.init))
 
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-import torch
-from torch import fx, nn
+from typing import TYPE_CHECKING, Literal
 
 from archspec.ops.base import (
     Channels,
@@ -18,6 +15,10 @@ from archspec.ops.base import (
     register,
 )
 from archspec.shape import Shape
+
+if TYPE_CHECKING:
+    import torch
+    from torch import fx, nn
 
 
 @register
@@ -76,6 +77,8 @@ class Conv2d(Op):
         return Shape.image(cout, oh, ow)
 
     def build(self, inputs: list[Shape]) -> nn.Module:
+        from torch import nn
+
         cin, cout, groups = self.resolved(inputs)
         return nn.Conv2d(
             cin,
@@ -126,6 +129,8 @@ class PatchEmbed(Op):
         return Shape("LC", ((h // self.patch_size) * (w // self.patch_size), self.out_channels))
 
     def build(self, inputs: list[Shape]) -> nn.Module:
+        from torch import nn
+
         p = self.patch_size
         return nn.Conv2d(inputs[0].channels, self.out_channels, p, p, bias=self.bias)
 

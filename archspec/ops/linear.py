@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from torch import nn
+from typing import TYPE_CHECKING, Literal
 
 from archspec.ops.base import Channels, Op, Probability, register
 from archspec.shape import Shape
+
+if TYPE_CHECKING:
+    from torch import nn
 
 FEATURE_LAYOUTS = ("C", "LC", "HWC")
 
@@ -26,6 +27,8 @@ class Linear(Op):
         return inputs[0].with_channels(self.out_features)
 
     def build(self, inputs: list[Shape]) -> nn.Module:
+        from torch import nn
+
         return nn.Linear(inputs[0].channels, self.out_features, self.bias)
 
     def count_params(self, inputs: list[Shape]) -> int:
@@ -51,6 +54,8 @@ class Mlp(Op):
         return inputs[0].with_channels(self.out_features or inputs[0].channels)
 
     def build(self, inputs: list[Shape]) -> nn.Module:
+        from torch import nn
+
         cin = inputs[0].channels
         act = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}[self.activation]
         return nn.Sequential(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
-
-import torch
-from torch import fx
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from archspec.ops.base import Op, ShapeError, register
 from archspec.shape import Shape
+
+if TYPE_CHECKING:
+    from torch import fx
 
 
 def _broadcast(a: Shape, b: Shape) -> Shape | None:
@@ -106,4 +106,6 @@ class Concat(Op):
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
     ) -> fx.Node:
+        import torch
+
         return graph.call_function(torch.cat, (list(args),), {"dim": self.dim(inputs[0])})

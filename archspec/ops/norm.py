@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
-from torch import nn
 
 from archspec.ops.base import Op, register
 from archspec.shape import Shape
+
+if TYPE_CHECKING:
+    from torch import nn
 
 Eps = Annotated[float, Field(gt=0.0, lt=1.0)]
 
@@ -28,20 +28,13 @@ class BatchNorm(Op):
     affine: bool = True
 
     def build(self, inputs: list[Shape]) -> nn.Module:
+        from torch import nn
+
         cls = nn.BatchNorm2d if inputs[0].layout == "CHW" else nn.BatchNorm1d
         return cls(inputs[0].channels, self.eps, self.momentum, self.affine)
 
     def count_params(self, inputs: list[Shape]) -> int:
         return 2 * inputs[0].channels if self.affine else 0
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an (N,C,H,W) tensor, as ConvNeXt uses it."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
 
 
 @register
@@ -56,6 +49,10 @@ class LayerNorm(Op):
     elementwise_affine: bool = True
 
     def build(self, inputs: list[Shape]) -> nn.Module:
+        from torch import nn
+
+        from archspec.ops.modules import LayerNorm2d
+
         cls = LayerNorm2d if inputs[0].layout == "CHW" else nn.LayerNorm
         return cls(inputs[0].channels, self.eps, self.elementwise_affine)
 

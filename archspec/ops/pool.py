@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch.nn.functional as F
-from torch import fx
-
-from archspec.ops.base import Op, PositiveInt, ShapeError, Window, conv_out, register
+from archspec.ops.base import (
+    Op,
+    PositiveInt,
+    ShapeError,
+    Window,
+    conv_out,
+    register,
+    torch_function,
+)
 from archspec.shape import Shape
+
+if TYPE_CHECKING:
+    from torch import fx
 
 
 class _WindowPool(Op):
     layouts = ("CHW",)
-    function: ClassVar[Callable[..., Any]]
+    function: ClassVar[str]  # the torch function, by dotted name (see torch_function)
 
     kernel_size: PositiveInt
     stride: PositiveInt | None = None  # defaults to kernel_size, as in torch
@@ -46,7 +53,7 @@ class _WindowPool(Op):
             "padding": self.padding,
             "ceil_mode": self.ceil_mode,
         }
-        return graph.call_function(type(self).function, tuple(args), kwargs)
+        return graph.call_function(torch_function(self.function), tuple(args), kwargs)
 
     def window(self, inputs: list[Shape]) -> Window:
         return Window(self.kernel_size, self.step, 1, self.padding)
@@ -57,7 +64,7 @@ class MaxPool(_WindowPool):
     """Max over kernel_size x kernel_size windows."""
 
     op = "maxpool"
-    function = staticmethod(F.max_pool2d)
+    function = "torch.nn.functional.max_pool2d"
 
 
 @register
@@ -65,7 +72,7 @@ class AvgPool(_WindowPool):
     """Mean over kernel_size x kernel_size windows (zero padding counted, as torch does)."""
 
     op = "avgpool"
-    function = staticmethod(F.avg_pool2d)
+    function = "torch.nn.functional.avg_pool2d"
 
 
 @register
@@ -83,6 +90,8 @@ class AdaptiveAvgPool(Op):
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
     ) -> fx.Node:
+        import torch.nn.functional as F
+
         return graph.call_function(
             F.adaptive_avg_pool2d, tuple(args), {"output_size": self.output_size}
         )

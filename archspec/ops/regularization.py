@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Literal
 
 from archspec.ops.base import Op, Probability, register
 from archspec.shape import Shape
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @register
@@ -20,26 +20,9 @@ class Dropout(Op):
     p: Probability = 0.5
 
     def build(self, inputs: list[Shape]) -> nn.Module:
+        from torch import nn
+
         return nn.Dropout(self.p)
-
-
-class StochasticDepthModule(nn.Module):
-    """Drops whole residual branches per sample (Huang et al. 2016), rescaling survivors."""
-
-    def __init__(self, p: float, mode: str):
-        super().__init__()
-        self.p, self.mode = p, mode
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        shape = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
-        keep = 1.0 - self.p
-        noise = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
-        return x * noise.div_(keep)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, mode={self.mode}"
 
 
 @register
@@ -52,4 +35,6 @@ class StochasticDepth(Op):
     mode: Literal["row", "batch"] = "row"
 
     def build(self, inputs: list[Shape]) -> nn.Module:
+        from archspec.ops.modules import StochasticDepthModule
+
         return StochasticDepthModule(self.p, self.mode)

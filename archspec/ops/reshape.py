@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-import torch
-from torch import fx
+from typing import TYPE_CHECKING, Literal
 
 from archspec.ops.base import Op, ShapeError, register
 from archspec.shape import Shape
+
+if TYPE_CHECKING:
+    from torch import fx
 
 
 @register
@@ -23,6 +23,8 @@ class Flatten(Op):
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
     ) -> fx.Node:
+        import torch
+
         return graph.call_function(torch.flatten, tuple(args), {"start_dim": 1})
 
 

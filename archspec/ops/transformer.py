@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 from pydantic import Field
-from torch import fx, nn
 
 from archspec.ops.base import Op, PositiveInt, Probability, ShapeError, Window, register
 from archspec.shape import Shape
 
-
-def prepend_token(x: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
-    # (N, L, C), (1, 1, C) -> (N, L+1, C)
-    return torch.cat([token.expand(x.shape[0], -1, -1), x], dim=1)
+if TYPE_CHECKING:
+    from torch import fx, nn
 
 
 @register
@@ -30,11 +26,15 @@ class ClassToken(Op):
         return Shape("LC", (length + 1, channels))
 
     def build(self, inputs: list[Shape]) -> nn.Parameter:
-        return nn.Parameter(torch.zeros(1, 1, inputs[0].channels))
+        import torch
+
+        return torch.nn.Parameter(torch.zeros(1, 1, inputs[0].channels))
 
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
     ) -> fx.Node:
+        from archspec.ops.modules import prepend_token
+
         return graph.call_function(prepend_token, (args[0], graph.get_attr(target)))
 
     def count_params(self, inputs: list[Shape]) -> int:
@@ -51,7 +51,9 @@ class PosEmbedding(Op):
     init_std: Annotated[float, Field(gt=0.0, le=10.0)] = 0.02
 
     def build(self, inputs: list[Shape]) -> nn.Parameter:
-        return nn.Parameter(torch.empty(1, *inputs[0].dims).normal_(std=self.init_std))
+        import torch
+
+        return torch.nn.Parameter(torch.empty(1, *inputs[0].dims).normal_(std=self.init_std))
 
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
@@ -81,6 +83,8 @@ class Attention(Op):
         return inputs[0]
 
     def build(self, inputs: list[Shape]) -> nn.Module:
+        from torch import nn
+
         c = inputs[0].channels
         return nn.MultiheadAttention(c, self.num_heads, self.dropout, self.bias, batch_first=True)
 
