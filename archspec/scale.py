@@ -3,7 +3,8 @@
 Only numbers written literally are scaled, by the type of the place they are written in:
 `channels` places (op fields such as conv2d.out_channels, block args and options typed
 `channels`) by the width multiplier with `make_divisible`; stage/group `repeat` by the depth
-multiplier, rounded up; the input size by the resolution multiplier, rounded to
+multiplier and a depth rule (`scaling.scale_depth`: "ceil" per stage, torchvision's and the
+default, or "spread" over the total); the input size by the resolution multiplier, rounded to
 `input.size_multiple`; `kernel` places of a named top-level stage by a kernel choice.
 Expressions are left alone: they are computed from already scaled values.
 """
@@ -11,13 +12,12 @@ Expressions are left alone: they are computed from already scaled values.
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 from archspec.errors import ScaleError
 from archspec.ops import get_op
 from archspec.ops.base import scalable_axis, unknown_message
-from archspec.scaling import make_divisible, scale_repeats
+from archspec.scaling import DEPTH_RULES, DepthRule, make_divisible, scale_depth, scale_size
 from archspec.spec.dump import spec_data
 from archspec.spec.expr import is_expression
 from archspec.spec.load import spec_from_source
@@ -35,22 +35,25 @@ def scale(
     kernels: dict[str, int] | None = None,
     divisor: int | None = None,
     options: dict[str, Any] | None = None,
+    depth_rule: DepthRule = "ceil",
 ) -> Spec:
     """A new, fully valid spec: `width`, `depth`, `resolution` multipliers (or an absolute
-    input `size`), per-stage `kernels` ({stage name: kernel size}), new option defaults."""
+    input `size`), per-stage `kernels` ({stage name: kernel size}), new option defaults;
+    `depth_rule` "ceil" (each stage's repeats rounded up) or "spread" (the total rounded and
+    spread over the stages, last stages first)."""
     for label, value in (("width", width), ("depth", depth), ("resolution", resolution)):
         if not (isinstance(value, (int, float)) and 0 < value <= 16):
             raise ScaleError(f"{label} multiplier must be in (0, 16]; got {value!r}")
+    if depth_rule not in DEPTH_RULES:
+        raise ScaleError(unknown_message("depth rule", depth_rule, DEPTH_RULES))
     data = copy.deepcopy(spec_data(spec))
     divisor = divisor or spec.scaling.divisor
-    rewrite = _Rewrite(spec, width, depth, divisor)
-    for params in [data.get("options", {})] + [
-        b.get("params", {}) for b in data.get("blocks", {}).values()
-    ]:
-        rewrite.param_defaults(params)
-    for _block_name, block in data.get("blocks", {}).items():
-        rewrite.items(block["layers"])
-    rewrite.items(data["layers"])
+    _Rewrite(spec, width, divisor).spec_data(data)
+    if depth != 1.0:
+        items = repeat_items(data)
+        counts = scale_depth([item["repeat"] for item in items], depth, depth_rule)
+        for item, count in zip(items, counts, strict=True):
+            item["repeat"] = count
     if kernels:
         _apply_kernels(spec, data, kernels)
     data["input"] = _scale_input(data["input"], spec, resolution, size)
@@ -60,9 +63,48 @@ def scale(
     return spec_from_source(Source(data, source.file, source.values, source.keys))
 
 
+def repeat_items(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The items of spec data with a literal `repeat`, blocks' first, then the network's layers
+    in order (so the last stages come last)."""
+    found: list[dict[str, Any]] = []
+
+    def walk(items: list[dict[str, Any]]) -> None:
+        for item in items:
+            if isinstance(item.get("repeat"), int) and not isinstance(item["repeat"], bool):
+                found.append(item)
+            walk(item.get("layers") or [])
+
+    for block in data.get("blocks", {}).values():
+        walk(block["layers"])
+    walk(data["layers"])
+    return found
+
+
+def repeat_literals(spec: Spec) -> list[int]:
+    """The literal repeat counts of a spec, in the order the depth rule sees them."""
+    return [item["repeat"] for item in repeat_items(spec_data(spec))]
+
+
+def channel_literals(spec: Spec) -> list[int]:
+    """Every literal value in a `channels` place, i.e. what the width multiplier rescales."""
+    collect = _Collect(spec, 2.0, spec.scaling.divisor)
+    collect.spec_data(copy.deepcopy(spec_data(spec)))
+    return collect.seen
+
+
 class _Rewrite:
-    def __init__(self, spec: Spec, width: float, depth: float, divisor: int):
-        self.spec, self.width, self.depth, self.divisor = spec, width, depth, divisor
+    def __init__(self, spec: Spec, width: float, divisor: int):
+        self.spec, self.width, self.divisor = spec, width, divisor
+
+    def spec_data(self, data: dict[str, Any]) -> None:
+        """Rewrite every channels place of spec data in place: option and block parameter
+        defaults, block layers, then the network's layers."""
+        blocks = data.get("blocks", {}).values()
+        for params in [data.get("options", {})] + [b.get("params", {}) for b in blocks]:
+            self.param_defaults(params)
+        for block in blocks:
+            self.items(block["layers"])
+        self.items(data["layers"])
 
     def channels(self, value: Any) -> Any:
         if self.width == 1.0 or is_expression(value) or not isinstance(value, int):
@@ -86,14 +128,25 @@ class _Rewrite:
                     for key, value in item.get(group, {}).items():
                         if types.get(key) == "channels":
                             item[group][key] = self.channels(value)
-            if isinstance(item.get("repeat"), int) and self.depth != 1.0:
-                item["repeat"] = scale_repeats(item["repeat"], self.depth)
             if "layers" in item:
                 self.items(item["layers"])
 
     def _block_types(self, name: str) -> dict[str, str]:
         block = self.spec.blocks.get(name)
         return {k: p.type for k, p in block.params.items()} if block else {}
+
+
+class _Collect(_Rewrite):
+    """Records the channel literals the rewrite would scale, and leaves them as they are."""
+
+    def __init__(self, spec: Spec, width: float, divisor: int):
+        super().__init__(spec, width, divisor)
+        self.seen: list[int] = []
+
+    def channels(self, value: Any) -> Any:
+        if not is_expression(value) and isinstance(value, int):
+            self.seen.append(value)
+        return value
 
 
 def _apply_kernels(spec: Spec, data: dict[str, Any], kernels: dict[str, int]) -> None:
@@ -156,9 +209,7 @@ def _scale_input(inp: dict[str, Any], spec: Spec, resolution: float, size: int |
     if size is not None:
         new = (size, size)
     elif resolution != 1.0:
-        new = tuple(
-            max(multiple, multiple * math.floor(s * resolution / multiple + 0.5)) for s in (h, w)
-        )
+        new = scale_size((h, w), resolution, multiple)
     else:
         return inp
     inp["size"] = new[0] if new[0] == new[1] else list(new)

@@ -22,13 +22,16 @@ StorageOpt = Annotated[
 @command
 def scale(
     spec: Annotated[str, typer.Argument(help="a spec file, or the name of a zoo model")],
-    depth: Annotated[float, typer.Option(help="depth multiplier (repeats, rounded up)")] = 1.0,
+    depth: Annotated[float, typer.Option(help="depth multiplier (repeats, by --depth-rule)")] = 1.0,
     width: Annotated[float, typer.Option(help="width multiplier (channels, make_divisible)")] = 1.0,
     resolution: Annotated[float, typer.Option(help="input resolution multiplier")] = 1.0,
     size: Annotated[int | None, typer.Option(help="absolute input size instead")] = None,
     kernel: Annotated[
         list[str] | None, typer.Option(help="STAGE=K: kernel size of a named stage (repeatable)")
     ] = None,
+    depth_rule: Annotated[
+        str, typer.Option(help="ceil: each stage rounded up; spread: the total, last stages first")
+    ] = "ceil",
     output: Annotated[Path | None, typer.Option("-o", "--output", help="write here")] = None,
 ) -> None:
     """Scale a spec by depth, width and resolution (EfficientNet rules); print or write YAML."""
@@ -50,9 +53,11 @@ def scale(
         resolution=resolution,
         size=size,
         kernels=kernels or None,
+        depth_rule=depth_rule,  # type: ignore[arg-type]  # checked by scale
     )
     header = (
-        f"{spec} scaled: depth {depth:g}, width {width:g}, resolution {resolution:g}"
+        f"{spec} scaled: depth {depth:g} ({depth_rule}), width {width:g}, "
+        f"resolution {resolution:g}"
         + (f", size {size}" if size else "")
         + "".join(f", {k}: kernel {v}" for k, v in kernels.items())
     )

@@ -1,0 +1,215 @@
+"""What a scaled network actually has, relative to its base (effective depth, width, resolution
+and FLOPs ratio), and the network nearest a FLOPs budget among the integer choices around
+nominal multipliers.
+
+Rounding makes multipliers nominal: on a small base, width 1.25 turns channels 8/16/24 into
+12/20/32 and resolution 1.2 turns 12 px into 14. What the network has:
+
+- depth: its total literal repeats over the base's (1.0 when the spec has no repeats);
+- width: the FLOPs-weighted channel ratio: sum_n F_n * c'_n / c_n over sum_n F_n, where n runs
+  over the base's nodes, F_n is node n's FLOPs in the base, c_n its output channels and c'_n
+  that node's output channels in the base rebuilt with the scaled network's channel counts
+  (same repeats and input size as the base, so the nodes correspond one to one);
+- resolution: input side over the base's (the geometric mean of height and width ratios);
+- flops_ratio: the analysed FLOPs over the base's analysed FLOPs.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from archspec.analysis import analyze
+from archspec.errors import ArchspecError, ScaleError
+from archspec.scale import channel_literals, repeat_items, repeat_literals, scale
+from archspec.scaling import DepthRule, make_divisible, scale_depth, scale_size
+from archspec.spec.dump import spec_data
+from archspec.spec.load import spec_from_source
+from archspec.spec.model import Spec
+from archspec.spec.yamlsource import Source
+
+# fit_flops analyses at most this many networks (a few ms each for small specs).
+MAX_EVALUATIONS = 200
+# Multipliers scanned for distinct integer choices: nominal * f, f in [1/SPAN, SPAN].
+SPAN = 2.0
+STEP = 1.002
+
+
+@dataclass(frozen=True)
+class Effective:
+    """What the built network actually has, relative to the base."""
+
+    depth: float  # total repeats / base's total repeats
+    width: float  # FLOPs-weighted channel ratio (see the module docstring)
+    resolution: float  # input pixels (side) / base's
+    flops_ratio: float  # analysed FLOPs / base's analysed FLOPs
+    params: int
+    flops: int
+    size: int  # input side in pixels (height)
+
+    def product(self) -> float:
+        """EfficientNet's depth * width^2 * resolution^2 on the effective values."""
+        return self.depth * self.width**2 * self.resolution**2
+
+
+def effective(base: Spec, scaled: Spec) -> Effective:
+    """The effective multipliers of `scaled` (a rescaling of `base`, e.g. by `scale`)."""
+    base_cost, cost = analyze(base), analyze(scaled)
+    base_repeats, repeats = sum(repeat_literals(base)), sum(repeat_literals(scaled))
+    (h0, w0), (h, w) = base.input.hw, scaled.input.hw
+    return Effective(
+        depth=repeats / base_repeats if base_repeats else 1.0,
+        width=_width(base, scaled, base_cost),
+        resolution=math.sqrt(h * w / (h0 * w0)),
+        flops_ratio=cost.flops / base_cost.flops if base_cost.flops else math.inf,
+        params=cost.params,
+        flops=cost.flops,
+        size=h,
+    )
+
+
+def _width(base: Spec, scaled: Spec, base_cost: Any) -> float:
+    rebuilt = analyze(_channels_only(base, scaled))
+    total = weighted = 0.0
+    for name, node in base_cost.nodes.items():
+        other = rebuilt.nodes.get(name)
+        if node.macs == 0 or other is None or node.shape.channels == 0:
+            continue
+        total += node.macs
+        weighted += node.macs * other.shape.channels / node.shape.channels
+    return weighted / total if total else 1.0
+
+
+def _channels_only(base: Spec, scaled: Spec) -> Spec:
+    """`scaled`'s channel counts on `base`'s repeats, input size and non-channel options."""
+    data, reference = copy.deepcopy(spec_data(scaled)), spec_data(base)
+    ours, theirs = repeat_items(data), repeat_items(reference)
+    if len(ours) != len(theirs):
+        raise ScaleError(
+            f"{scaled.name} is not a rescaling of {base.name}: {len(ours)} repeated items "
+            f"against {len(theirs)}"
+        )
+    for item, ref in zip(ours, theirs, strict=True):
+        item["repeat"] = ref["repeat"]
+    data["input"] = copy.deepcopy(reference["input"])
+    for name, option in reference.get("options", {}).items():
+        if option.get("type") != "channels" and name in data.get("options", {}):
+            data["options"][name] = copy.deepcopy(option)
+    source = scaled._source or Source(None, f"<{scaled.name}>")
+    try:
+        return spec_from_source(Source(data, source.file, source.values, source.keys))
+    except ArchspecError as exc:
+        raise ScaleError(f"{scaled.name} is not a rescaling of {base.name}: {exc}") from exc
+
+
+# --- fitting a FLOPs budget ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """The distinct integer outcomes of one multiplier near its nominal value, in increasing
+    order, each with the multiplier nearest the nominal that produces it."""
+
+    multipliers: tuple[float, ...]
+    nominal: int  # index of the nominal multiplier's outcome
+
+
+def _axis(nominal: float, outcome: Callable[[float], Hashable]) -> _Axis:
+    if nominal == 1.0:
+        return _Axis((1.0,), 0)
+    here = outcome(nominal)
+    below: list[float] = []
+    above: list[float] = []
+    for side, factor in ((below, 1 / STEP), (above, STEP)):
+        last, m = here, nominal
+        for _ in range(int(math.log(SPAN) / math.log(STEP))):
+            m *= factor
+            if not 0 < m <= 16:
+                break
+            value = outcome(m)
+            if value != last:
+                side.append(m)
+                last = value
+    return _Axis((*reversed(below), nominal, *above), len(below))
+
+
+def fit_flops(
+    base: Spec,
+    target_ratio: float,
+    *,
+    width: float = 1.0,
+    depth: float = 1.0,
+    resolution: float = 1.0,
+    kernels: dict[str, int] | None = None,
+    tolerance: float = 0.05,
+    depth_rule: DepthRule = "spread",
+) -> tuple[Spec, Effective]:
+    """The network nearest `target_ratio` times the base's FLOPs among the neighbouring integer
+    choices of the nominal multipliers: channel counts (multiples of the divisor), repeats
+    (by `depth_rule`) and input sizes (multiples of `input.size_multiple`). Only axes whose
+    multiplier is not 1 move. First every combination within one choice of the nominal on
+    each moving axis; while the nearest is outside `tolerance`, a walk one choice at a time
+    on the axis that brings it nearest (at most MAX_EVALUATIONS analyses). Ties go to the
+    choice nearest the nominal. Returns the nearest even when it is outside the tolerance:
+    the caller checks the band with `Effective.flops_ratio`.
+    """
+    if not (isinstance(target_ratio, (int, float)) and target_ratio > 0):
+        raise ScaleError(f"target FLOPs ratio must be positive; got {target_ratio!r}")
+    divisor = base.scaling.divisor
+    channels = sorted(set(channel_literals(base)))
+    repeats = repeat_literals(base)
+    hw, multiple = base.input.hw, base.input.size_multiple
+    axes = (
+        _axis(width, lambda m: tuple(make_divisible(c * m, divisor) for c in channels)),
+        _axis(depth, lambda m: tuple(scale_depth(repeats, m, depth_rule))),
+        _axis(resolution, lambda m: scale_size(hw, m, multiple)),
+    )
+    base_flops = analyze(base).flops
+    specs: dict[tuple[int, int, int], Spec] = {}
+    ratios: dict[tuple[int, int, int], float] = {}
+
+    def ratio(index: tuple[int, int, int]) -> float:
+        if index not in ratios:
+            w, d, r = (axis.multipliers[i] for axis, i in zip(axes, index, strict=True))
+            try:
+                spec = scale(
+                    base, width=w, depth=d, resolution=r, kernels=kernels, depth_rule=depth_rule
+                )
+                ratios[index] = analyze(spec).flops / base_flops
+                specs[index] = spec
+            except ArchspecError:  # e.g. an input too small for the strides: not a choice
+                ratios[index] = math.inf
+        return ratios[index]
+
+    def miss(index: tuple[int, int, int]) -> tuple[float, int]:
+        distance = sum(abs(i - a.nominal) for i, a in zip(index, axes, strict=True))
+        return round(abs(ratio(index) / target_ratio - 1), 12), distance
+
+    # 1. the best rounding: every combination within one choice of the nominal
+    ranges = [range(max(0, a.nominal - 1), min(len(a.multipliers), a.nominal + 2)) for a in axes]
+    best = min(((i, j, k) for i in ranges[0] for j in ranges[1] for k in ranges[2]), key=miss)
+    # 2. where FLOPs do not follow the multipliers (a stem, a head, depthwise convs, strided
+    # sizes), walk one choice at a time on one axis towards the target while that gets nearer
+    while miss(best)[0] > tolerance and len(ratios) < MAX_EVALUATIONS:
+        steps = [
+            tuple(i + delta * (axis == moved) for axis, i in enumerate(best))
+            for moved in range(3)
+            for delta in (-1, 1)
+        ]
+        steps = [
+            s
+            for s in steps
+            if all(0 <= i < len(a.multipliers) for i, a in zip(s, axes, strict=True))
+        ]
+        nearest = min(steps, key=miss, default=best)
+        if miss(nearest) >= miss(best):
+            break
+        best = nearest
+    if best not in specs:  # no neighbour builds: the nominal's own error says why
+        scale(base, width=width, depth=depth, resolution=resolution, kernels=kernels)
+        analyze(specs.get(best) or base)
+        raise ScaleError(f"no network near width {width}, depth {depth}, resolution {resolution}")
+    return specs[best], effective(base, specs[best])
