@@ -5,8 +5,10 @@ graph and analysis stages stay torch-free (`archspec validate` does not pay torc
 from typing import TYPE_CHECKING, Any
 
 from archspec.analysis import analyze
+from archspec.bundle import Bundle, load_bundle, save_bundle
 from archspec.errors import (
     ArchspecError,
+    BundleError,
     ExportError,
     GraphError,
     ScaleError,
@@ -53,6 +55,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ArchspecError",
+    "Bundle",
+    "BundleError",
     "ExportError",
     "GraphError",
     "Op",
@@ -68,8 +72,10 @@ __all__ = [
     "compile_graph",
     "create_model",
     "list_specs",
+    "load_bundle",
     "load_spec",
     "load_torchvision_state_dict",
     "register",
+    "save_bundle",
     "scale",
 ]

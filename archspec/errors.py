@@ -87,3 +87,11 @@ class SearchError(ArchspecError):
 
 class ExportError(ArchspecError):
     """An export that cannot be written."""
+
+
+class BundleError(ArchspecError):
+    """A model bundle that cannot be written or loaded as it is."""
+
+
+class ImageError(ArchspecError):
+    """An image that cannot be read or prepared as a model input."""

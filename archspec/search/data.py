@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from archspec.errors import SearchError
+from archspec.preprocess import Preprocessing, prepare
 from archspec.search.definition import Data
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -20,12 +21,13 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 @dataclass(frozen=True)
 class Split:
     """Train and validation tensors at one resolution, normalized, on one device.
-    x: (N, C, H, W) float32; y: (N,) int64."""
+    x: (N, C, H, W) float32; y: (N,) int64. `preprocessing` made them from the images."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
+    preprocessing: Preprocessing
 
 
 class Dataset:
@@ -37,6 +39,8 @@ class Dataset:
         self.images = images
         self.labels = labels.long()
         self.num_classes = int(self.labels.max()) + 1
+        self.class_names = [str(i) for i in range(self.num_classes)]
+        self.load_size: tuple[int, int] | None = None  # image files: resized to this on loading
         self.train_idx, self.val_idx = _stratified_split(self.labels, cfg, seed)
         self._cache: OrderedDict[tuple, Split] = OrderedDict()
 
@@ -54,17 +58,15 @@ class Dataset:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        x = _as_channels(_as_float(self.images), channels)
-        x = _resize(x, tuple(size))
-        train = x[self.train_idx]
-        mean = train.mean(dim=(0, 2, 3), keepdim=True)
-        std = train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-        x = (x - mean) / std
+        x = prepare(self.images, channels, tuple(size))
+        preprocessing = Preprocessing.fit(x[self.train_idx], self.load_size)
+        x = preprocessing.normalize(x)
         split = Split(
             x[self.train_idx].to(device),
             self.labels[self.train_idx].to(device),
             x[self.val_idx].to(device),
             self.labels[self.val_idx].to(device),
+            preprocessing,
         )
         self._cache[key] = split
         while len(self._cache) > 4:
@@ -75,18 +77,24 @@ class Dataset:
 def load_dataset(cfg: Data, seed: int = 0) -> Dataset:
     """The dataset a search definition names; never downloads unless `download: true`."""
     name = cfg.dataset
+    classes, load_size = None, None
     if name == "digits":
         images, labels = _digits()
     elif name == "synthetic":
         images, labels = _synthetic(cfg.num_samples, cfg.num_classes, seed)
     elif name.startswith("imagefolder:"):
-        images, labels = _imagefolder(Path(name.split(":", 1)[1]), cfg.image_size)
+        images, labels, classes = _imagefolder(Path(name.split(":", 1)[1]), cfg.image_size)
+        load_size = (cfg.image_size, cfg.image_size)
     else:
-        images, labels = _torchvision(name.split(":", 1)[1], cfg)
+        images, labels, classes = _torchvision(name.split(":", 1)[1], cfg)
     if cfg.limit is not None and cfg.limit < len(labels):
         keep = _stratified_subset(labels, cfg.limit, seed)
         images, labels = images[keep], labels[keep]
-    return Dataset(name, images, labels, cfg, seed)
+    dataset = Dataset(name, images, labels, cfg, seed)
+    if classes is not None and len(classes) >= dataset.num_classes:
+        dataset.class_names = list(classes[: dataset.num_classes])
+    dataset.load_size = load_size
+    return dataset
 
 
 def _digits() -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,7 +131,7 @@ def _synthetic(count: int, classes: int, seed: int) -> tuple[torch.Tensor, torch
     return images, labels
 
 
-def _imagefolder(root: Path, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _imagefolder(root: Path, size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """root/<class>/<image>, classes in sorted order (torchvision's ImageFolder layout)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -149,10 +157,10 @@ def _imagefolder(root: Path, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         except (OSError, UnidentifiedImageError) as exc:
             raise SearchError(f"data.dataset: cannot read image {path}: {exc}") from exc
         images[i] = torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)
-    return images, torch.tensor([label for _, label in files])
+    return images, torch.tensor([label for _, label in files]), classes
 
 
-def _torchvision(name: str, cfg: Data) -> tuple[torch.Tensor, torch.Tensor]:
+def _torchvision(name: str, cfg: Data) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
     """A torchvision dataset with .data and .targets (MNIST, FashionMNIST, CIFAR10, ...); its
     train split is split again into train and validation."""
     try:
@@ -175,7 +183,9 @@ def _torchvision(name: str, cfg: Data) -> tuple[torch.Tensor, torch.Tensor]:
         images = images.unsqueeze(1)
     elif images.shape[-1] in (1, 3):  # (N, H, W, C)
         images = images.permute(0, 3, 1, 2)
-    return images.contiguous(), torch.as_tensor(np.asarray(targets), dtype=torch.int64)
+    labels = torch.as_tensor(np.asarray(targets), dtype=torch.int64)
+    classes = getattr(ds, "classes", None)
+    return images.contiguous(), labels, [str(c) for c in classes] if classes else None
 
 
 def _stratified_split(
@@ -199,36 +209,3 @@ def _stratified_subset(labels: torch.Tensor, count: int, seed: int) -> torch.Ten
     index = np.arange(len(labels))
     keep, _ = train_test_split(index, train_size=count, stratify=labels.numpy(), random_state=seed)
     return torch.from_numpy(np.sort(keep))
-
-
-def _as_float(images: torch.Tensor) -> torch.Tensor:
-    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-
-
-def _as_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    have = x.shape[1]
-    if have == channels:
-        return x
-    if have == 1:
-        return x.expand(-1, channels, -1, -1).contiguous()
-    if channels == 1 and have == 3:  # ITU-R 601 luma
-        weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        return (x * weights).sum(dim=1, keepdim=True)
-    raise SearchError(f"the data has {have} channels; the spec's input wants {channels}")
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == size:
-        return x
-    out = []
-    for chunk in x.split(4096):
-        out.append(
-            F.interpolate(
-                chunk,
-                size=size,
-                mode="bilinear",
-                align_corners=False,
-                antialias=size[0] < x.shape[-2],
-            )
-        )
-    return torch.cat(out)

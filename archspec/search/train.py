@@ -1,5 +1,5 @@
 """Training and evaluation of one candidate: the same recipe, seed, split and data order for
-every trial, so that accuracies compare.
+every trial, so that accuracies compare; per-epoch statistics, checkpoints and exact resume.
 
 Fairness: the model is initialised right after `torch.manual_seed(seed)`; batches are drawn
 from a permutation made by a `torch.Generator` seeded with `seed` (the same order for every
@@ -9,17 +9,35 @@ candidate); the split is fixed once per study; epochs, optimizer and schedule ar
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import os
+import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from archspec.errors import SearchError
 from archspec.search.data import Split
 from archspec.search.definition import Training
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One row of a training log (metrics.csv)."""
+
+    epoch: int  # 1-based
+    train_loss: float  # mean over the epoch's steps
+    val_accuracy: float
+    lr: float  # of the first parameter group, after the epoch's last step
+    seconds: float  # wall time of the epoch (training, BatchNorm recalibration, validation)
 
 
 @dataclass
@@ -27,6 +45,8 @@ class TrainResult:
     accuracy: float  # validation top-1 after the last epoch
     history: list[float] = field(default_factory=list)  # validation top-1 per epoch
     seconds: float = 0.0
+    epochs: list[EpochStats] = field(default_factory=list)
+    resumed: int = 0  # epochs restored from a checkpoint
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -48,6 +68,18 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def cpu_threads(count: int | None) -> Iterator[None]:
+    """torch's CPU threads set to `count` (None: unchanged) inside the block, then restored."""
+    before = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
@@ -64,9 +96,14 @@ def train(
     report: Callable[[int, float], None] | None = None,
     progress: bool = False,
     desc: str = "",
+    checkpoint: str | Path | None = None,
+    on_epoch: Callable[[list[EpochStats]], None] | None = None,
 ) -> TrainResult:
     """Train `model` (already on `device`) on `data.train_*`, validate after each epoch;
-    `report(epoch, accuracy)` may raise to stop early (Optuna pruning)."""
+    `report(epoch, accuracy)` may raise to stop early (Optuna pruning); `on_epoch` gets the
+    statistics of every epoch so far after each one. With `checkpoint`, the whole training
+    state is saved there after every epoch and, when the file exists, training resumes from
+    it: an interrupted and resumed run ends with the same weights as an uninterrupted one."""
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
@@ -79,18 +116,25 @@ def train(
     optimizer = _optimizer(model, cfg)
     schedule = _schedule(optimizer, cfg, steps_per_epoch)
     order = torch.Generator().manual_seed(seed)
-    history: list[float] = []
+    stats: list[EpochStats] = []
+    recipe = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+    if checkpoint is not None and Path(checkpoint).exists():
+        stats = _resume(Path(checkpoint), model, optimizer, schedule, order, recipe, seed)
+    resumed = len(stats)
     bar = tqdm(
-        range(cfg.epochs),
+        total=cfg.epochs * steps_per_epoch,
+        initial=len(stats) * steps_per_epoch,
         desc=desc or "train",
         leave=False,
-        disable=not progress,
-        unit="ep",
+        disable=None if progress else True,  # None: no bar when stderr is not a terminal
+        unit="step",
         dynamic_ncols=True,
     )
-    for epoch in bar:
+    for epoch in range(len(stats), cfg.epochs):
+        began = time.perf_counter()
         model.train()
         perm = torch.randperm(n, generator=order).to(device)
+        total_loss = torch.zeros((), device=device)
         for step in range(steps_per_epoch):
             idx = perm[step * batch : (step + 1) * batch]
             with autocast(device):
@@ -101,15 +145,99 @@ def train(
             loss.backward()
             optimizer.step()
             schedule.step()
+            total_loss += loss.detach().float()
+            bar.update(1)
         if cfg.precise_bn:
             recalibrate_batchnorm(model, train_x[: cfg.precise_bn], batch, device)
         accuracy = evaluate(model, data.val_x, data.val_y, device)
-        history.append(accuracy)
-        bar.set_postfix(loss=f"{loss.item():.3f}", val_acc=f"{accuracy:.4f}")
+        row = EpochStats(
+            epoch + 1,
+            float(total_loss) / max(1, steps_per_epoch),
+            accuracy,
+            optimizer.param_groups[0]["lr"],
+            time.perf_counter() - began,
+        )
+        stats.append(row)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{row.train_loss:.3f}", val_acc=f"{accuracy:.4f}")
+        if checkpoint is not None:
+            _save_checkpoint(
+                Path(checkpoint), model, optimizer, schedule, order, stats, recipe, seed
+            )
+        if on_epoch is not None:
+            on_epoch(list(stats))
         if report is not None:
             report(epoch, accuracy)
     bar.close()
-    return TrainResult(history[-1], history, time.perf_counter() - start)
+    history = [row.val_accuracy for row in stats]
+    return TrainResult(history[-1], history, time.perf_counter() - start, stats, resumed)
+
+
+def _save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    order: torch.Generator,
+    stats: list[EpochStats],
+    recipe: str,
+    seed: int,
+) -> None:
+    """Everything the next epoch depends on, written atomically (plain tensors and containers:
+    it loads back with `torch.load(weights_only=True)`)."""
+    state = {
+        "version": CHECKPOINT_VERSION,
+        "recipe": recipe,
+        "seed": seed,
+        "epochs": [asdict(row) for row in stats],
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "order": order.get_state(),
+        "rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _resume(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    order: torch.Generator,
+    recipe: str,
+    seed: int,
+) -> list[EpochStats]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged file, or one that is not a checkpoint
+        raise SearchError(f"{path}: not a readable checkpoint ({exc})") from exc
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        raise SearchError(f"{path}: not an archspec training checkpoint")
+    if state["recipe"] != recipe or state["seed"] != seed:
+        raise SearchError(
+            f"{path}: written by a run with another recipe or seed; resuming would mix two "
+            "trainings (delete it, or write to another folder)"
+        )
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise SearchError(f"{path}: the checkpoint is of another architecture") from exc
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    order.set_state(state["order"])
+    torch.set_rng_state(state["rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return [EpochStats(**row) for row in state["epochs"]]
 
 
 @torch.no_grad()
