@@ -134,8 +134,8 @@ def fit_trial(
 ) -> FitResult:
     """Retrain a trial (or a compound family member) of `study` with the recipe, data and seed
     the study recorded; on CPU it reproduces the trial's accuracy exactly."""
-    from archspec.search.export import _family_member, _pick, trial_spec
-    from archspec.search.study import study_info
+    from archspec.search.pick import _family_member, _pick, trial_spec
+    from archspec.search.storage import study_info
 
     info = study_info(study)
     spec, _ = trial_spec(study, trial, phi)
