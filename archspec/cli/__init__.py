@@ -42,6 +42,6 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def main() -> None:
-    from archspec.cli import analysis, search, spec  # noqa: F401 - registers the commands
+    from archspec.cli import analysis, search, spec, train  # noqa: F401 - registers the commands
 
     app()

@@ -22,6 +22,7 @@ from archspec.errors import SearchError
 from archspec.search.data import Dataset, load_dataset
 from archspec.search.definition import Data, Training
 from archspec.search.train import (
+    MEMORY_FORMAT,
     EpochStats,
     TrainResult,
     cpu_threads,
@@ -218,7 +219,8 @@ def evaluate_bundle(bundle: Bundle, data: Data | None = None) -> Evaluation:
         index, split = torch.arange(len(dataset)), "all"
     _check_classes(bundle, dataset)
     x = bundle.preprocess(dataset.images[index])
-    model = bundle.model.to(device)
+    # on the device and in the memory layout it was trained and validated in: same numbers
+    model = bundle.model.to(device=device, memory_format=MEMORY_FORMAT)
     accuracy = evaluate(model, x.to(device), dataset.labels[index].to(device), device)
     return Evaluation(accuracy, len(index), dataset.name, split)
 

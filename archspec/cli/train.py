@@ -1,0 +1,278 @@
+"""Commands after the search: train (a spec, a bundle's architecture or a study's trial),
+evaluate (a bundle's accuracy) and predict (classify image files with a bundle)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from archspec.cli import command, err, out
+
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        help="digits, synthetic, imagefolder:PATH or torchvision:NAME (as a search "
+        "definition's data.dataset)",
+    ),
+]
+LimitOpt = Annotated[
+    int | None, typer.Option(min=2, help="use at most this many images (stratified)")
+]
+
+
+@command
+def train(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="a spec file, a zoo name or a bundle (its architecture); or a study: a search "
+            "definition or a study name"
+        ),
+    ],
+    data: DataOpt = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="epochs (default 10)")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="default 128")] = None,
+    lr: Annotated[float | None, typer.Option(min=0, help="peak learning rate (default 3e-3)")] = (
+        None
+    ),
+    seed: Annotated[int, typer.Option(min=0, help="initial weights, split and batch order")] = 0,
+    limit: LimitOpt = None,
+    device: Annotated[str | None, typer.Option(help="auto (default), cpu, cuda, cuda:N, mps")] = (
+        None
+    ),
+    trial: Annotated[
+        str | None, typer.Option(help="a study: 'best' (default) or a trial number")
+    ] = None,
+    phi: Annotated[int | None, typer.Option(help="a study: the compound family member")] = None,
+    storage: Annotated[str | None, typer.Option(help="a study's Optuna storage URL")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="run folder: bundle/, metrics.csv, checkpoint.pt (default runs/train/NAME)",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="retrain from scratch over a finished run")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+) -> None:
+    """Train to completion and write a bundle; an interrupted run resumes when re-run. A study's
+    trial is retrained with the study's recorded recipe, data and seed."""
+    from archspec.search.fit import fit, fit_trial
+
+    log = None if quiet else _epoch_line
+    progress = not quiet
+    try:
+        if _is_study(source, trial, phi, storage):
+            changed = [
+                flag
+                for flag, value in (
+                    ("--data", data),
+                    ("--epochs", epochs),
+                    ("--batch-size", batch_size),
+                    ("--lr", lr),
+                    ("--limit", limit),
+                    ("--device", device),
+                )
+                if value is not None
+            ]
+            if changed or seed != 0:
+                _usage(
+                    f"{source} is a study: its trial is retrained with the recorded recipe; "
+                    f"drop {', '.join(changed + (['--seed'] if seed else []))}"
+                )
+            if trial is not None and trial != "best" and not trial.isdigit():
+                _usage(f"--trial is 'best' or a trial number; got {trial!r}")
+            from archspec.search import load_study
+
+            study = load_study(source, storage)
+            label = f"phi-{phi}" if phi is not None else f"trial-{trial or 'best'}"
+            folder = output or Path("runs") / study.study_name / "retrain" / label
+            result = fit_trial(
+                study,
+                folder,
+                trial=trial or "best",
+                phi=phi,
+                storage=storage,
+                progress=progress,
+                overwrite=force,
+                on_epoch=log,
+            )
+        else:
+            if data is None:
+                _usage("--data is needed to train a spec (e.g. --data digits)")
+            from archspec.search.definition import Training
+
+            spec = _spec_of(source)
+            recipe = Training(
+                **{
+                    key: value
+                    for key, value in (
+                        ("epochs", epochs),
+                        ("batch_size", batch_size),
+                        ("lr", lr),
+                        ("device", device),
+                    )
+                    if value is not None
+                }
+            )
+            result = fit(
+                spec,
+                _data(data, limit),
+                recipe,
+                output or Path("runs") / "train" / spec.name,
+                seed=seed,
+                provenance=_provenance(source),
+                progress=progress,
+                overwrite=force,
+                on_epoch=log,
+            )
+    except KeyboardInterrupt:
+        err.print(
+            "interrupted; the last finished epoch is checkpointed: run the same command to resume",
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
+    train_result = result.train
+    resumed = f", resumed after epoch {train_result.resumed}" if train_result.resumed else ""
+    out.print(
+        f"validation accuracy {train_result.accuracy:.4f} after {len(train_result.history)} "
+        f"epochs ({train_result.seconds:.1f} s{resumed})",
+        highlight=False,
+    )
+    if result.expected is not None:
+        same = "identical" if result.expected == train_result.accuracy else "differs"
+        out.print(
+            f"the study recorded {result.expected:.4f} for this trial: {same}", highlight=False
+        )
+    out.print(f"bundle: {result.bundle}", highlight=False)
+    out.print(f"metrics: {result.folder / 'metrics.csv'}", highlight=False)
+
+
+@command
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="a bundle folder")],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="evaluate on every image of this dataset instead of the bundle's own held-out "
+            "split (digits, synthetic, imagefolder:PATH, torchvision:NAME)",
+        ),
+    ] = None,
+    limit: LimitOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document")] = False,
+) -> None:
+    """Top-1 accuracy of a bundle, with its recorded preprocessing."""
+    from archspec.bundle import load_bundle
+    from archspec.search.fit import evaluate_bundle
+
+    loaded = load_bundle(bundle)
+    result = evaluate_bundle(loaded, _data(data, limit) if data is not None else None)
+    if as_json:
+        typer.echo(json.dumps(result.__dict__ | {"bundle": str(bundle)}))
+        return
+    out.print(
+        f"accuracy {result.accuracy:.4f} on {result.images} images ({result.dataset}, "
+        f"{result.split})",
+        highlight=False,
+    )
+
+
+@command
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="a bundle folder")],
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    topk: Annotated[int, typer.Option(min=1, help="classes to show per image")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document")] = False,
+) -> None:
+    """Classify image files: per image the path, the top class(es) and probability. Files that
+    cannot be read get one line each on stderr (the rest still run) and exit status 1."""
+    from archspec.bundle import load_bundle
+    from archspec.predict import predict_files
+
+    results = predict_files(load_bundle(bundle), images, topk)
+    failed = [r for r in results if r.error is not None]
+    for r in failed:
+        err.print(r.error, markup=False, highlight=False, soft_wrap=True)
+    if as_json:
+        typer.echo(json.dumps([r.to_json() for r in results], indent=2))
+    else:
+        for r in results:
+            if r.error is None:
+                top = "  ".join(f"{name} {p:.4f}" for name, p in r.top)
+                typer.echo(f"{r.path}\t{top}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _usage(message: str) -> None:
+    """A wrong combination of arguments: one line, exit 2 (click's usage-error status)."""
+    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _epoch_line(rows) -> None:
+    from tqdm.auto import tqdm
+
+    row = rows[-1]
+    tqdm.write(
+        f"epoch {row.epoch}: loss {row.train_loss:.4f}  val_accuracy {row.val_accuracy:.4f}  "
+        f"lr {row.lr:.2e}  {row.seconds:.1f} s",
+        file=err.file,
+    )
+
+
+def _data(name: str, limit: int | None):
+    from pydantic import ValidationError
+
+    from archspec.errors import SearchError
+    from archspec.search.definition import Data
+
+    try:
+        return Data(dataset=name, limit=limit)
+    except ValidationError as exc:
+        raise SearchError(f"--data {name}: {exc.errors()[0]['msg']}") from None
+
+
+def _spec_of(source: str):
+    """The spec of a spec file, a zoo name or a bundle folder."""
+    from archspec.bundle import SPEC_FILE, is_bundle, read_manifest
+    from archspec.spec import load_spec
+    from archspec.zoo import spec_path
+
+    if is_bundle(source):
+        read_manifest(source)  # a damaged bundle fails here, clearly
+        return load_spec(Path(source) / SPEC_FILE)
+    return load_spec(spec_path(source))
+
+
+def _provenance(source: str):
+    from archspec.bundle import Provenance
+
+    return Provenance(source="train", spec=source)
+
+
+def _is_study(source: str, trial: str | None, phi: int | None, storage: str | None) -> bool:
+    """A search definition file, a study name whose default database exists, or anything
+    given with --trial, --phi or --storage (which only make sense for a study)."""
+    from archspec.search.definition import default_storage
+    from archspec.zoo import list_specs
+
+    if trial is not None or phi is not None or storage is not None:
+        return True
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        from archspec.spec.yamlsource import load_yaml, read_text
+
+        data = load_yaml(*read_text(path)).data
+        return isinstance(data, dict) and "base" in data and "layers" not in data
+    if path.exists() or source in list_specs():
+        return False
+    return Path(default_storage(source).removeprefix("sqlite:///")).exists()
