@@ -154,7 +154,11 @@ def _apply_kernels(spec: Spec, data: dict[str, Any], kernels: dict[str, int]) ->
         if not isinstance(kernel, int) or kernel < 1:
             raise ScaleError(f"kernel for stage {stage!r} must be a positive int; got {kernel!r}")
         item = _find_stage(data["layers"], stage)
-        if not _set_kernels(spec, item, kernel):
+        try:
+            changed = _set_kernels(spec, item, kernel)
+        except ScaleError as exc:
+            raise ScaleError(f"stage {stage!r}: {exc.message}") from exc
+        if not changed:
             raise ScaleError(f"stage {stage!r} has no kernel-typed parameter to choose")
 
 
@@ -195,6 +199,15 @@ def _set_kernels(spec: Spec, item: dict[str, Any], kernel: int) -> int:
     if "op" in item:
         for key, field in get_op(item["op"]).model_fields.items():
             if key in item and scalable_axis(field) == "kernel":
+                value = item[key]
+                if isinstance(value, list) and any(is_expression(v) for v in value):
+                    continue  # [1, $k]: set through the block parameter it reads
+                if isinstance(value, list) and len(set(value)) != 1:
+                    raise ScaleError(
+                        f"a kernel choice ({kernel}) sets square kernels; {item['op']} "
+                        f"{key} {value} is not square (make the sizes block parameters of "
+                        "type kernel to choose them)"
+                    )
                 item[key] = kernel
                 changed += 1
     for child in item.get("layers", []) or []:

@@ -21,6 +21,8 @@ REFERENCE = {
     "efficientnet_b0": ({}, 5_288_548, 32),
     "vit_b_16": ({}, 86_567_656, 224),
     "convnext_tiny": ({}, 28_589_128, 32),
+    # 32 pixels: windows padded at every stage, shifts dropped where a window covers the map
+    "swin_t": ({}, 28_288_354, 32),
 }
 ZOO = [name for name in REFERENCE if name in list_specs()]
 

@@ -11,8 +11,9 @@ with FlopCounterMode exactly (tests/analysis/test_cost.py).
 Activation memory is the size of every node's output at `batch` x `dtype_bytes`, summed: what a
 training step keeps for backward, ignoring in-place ops and what the allocator reuses.
 
-Receptive fields follow the usual recurrence per spatial axis (size, jump = cumulative stride,
-start = centre of the first unit's field, in input pixels whose centres are at k + 0.5):
+Receptive fields follow the usual recurrence, along height and width separately (size, jump =
+cumulative stride, start = centre of the first unit's field, in input pixels whose centres are
+at k + 0.5):
 size += (dilation*(kernel-1)) * jump; start += ((span-1)/2 - padding) * jump; jump *= stride.
 A merge sees the union of its branches' fields; global pooling and attention see everything.
 """
@@ -47,11 +48,17 @@ class NodeCost:
     params: int
     macs: int
     activation_bytes: int
-    receptive_field: ReceptiveField
+    receptive_fields: tuple[ReceptiveField, ReceptiveField]  # (height, width)
 
     @property
     def flops(self) -> int:
         return 2 * self.macs
+
+    @property
+    def receptive_field(self) -> ReceptiveField:
+        """The field along the axis where it is larger (both agree for square windows)."""
+        height, width = self.receptive_fields
+        return width if width.size > height.size else height
 
 
 @dataclass
@@ -101,6 +108,7 @@ class CostReport:
                     "flops": n.flops,
                     "activation_bytes": n.activation_bytes,
                     "receptive_field": vars(n.receptive_field),
+                    "receptive_fields": [vars(rf) for rf in n.receptive_fields],
                 }
                 for name, n in self.nodes.items()
             },
@@ -118,14 +126,19 @@ def analyze(
         input_shape=graph.graph["input_shape"],
         outputs=graph.graph["outputs"],
     )
-    fields: dict[str, ReceptiveField] = {INPUT: ReceptiveField()}
+    fields: dict[str, tuple[ReceptiveField, ReceptiveField]] = {
+        INPUT: (ReceptiveField(), ReceptiveField())
+    }
     for name in graph.graph["order"]:
         if name == INPUT:
             continue
         data = graph.nodes[name]
         op, shape = data["op"], data["shape"]
         shapes = [graph.nodes[i]["shape"] for i in data["inputs"]]
-        rf = _receptive_field(op.window(shapes), [fields[i] for i in data["inputs"]], shapes[0])
+        rf = tuple(
+            _receptive_field(window, [fields[i][axis] for i in data["inputs"]], shapes[0], axis)
+            for axis, window in enumerate(op.windows(shapes))
+        )
         fields[name] = rf
         report.nodes[name] = NodeCost(
             op=op.op,
@@ -133,7 +146,7 @@ def analyze(
             params=op.count_params(shapes),
             macs=op.macs(shapes, shape),
             activation_bytes=shape.numel * batch * dtype_bytes,
-            receptive_field=rf,
+            receptive_fields=rf,
         )
     return report
 
@@ -151,10 +164,12 @@ def _union(fields: list[ReceptiveField]) -> ReceptiveField:
     return ReceptiveField(high - low, jump, (low + high) / 2)
 
 
-def _receptive_field(window: Any, inputs: list[ReceptiveField], shape: Shape) -> ReceptiveField:
+def _receptive_field(
+    window: Any, inputs: list[ReceptiveField], shape: Shape, axis: int
+) -> ReceptiveField:
     rf = _union(inputs)
     if window.whole:
-        extent = shape.spatial[0] if shape.layout in ("CHW", "HWC") else None
+        extent = shape.spatial[axis] if shape.layout in ("CHW", "HWC") else None
         if extent is None:  # tokens: every output sees the whole input image
             return ReceptiveField(float("inf"), rf.jump, rf.start)
         return ReceptiveField(

@@ -82,12 +82,15 @@ def _describe(graph: nx.DiGraph, name: str) -> str:
     """`conv2d 3x3/2`: the op, with its window where it has one."""
     data = graph.nodes[name]
     op = data["op"]
-    window = op.window([graph.nodes[i]["shape"] for i in data["inputs"]])
+    height, width = op.windows([graph.nodes[i]["shape"] for i in data["inputs"]])
     text = op.op
-    if not window.whole and window.kernel > 1:
-        text += f" {window.kernel}x{window.kernel}"
-    if not window.whole and window.stride > 1:
-        text += f"/{window.stride}"
+    if height.whole or width.whole:
+        return text
+    if max(height.kernel, width.kernel) > 1:
+        text += f" {height.kernel}x{width.kernel}"
+    if max(height.stride, width.stride) > 1:
+        same = height.stride == width.stride
+        text += f"/{height.stride}" if same else f"/{height.stride}x{width.stride}"
     return text
 
 

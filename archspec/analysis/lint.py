@@ -74,8 +74,13 @@ class Context:
     def inputs(self, name: str) -> list[str]:
         return self.graph.nodes[name]["inputs"]
 
-    def window(self, name: str) -> Window:
-        return self.op(name).window([self.shape(i) for i in self.inputs(name)])
+    def windows(self, name: str) -> tuple[Window, Window]:
+        """The op's window along height and width."""
+        return self.op(name).windows([self.shape(i) for i in self.inputs(name)])
+
+    def whole(self, name: str) -> bool:
+        """Every output unit sees the whole input (global pooling, attention)."""
+        return any(w.whole for w in self.windows(name))
 
     def is_conv(self, name: str) -> bool:
         """A layer doing weighted work on an image tensor (conv2d, squeeze_excitation...)."""
@@ -160,6 +165,10 @@ def _span(window: Window) -> int:
     return window.dilation * (window.kernel - 1) + 1
 
 
+def _pair_text(values: tuple[int, int]) -> str:
+    return str(values[0]) if values[0] == values[1] else f"[{values[0]}, {values[1]}]"
+
+
 # --- rules ---------------------------------------------------------------------------------
 
 
@@ -172,8 +181,8 @@ def forgotten_padding(ctx: Context) -> Iterator[Hit]:
         ins, out = ctx.inputs(name), ctx.shape(name)
         if len(ins) != 1 or not (_spatial(ctx.shape(ins[0])) and _spatial(out)):
             continue
-        w = ctx.window(name)
-        if w.whole or w.kernel <= 1 or w.stride != 1:
+        ws = ctx.windows(name)
+        if ctx.whole(name) or all(w.kernel <= 1 for w in ws) or any(w.stride != 1 for w in ws):
             continue
         op = ctx.op(name)
         if out.spatial == ctx.shape(ins[0]).spatial:
@@ -181,18 +190,20 @@ def forgotten_padding(ctx: Context) -> Iterator[Hit]:
         elif (
             "padding" in type(op).model_fields
             and "padding" not in op.model_fields_set
-            and w.padding == 0
+            and all(w.padding == 0 for w in ws)
         ):
             shrinks.append(name)
     if keeps <= len(shrinks):
         return
     for name in shrinks:
-        w, before = ctx.window(name), ctx.shape(ctx.inputs(name)[0])
-        k = w.kernel
-        keep = f"padding: {_span(w) // 2}" if k % 2 else "padding: same"
+        ws, before = ctx.windows(name), ctx.shape(ctx.inputs(name)[0])
+        kh, kw = (w.kernel for w in ws)
+        odd = kh % 2 and kw % 2
+        keep = f"padding: {_pair_text((_span(ws[0]) // 2, _span(ws[1]) // 2))}"
+        keep = keep if odd else "padding: same"
         yield Hit(
             name,
-            f"{ctx.op(name).op} {k}x{k} without padding shrinks {_hw(before)} to "
+            f"{ctx.op(name).op} {kh}x{kw} without padding shrinks {_hw(before)} to "
             f"{_hw(ctx.shape(name))} where the rest of the network keeps sizes; "
             f"write {keep} to keep the size (or padding: 0 if shrinking is meant)",
         )
@@ -202,7 +213,7 @@ def forgotten_padding(ctx: Context) -> Iterator[Hit]:
 def resolution_collapse(ctx: Context) -> Iterator[Hit]:
     for name in ctx.nodes:
         ins, out = ctx.inputs(name), ctx.shape(name)
-        if not (_spatial(out) and out.spatial == (1, 1)) or ctx.window(name).whole:
+        if not (_spatial(out) and out.spatial == (1, 1)) or ctx.whole(name):
             continue
         if not any(_spatial(ctx.shape(i)) and ctx.shape(i).spatial != (1, 1) for i in ins):
             continue
@@ -233,11 +244,12 @@ def downsampling_run(ctx: Context) -> Iterator[Hit]:
         if not _spatial(ctx.shape(ctx.inputs(name)[0])):
             run[name] = best
             continue
-        w = ctx.window(name)
-        if w.whole or (w.stride == 1 and w.kernel > 1):
+        ws = ctx.windows(name)
+        stride = max(w.stride for w in ws)
+        if ctx.whole(name) or (stride == 1 and any(w.kernel > 1 for w in ws)):
             run[name] = (0, 1, "")  # a layer that works at this resolution
-        elif w.stride > 1:
-            run[name] = (best[0] + 1, best[1] * w.stride, best[2] or name)
+        elif stride > 1:
+            run[name] = (best[0] + 1, best[1] * stride, best[2] or name)
             if run[name][0] == limit:
                 yield Hit(
                     name,
@@ -270,29 +282,52 @@ def no_normalization(ctx: Context) -> Iterator[Hit]:
             depth[name] = best
 
 
+def _reads_all(ctx: Context, name: str) -> bool:
+    return all(w.stride <= _span(w) for w in ctx.windows(name))
+
+
+def _unread(ctx: Context, name: str, siblings: list[str], axis: int) -> int:
+    """How many of every `stride` input lines (along `axis`) neither `name` nor its siblings
+    with the same stride read."""
+    stride = ctx.windows(name)[axis].stride
+    read: set[int] = set()
+    for node in [name, *siblings]:
+        w = ctx.windows(node)[axis]
+        if w.stride <= _span(w):  # this one reads every line
+            return 0
+        if w.stride == stride:
+            read |= {(k * w.dilation - w.padding) % stride for k in range(w.kernel)}
+    return stride - len(read)
+
+
 @rule("AS105", "a stride larger than the kernel: some pixels are never read")
 def stride_over_kernel(ctx: Context) -> Iterator[Hit]:
     for name in ctx.nodes:
         source = ctx.inputs(name)[0]
         if not _spatial(ctx.shape(source)):
             continue
-        w = ctx.window(name)
-        if w.whole or w.stride <= _span(w):
+        if ctx.whole(name) or _reads_all(ctx, name):
             continue
-        # a sibling that reads every pixel of the same tensor (ResNet's projection shortcut
-        # next to a stride-1 branch) means nothing is lost
+        # siblings that read the other pixels of the same tensor (ResNet's projection shortcut
+        # next to a stride-1 branch, Swin's four strided slices) mean nothing is lost
         siblings = [s for s in ctx.graph.successors(source) if s != name]
-        if any(
-            ctx.window(s).whole or ctx.window(s).stride <= _span(ctx.window(s)) for s in siblings
-        ):
+        if any(ctx.whole(s) for s in siblings):
             continue
-        unseen = w.stride - _span(w)
+        ws = ctx.windows(name)
+        missed = [_unread(ctx, name, siblings, axis) for axis in (0, 1)]
+        if not any(missed):
+            continue
+        axis = 0 if missed[0] else 1
+        w, lines = ws[axis], "rows" if axis == 0 else "columns"
+        if all(missed):
+            lines = "rows and columns"
         yield Hit(
             name,
-            f"stride {w.stride} with a {w.kernel}x{w.kernel} kernel"
+            f"stride {_pair_text((ws[0].stride, ws[1].stride))} with a "
+            f"{ws[0].kernel}x{ws[1].kernel} kernel"
             + (f" (dilation {w.dilation})" if w.dilation > 1 else "")
-            + f" never reads {unseen} of every {w.stride} rows and columns of its input; use "
-            "a kernel at least as large as the stride, or pool before",
+            + f" never reads {w.stride - _span(w)} of every {w.stride} {lines} of its input; "
+            "use a kernel at least as large as the stride, or pool before",
         )
 
 
@@ -304,7 +339,7 @@ def small_receptive_field(ctx: Context) -> Iterator[Hit]:
     if ctx.shape(first).layout != "C":
         return
     for name in ctx.nodes:
-        if ctx.window(name).whole and not _spatial(ctx.shape(ctx.inputs(name)[0])):
+        if ctx.whole(name) and not _spatial(ctx.shape(ctx.inputs(name)[0])):
             return
     pooled: set[str] = set()
     largest, head = 1.0, ""
@@ -314,7 +349,7 @@ def small_receptive_field(ctx: Context) -> Iterator[Hit]:
         if any(i in pooled for i in ins) or not spatial_in:
             pooled.add(name)
             continue
-        if ctx.window(name).whole or not _spatial(ctx.shape(name)):
+        if ctx.whole(name) or not _spatial(ctx.shape(name)):
             pooled.add(name)
             head = head or name
             continue

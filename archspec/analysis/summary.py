@@ -75,8 +75,12 @@ def _report(spec: str, scale: str | None, batch: int) -> tuple[str, CostReport, 
     return loaded.name, report, stage_runs(report, stages(graph))
 
 
-def _rf(size: float) -> str:
-    return "all" if size == float("inf") else f"{size:g}"
+def _rf(cost: NodeCost) -> str:
+    """One size for a square field, height x width otherwise."""
+    height, width = (rf.size for rf in cost.receptive_fields)
+    if height == width:
+        return "all" if height == float("inf") else f"{height:g}"
+    return f"{height:g}x{width:g}"
 
 
 def _row(name: str, op: str, cost: NodeCost | Stage, shape: NodeCost) -> list[str]:
@@ -87,7 +91,7 @@ def _row(name: str, op: str, cost: NodeCost | Stage, shape: NodeCost) -> list[st
         f"{cost.params:,}",
         f"{cost.flops / 1e6:.2f}",
         f"{cost.activation_bytes / 1024:.0f}",
-        _rf(shape.receptive_field.size),
+        _rf(shape),
     ]
 
 

@@ -1,4 +1,4 @@
-"""Commands about specs: validate, summary, schema, zoo."""
+"""Commands about specs: validate, summary, schema, zoo, ops."""
 
 from __future__ import annotations
 
@@ -71,3 +71,42 @@ def zoo() -> None:
         shape = report.input_shape
         table.add_row(name, f"{report.params:,}", f"{report.flops / 1e9:.2f}", str(shape))
     out.print(table)
+
+
+@command
+def ops(
+    name: Annotated[str | None, typer.Argument(help="one op, e.g. conv2d")] = None,
+) -> None:
+    """List the ops a spec can use, with their fields (type, default) and what they do;
+    `archspec ops conv2d` for one op in full, with examples."""
+    from rich.markup import escape
+
+    from archspec.errors import SpecError
+    from archspec.ops.catalog import catalog, describe
+
+    if name is None:
+        table = Table("op", "fields (name=default)", "what it does", title="archspec ops")
+        for doc in catalog():
+            fields = ", ".join(
+                f.name if f.default == "required" else f"{f.name}={f.default}" for f in doc.fields
+            )
+            table.add_row(doc.name, escape(fields), escape(doc.summary))
+        out.print(table)
+        return
+    try:
+        doc = describe(name)
+    except KeyError as exc:
+        raise SpecError(exc.args[0]) from None
+    out.print(f"{doc.name}: {doc.doc}", markup=False, highlight=False)
+    if doc.fields:
+        table = Table("field", "type", "default")
+        for f in doc.fields:
+            table.add_row(f.name, escape(f.type), escape(f.default))
+        out.print(table)
+    else:
+        out.print("no fields")
+    out.print("examples:")
+    for example in doc.examples:
+        shapes = ", ".join(f"{s.layout} {s}" for s in example.inputs)
+        line = f"  - {doc.example_yaml(example)}  # input {shapes}"
+        out.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -10,11 +10,15 @@ from archspec.ops import (  # noqa: F401 - imported for registration
     pool,
     regularization,
     reshape,
+    spatial,
+    split,
     transformer,
+    window,
 )
 from archspec.ops.base import (
     REGISTRY,
     Channels,
+    Example,
     Kernel,
     Op,
     Scalable,
@@ -27,6 +31,7 @@ from archspec.ops.base import (
 __all__ = [
     "REGISTRY",
     "Channels",
+    "Example",
     "Kernel",
     "Op",
     "Scalable",

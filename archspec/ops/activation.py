@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from archspec.ops.base import Op, register, torch_function
+from archspec.ops.base import Op, example, register, torch_function
 from archspec.shape import Shape
 
 if TYPE_CHECKING:
@@ -15,6 +15,7 @@ class Activation(Op):
     """Shape-preserving elementwise function of one input."""
 
     function: ClassVar[str]  # the torch function, by dotted name (see torch_function)
+    examples = (example({}, (3, 5, 5)), example({}, Shape("LC", (4, 6))))
 
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
@@ -62,6 +63,7 @@ class Gelu(Activation):
     """Gaussian error linear unit; `approximate: tanh` for the tanh approximation."""
 
     op = "gelu"
+    examples = (example({"approximate": "tanh"}, (3, 5, 5)),)
     function = "torch.nn.functional.gelu"
     approximate: Literal["none", "tanh"] = "none"
 
@@ -74,6 +76,7 @@ class LeakyRelu(Activation):
     """max(x, 0) + negative_slope * min(x, 0)"""
 
     op = "leaky_relu"
+    examples = (example({"negative_slope": 0.2}, (3, 5, 5)),)
     function = "torch.nn.functional.leaky_relu"
     negative_slope: float = 0.01
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, WithJsonSchema
 
 from archspec.shape import Layout, Shape
 
@@ -40,9 +40,46 @@ def scalable_axis(field: Any) -> str | None:
     return None
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def pair_of(low: int, high: int, words: tuple[str, ...] = ()) -> Any:
+    """An int or an [h, w] pair of ints in [low, high] (or one of `words`), as torch's conv and
+    pool arguments; stored as an int, an (h, w) tuple or the word; read both axes with `pair()`."""
+    allowed = "an int or [h, w]" + "".join(f", {w!r}" for w in words)
+
+    def validate(value: Any, info: ValidationInfo) -> int | tuple[int, int] | str:
+        field = info.field_name or "it"
+        if isinstance(value, str) and value in words:
+            return value
+        if _is_int(value):
+            items = [value]
+        elif isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_is_int, value)):
+            items = list(value)
+        else:
+            raise ValueError(f"{field} takes {allowed}")
+        if not all(low <= v <= high for v in items):
+            raise ValueError(f"{field} takes values from {low} to {high}")
+        return value if len(items) == 1 else (items[0], items[1])
+
+    item = {"type": "integer", "minimum": low, "maximum": high}
+    options: list[dict[str, Any]] = [
+        item,
+        {"type": "array", "items": item, "minItems": 2, "maxItems": 2},
+    ]
+    if words:
+        options.append({"enum": list(words)})
+    kind = int | tuple[int, int] | str if words else int | tuple[int, int]
+    return Annotated[kind, PlainValidator(validate), WithJsonSchema({"anyOf": options})]
+
+
 Channels = Annotated[int, Field(ge=1, le=1 << 20), Scalable("width")]
 Kernel = Annotated[int, Field(ge=1, le=1024), Scalable("kernel")]
+KernelPair = Annotated[pair_of(1, 1024), Scalable("kernel")]
 PositiveInt = Annotated[int, Field(ge=1, le=1 << 20)]
+PositivePair = pair_of(1, 1 << 20)
+SizePair = pair_of(0, 1 << 20)  # paddings, offsets
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
@@ -60,6 +97,22 @@ class Window:
 POINTWISE = Window()
 
 
+@dataclass(frozen=True)
+class Example:
+    """One valid use of an op: its parameters and input shapes. Every op declares a few; the
+    op contract test (tests/ops/test_contract.py) builds and checks each, `archspec ops` shows
+    them."""
+
+    params: dict[str, Any]
+    inputs: tuple[Shape, ...]
+
+
+def example(params: dict[str, Any], *inputs: Shape | tuple[int, ...]) -> Example:
+    """`example({"kernel_size": 3}, (8, 9, 9))`: a bare tuple is an (N,C,H,W) image's (C,H,W)."""
+    shapes = tuple(s if isinstance(s, Shape) else Shape("CHW", tuple(s)) for s in inputs)
+    return Example(params, shapes)
+
+
 class Op(BaseModel):
     """Base of every op. Subclasses set `op`, declare their parameters as pydantic fields and
     implement `infer` (output shape) and `build` (torch module or parameter, or None)."""
@@ -70,6 +123,10 @@ class Op(BaseModel):
     arity: ClassVar[int | None] = 1  # None: two or more inputs (merges)
     layouts: ClassVar[tuple[Layout, ...] | None] = None  # accepted input layouts; None = any
     normalizes: ClassVar[bool] = False  # a normalization layer (for `archspec lint`)
+    examples: ClassVar[tuple[Example, ...]] = ()  # valid uses, for the contract test and docs
+    # An SE-style gate: each output is also scaled by a summary of the whole input, which the
+    # receptive field leaves out (as receptive-field analyses do); the local path is `windows`.
+    global_gate: ClassVar[bool] = False
 
     # --- shape -----------------------------------------------------------------------------
     def infer(self, inputs: list[Shape]) -> Shape:
@@ -96,7 +153,13 @@ class Op(BaseModel):
         return 0
 
     def window(self, inputs: list[Shape]) -> Window:
+        """The receptive-field effect of a square op; ops with [h, w] pairs define `windows`."""
         return POINTWISE
+
+    def windows(self, inputs: list[Shape]) -> tuple[Window, Window]:
+        """The receptive-field effect along height and width."""
+        window = self.window(inputs)
+        return window, window
 
     def check_inputs(self, inputs: list[Shape]) -> None:
         """Generic checks from the class variables; raises ShapeError."""
@@ -176,16 +239,22 @@ __all__ = [
     "POINTWISE",
     "REGISTRY",
     "Channels",
+    "Example",
     "Kernel",
+    "KernelPair",
     "Op",
     "PositiveInt",
+    "PositivePair",
     "Probability",
     "Scalable",
     "ShapeError",
+    "SizePair",
     "Window",
     "conv_out",
+    "example",
     "get_op",
     "pair",
+    "pair_of",
     "register",
     "torch_function",
 ]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
-from archspec.ops.base import Op, PositiveInt, register
+from archspec.ops.base import Op, PositiveInt, example, register
 from archspec.shape import Shape
 
 if TYPE_CHECKING:
@@ -20,6 +20,8 @@ class SqueezeExcitation(Op):
 
     op = "squeeze_excitation"
     layouts = ("CHW",)
+    global_gate = True
+    examples = (example({"squeeze_channels": 2, "gate": "hardsigmoid"}, (6, 5, 5)),)
 
     squeeze_channels: PositiveInt
     activation: Literal["relu", "silu", "gelu", "hardswish"] = "relu"
@@ -45,6 +47,7 @@ class LayerScale(Op):
     """Learnable per-channel scale, initialised small (CaiT / ConvNeXt)."""
 
     op = "layer_scale"
+    examples = (example({"init": 0.5}, (4, 3, 3)), example({}, Shape("HWC", (3, 3, 4))))
 
     init: Annotated[float, Field(gt=0.0, le=1e3)] = 1e-6
 

@@ -1,4 +1,4 @@
-"""Convolutions: conv2d (groups, dilation, 'same' padding, depthwise) and ViT's patch_embed."""
+"""Convolutions: conv2d (pairs, groups, dilation, 'same' padding, depthwise), ViT's patch_embed."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ from typing import TYPE_CHECKING, Literal
 
 from archspec.ops.base import (
     Channels,
-    Kernel,
+    KernelPair,
     Op,
     PositiveInt,
+    PositivePair,
     ShapeError,
     Window,
     conv_out,
+    example,
+    pair,
+    pair_of,
     register,
 )
 from archspec.shape import Shape
@@ -23,17 +27,41 @@ if TYPE_CHECKING:
 
 @register
 class Conv2d(Op):
-    """2-D convolution. `out_channels` defaults to the input's; `groups: depthwise` means one
-    group per input channel; `padding: same` keeps the size at stride 1 (ceil(size/stride) else)."""
+    """2-D convolution. `kernel_size`, `stride`, `padding` and `dilation` take an int or
+    [h, w] (Inception's 1x7 and 7x1); `out_channels` defaults to the input's; `groups:
+    depthwise` means one group per input channel; `padding: same` keeps the size at stride 1
+    (ceil(size/stride) else)."""
 
     op = "conv2d"
     layouts = ("CHW",)
+    examples = (
+        example({"out_channels": 4, "kernel_size": 3, "padding": 1}, (3, 9, 9)),
+        example({"out_channels": 6, "kernel_size": [1, 7], "padding": [0, 3]}, (4, 9, 11)),
+        example(
+            {"kernel_size": 3, "stride": [2, 1], "dilation": [1, 2], "groups": "depthwise"},
+            (4, 11, 11),
+        ),
+        example(
+            {"out_channels": 4, "kernel_size": [2, 4], "padding": "same", "bias": False}, (2, 9, 9)
+        ),
+        example(
+            {
+                "out_channels": 4,
+                "kernel_size": 3,
+                "stride": 2,
+                "padding": "same",
+                "groups": 2,
+                "padding_mode": "reflect",
+            },
+            (2, 10, 9),
+        ),
+    )
 
     out_channels: Channels | None = None
-    kernel_size: Kernel
-    stride: PositiveInt = 1
-    padding: int | Literal["same", "valid"] = 0
-    dilation: PositiveInt = 1
+    kernel_size: KernelPair
+    stride: PositivePair = 1
+    padding: pair_of(0, 1 << 20, ("same", "valid")) = 0
+    dilation: PositivePair = 1
     groups: PositiveInt | Literal["depthwise"] = 1
     bias: bool = True
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
@@ -45,14 +73,21 @@ class Conv2d(Op):
         groups = cin if self.groups == "depthwise" else self.groups
         return cin, cout, groups
 
-    def pad(self) -> int | str:
+    def axes(self) -> list[tuple[int, int, int]]:
+        """(kernel, stride, dilation) along height, then width."""
+        k, s, d = pair(self.kernel_size), pair(self.stride), pair(self.dilation)
+        return list(zip(k, s, d, strict=True))
+
+    def pad(self) -> tuple[int, int] | str:
+        """Padding per axis; 'same' where torch must pad unevenly (an even kernel)."""
         if self.padding == "valid":
-            return 0
+            return 0, 0
         if self.padding == "same":
-            if self.kernel_size % 2 == 1:
-                return self.dilation * (self.kernel_size - 1) // 2
+            spans = [d * (k - 1) for k, _, d in self.axes()]
+            if all(span % 2 == 0 for span in spans):
+                return spans[0] // 2, spans[1] // 2
             return "same"
-        return self.padding
+        return pair(self.padding)
 
     def infer(self, inputs: list[Shape]) -> Shape:
         cin, cout, groups = self.resolved(inputs)
@@ -61,18 +96,19 @@ class Conv2d(Op):
                 f"groups={groups} must divide in_channels={cin} and out_channels={cout}"
             )
         pad = self.pad()
-        if pad == "same" and self.stride != 1:
+        if pad == "same" and pair(self.stride) != (1, 1):
             raise ShapeError("padding 'same' with an even kernel_size needs stride 1")
-        if isinstance(pad, int) and pad < 0:
-            raise ShapeError(f"padding must be >= 0; got {pad}")
         h, w = inputs[0].spatial
         if pad == "same":
             return Shape.image(cout, h, w)
-        oh, ow = (conv_out(s, self.kernel_size, self.stride, pad, self.dilation) for s in (h, w))
+        oh, ow = (
+            conv_out(size, k, s, p, d)
+            for size, (k, s, d), p in zip((h, w), self.axes(), pad, strict=True)
+        )
         if oh < 1 or ow < 1:
             raise ShapeError(
-                f"kernel_size {self.kernel_size} (dilation {self.dilation}) does not fit the "
-                f"{h}x{w} input with padding {pad}"
+                f"kernel_size {_text(self.kernel_size)} (dilation {_text(self.dilation)}) does "
+                f"not fit the {h}x{w} input with padding {_text(pad)}"
             )
         return Shape.image(cout, oh, ow)
 
@@ -83,10 +119,10 @@ class Conv2d(Op):
         return nn.Conv2d(
             cin,
             cout,
-            self.kernel_size,
-            self.stride,
+            pair(self.kernel_size),
+            pair(self.stride),
             self.pad(),
-            self.dilation,
+            pair(self.dilation),
             groups,
             self.bias,
             self.padding_mode,
@@ -94,16 +130,25 @@ class Conv2d(Op):
 
     def count_params(self, inputs: list[Shape]) -> int:
         cin, cout, groups = self.resolved(inputs)
-        return cout * (cin // groups) * self.kernel_size**2 + (cout if self.bias else 0)
+        kh, kw = pair(self.kernel_size)
+        return cout * (cin // groups) * kh * kw + (cout if self.bias else 0)
 
     def macs(self, inputs: list[Shape], output: Shape) -> int:
         cin, _, groups = self.resolved(inputs)
-        return output.numel * (cin // groups) * self.kernel_size**2
+        kh, kw = pair(self.kernel_size)
+        return output.numel * (cin // groups) * kh * kw
 
-    def window(self, inputs: list[Shape]) -> Window:
+    def windows(self, inputs: list[Shape]) -> tuple[Window, Window]:
         pad = self.pad()
-        pad = self.dilation * (self.kernel_size - 1) // 2 if pad == "same" else pad
-        return Window(self.kernel_size, self.stride, self.dilation, int(pad))
+        if pad == "same":  # torch puts the odd pixel of padding after: the left part is floor
+            pad = tuple(d * (k - 1) // 2 for k, _, d in self.axes())
+        h, w = (Window(k, s, d, p) for (k, s, d), p in zip(self.axes(), pad, strict=True))
+        return h, w
+
+
+def _text(value: int | tuple[int, int] | str) -> str:
+    """An int, [h, w] or word as written in a spec."""
+    return f"[{value[0]}, {value[1]}]" if isinstance(value, tuple) else str(value)
 
 
 def _patches_to_tokens(x: torch.Tensor) -> torch.Tensor:
@@ -117,6 +162,7 @@ class PatchEmbed(Op):
 
     op = "patch_embed"
     layouts = ("CHW",)
+    examples = (example({"out_channels": 6, "patch_size": 4}, (3, 8, 12)),)
 
     out_channels: Channels
     patch_size: PositiveInt

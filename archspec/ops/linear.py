@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from archspec.ops.base import Channels, Op, Probability, register
+from archspec.ops.base import Channels, Op, Probability, example, register
 from archspec.shape import Shape
 
 if TYPE_CHECKING:
@@ -19,6 +19,11 @@ class Linear(Op):
 
     op = "linear"
     layouts = FEATURE_LAYOUTS
+    examples = (
+        example({"out_features": 5}, Shape("C", (7,))),
+        example({"out_features": 3, "bias": False}, Shape("LC", (4, 6))),
+        example({"out_features": 3}, Shape("HWC", (3, 4, 6))),
+    )
 
     out_features: Channels
     bias: bool = True
@@ -44,6 +49,10 @@ class Mlp(Op):
 
     op = "mlp"
     layouts = FEATURE_LAYOUTS
+    examples = (
+        example({"hidden_features": 12}, Shape("LC", (4, 6))),
+        example({"hidden_features": 8, "out_features": 3, "activation": "relu"}, Shape("C", (5,))),
+    )
 
     hidden_features: Channels
     out_features: Channels | None = None

@@ -6,7 +6,7 @@ import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from archspec.ops.base import Op, ShapeError, register
+from archspec.ops.base import Op, ShapeError, example, register
 from archspec.shape import Shape
 
 if TYPE_CHECKING:
@@ -58,6 +58,10 @@ class Add(_Elementwise):
     """Elementwise sum of same-shape inputs (residual connections)."""
 
     op = "add"
+    examples = (
+        example({}, (3, 5, 5), (3, 5, 5)),
+        example({}, Shape("LC", (4, 6)), Shape("LC", (4, 6)), Shape("LC", (4, 6))),
+    )
     verb = "add"
     function = staticmethod(operator.add)
 
@@ -67,6 +71,7 @@ class Mul(_Elementwise):
     """Elementwise product; a size-1 axis broadcasts (attention and gating)."""
 
     op = "mul"
+    examples = (example({}, (3, 5, 5), (3, 5, 5)), example({}, (3, 5, 5), (3, 1, 1)))
     verb = "multiply"
     function = staticmethod(operator.mul)
 
@@ -76,6 +81,11 @@ class Concat(Op):
     """Concatenation along the channel axis (or the token axis for sequences)."""
 
     op = "concat"
+    examples = (
+        example({}, (3, 5, 5), (2, 5, 5)),
+        example({}, Shape("HWC", (5, 5, 3)), Shape("HWC", (5, 5, 1))),
+        example({"axis": "tokens"}, Shape("LC", (4, 6)), Shape("LC", (1, 6))),
+    )
     arity = None
 
     axis: Literal["channels", "tokens"] = "channels"

@@ -58,3 +58,128 @@ class StochasticDepthModule(nn.Module):
 def prepend_token(x: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
     # (N, L, C), (1, 1, C) -> (N, L+1, C)
     return torch.cat([token.expand(x.shape[0], -1, -1), x], dim=1)
+
+
+# --- channel groups and spatial indexing ------------------------------------------------------
+
+
+def channel_shuffle(x: torch.Tensor, groups: int, dim: int) -> torch.Tensor:
+    """ShuffleNet's shuffle (Zhang et al. 2018): view the channels as (groups, C/groups),
+    transpose to (C/groups, groups), flatten back."""
+    shape = list(x.shape)
+    channels = shape[dim]
+    split = shape[:dim] + [groups, channels // groups] + shape[dim + 1 :]
+    return x.reshape(split).transpose(dim, dim + 1).reshape(shape)
+
+
+# --- Swin's windowed attention (Liu et al. 2021, "Swin Transformer") --------------------------
+
+
+def window_partition(x: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:
+    """(N, H, W, C) -> (N * windows, wh * ww, C); H and W are multiples of the window."""
+    n, h, w, c = x.shape
+    wh, ww = window
+    x = x.view(n, h // wh, wh, w // ww, ww, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, wh * ww, c)
+
+
+def window_merge(x: torch.Tensor, window: tuple[int, int], h: int, w: int) -> torch.Tensor:
+    """The inverse of window_partition: (N * windows, wh * ww, C) -> (N, H, W, C)."""
+    wh, ww = window
+    c = x.shape[-1]
+    x = x.view(-1, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, h, w, c)
+
+
+def relative_position_index(window: tuple[int, int]) -> torch.Tensor:
+    """(wh*ww * wh*ww,) index into the (2wh-1)*(2ww-1) bias table for every pair of tokens of a
+    window: row offset (dy + wh - 1) times (2ww - 1) plus column offset (dx + ww - 1)."""
+    wh, ww = window
+    rows = torch.arange(wh).repeat_interleave(ww)  # token t sits at (t // ww, t % ww)
+    cols = torch.arange(ww).repeat(wh)
+    dy = rows[:, None] - rows[None, :] + wh - 1
+    dx = cols[:, None] - cols[None, :] + ww - 1
+    return (dy * (2 * ww - 1) + dx).flatten()
+
+
+def shift_mask(
+    h: int, w: int, window: tuple[int, int], shift: tuple[int, int], like: torch.Tensor
+) -> torch.Tensor:
+    """(windows, wh*ww, wh*ww) additive mask for shifted windows: after the cyclic shift a
+    window may hold pixels from up to 3x3 regions that were not neighbours; attention between
+    different regions gets -100 (as in the paper's code), within a region 0."""
+
+    def regions(size: int, win: int, sh: int) -> torch.Tensor:
+        index = torch.arange(size, device=like.device)
+        if sh == 0:  # no shift along this axis: nothing wraps
+            return torch.zeros_like(index)
+        return (index >= size - win).long() + (index >= size - sh).long()
+
+    region = regions(h, window[0], shift[0])[:, None] * 3 + regions(w, window[1], shift[1])
+    tokens = window_partition(region[None, :, :, None].to(like.dtype), window).squeeze(-1)
+    different = tokens[:, None, :] != tokens[:, :, None]
+    return torch.where(different, -100.0, 0.0).to(like.dtype)
+
+
+class ShiftedWindowAttention(nn.Module):
+    """Multi-head self-attention inside non-overlapping windows of an (N, H, W, C) tensor, with
+    a learned relative position bias per head; `shift` > 0 rolls the windows by that much first
+    (and back after), masking attention across the wrap. The input is zero-padded to whole
+    windows and cropped back. Parameter and buffer names are torchvision's."""
+
+    def __init__(
+        self,
+        channels: int,
+        window: tuple[int, int],
+        shift: tuple[int, int],
+        num_heads: int,
+        qkv_bias: bool,
+        proj_bias: bool,
+        attention_dropout: float,
+        dropout: float,
+    ):
+        super().__init__()
+        self.window, self.shift, self.num_heads = window, shift, num_heads
+        self.attention_dropout, self.dropout = attention_dropout, dropout
+        self.qkv = nn.Linear(channels, 3 * channels, bias=qkv_bias)
+        self.proj = nn.Linear(channels, channels, bias=proj_bias)
+        table = torch.zeros((2 * window[0] - 1) * (2 * window[1] - 1), num_heads)
+        self.relative_position_bias_table = nn.Parameter(nn.init.trunc_normal_(table, std=0.02))
+        self.register_buffer("relative_position_index", relative_position_index(window))
+
+    def relative_position_bias(self) -> torch.Tensor:
+        """(1, heads, wh*ww, wh*ww), added to every window's attention logits."""
+        tokens = self.window[0] * self.window[1]
+        bias = self.relative_position_bias_table[self.relative_position_index]
+        return bias.view(tokens, tokens, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h, w, c = x.shape
+        wh, ww = self.window
+        x = F.pad(x, (0, 0, 0, -w % ww, 0, -h % wh))
+        ph, pw = x.shape[1], x.shape[2]
+        # a window as large as the map sees all of it: no shift needed (as torchvision does)
+        shift = (self.shift[0] if wh < ph else 0, self.shift[1] if ww < pw else 0)
+        if any(shift):
+            x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
+        windows = window_partition(x, self.window)  # (N * windows, tokens, C)
+        batch, tokens, heads = windows.shape[0], windows.shape[1], self.num_heads
+        qkv = self.qkv(windows).reshape(batch, tokens, 3, heads, c // heads)
+        qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, N * windows, heads, tokens, C / heads)
+        q, k, v = qkv[0] * (c // heads) ** -0.5, qkv[1], qkv[2]
+        attn = q.matmul(k.transpose(-2, -1)) + self.relative_position_bias()
+        if any(shift):
+            mask = shift_mask(ph, pw, self.window, shift, attn)
+            count = mask.shape[0]
+            attn = attn.view(batch // count, count, heads, tokens, tokens)
+            attn = (attn + mask.unsqueeze(1).unsqueeze(0)).view(batch, heads, tokens, tokens)
+        attn = F.dropout(F.softmax(attn, dim=-1), self.attention_dropout, self.training)
+        out = attn.matmul(v).transpose(1, 2).reshape(batch, tokens, c)
+        out = F.dropout(self.proj(out), self.dropout, self.training)
+        x = window_merge(out, self.window, ph, pw)
+        if any(shift):
+            x = torch.roll(x, shifts=shift, dims=(1, 2))
+        return x[:, :h, :w, :].contiguous()
+
+    def extra_repr(self) -> str:
+        return f"window={self.window}, shift={self.shift}, num_heads={self.num_heads}"

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from archspec.ops.base import Op, register
+from archspec.ops.base import Op, example, register
 from archspec.shape import Shape
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ class BatchNorm(Op):
     """Batch normalization over the channels of an image tensor (or of a feature vector)."""
 
     op = "batchnorm"
+    examples = (example({}, (3, 5, 5)), example({"affine": False}, Shape("C", (6,))))
     normalizes = True
     layouts = ("CHW", "C")
 
@@ -43,6 +44,11 @@ class LayerNorm(Op):
     tensors, axis 1 of an (N,C,H,W) tensor (ConvNeXt's channels-first LayerNorm2d)."""
 
     op = "layernorm"
+    examples = (
+        example({}, (3, 5, 5)),
+        example({"eps": 1e-6}, Shape("HWC", (5, 5, 3))),
+        example({"elementwise_affine": False}, Shape("LC", (4, 6))),
+    )
     normalizes = True
 
     eps: Eps = 1e-5

@@ -1,4 +1,4 @@
-"""Pooling: max and average windows, and adaptive (global) average pooling."""
+"""Pooling: max and average windows (ints or [h, w]), adaptive (global) average pooling."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ from typing import TYPE_CHECKING, ClassVar
 
 from archspec.ops.base import (
     Op,
-    PositiveInt,
+    PositivePair,
     ShapeError,
+    SizePair,
     Window,
     conv_out,
+    example,
+    pair,
     register,
     torch_function,
 )
@@ -22,23 +25,33 @@ if TYPE_CHECKING:
 class _WindowPool(Op):
     layouts = ("CHW",)
     function: ClassVar[str]  # the torch function, by dotted name (see torch_function)
+    examples = (
+        example({"kernel_size": 3, "stride": 2, "padding": 1}, (2, 9, 9)),
+        example({"kernel_size": [1, 3], "stride": [1, 2], "padding": [0, 1]}, (2, 7, 9)),
+        example({"kernel_size": 2, "ceil_mode": True}, (2, 7, 9)),
+    )
 
-    kernel_size: PositiveInt
-    stride: PositiveInt | None = None  # defaults to kernel_size, as in torch
-    padding: int = 0
+    kernel_size: PositivePair
+    stride: PositivePair | None = None  # defaults to kernel_size, as in torch
+    padding: SizePair = 0
     ceil_mode: bool = False
 
-    @property
-    def step(self) -> int:
-        return self.kernel_size if self.stride is None else self.stride
+    def axes(self) -> list[tuple[int, int, int]]:
+        """(kernel, stride, padding) along height, then width."""
+        k = pair(self.kernel_size)
+        s = k if self.stride is None else pair(self.stride)
+        return list(zip(k, s, pair(self.padding), strict=True))
 
     def infer(self, inputs: list[Shape]) -> Shape:
-        if not 0 <= self.padding <= self.kernel_size // 2:
-            raise ShapeError(f"padding must be between 0 and kernel_size/2; got {self.padding}")
+        if any(p > k // 2 for k, _, p in self.axes()):
+            raise ShapeError(
+                f"padding must be between 0 and kernel_size/2; got {self.padding} for "
+                f"kernel_size {self.kernel_size}"
+            )
         c, h, w = inputs[0].dims
         oh, ow = (
-            conv_out(s, self.kernel_size, self.step, self.padding, 1, self.ceil_mode)
-            for s in (h, w)
+            conv_out(size, k, s, p, 1, self.ceil_mode)
+            for size, (k, s, p) in zip((h, w), self.axes(), strict=True)
         )
         if oh < 1 or ow < 1:
             raise ShapeError(f"kernel_size {self.kernel_size} does not fit the {h}x{w} input")
@@ -47,21 +60,23 @@ class _WindowPool(Op):
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
     ) -> fx.Node:
+        kernel, stride, padding = zip(*self.axes(), strict=True)
         kwargs = {
-            "kernel_size": self.kernel_size,
-            "stride": self.step,
-            "padding": self.padding,
+            "kernel_size": kernel,
+            "stride": stride,
+            "padding": padding,
             "ceil_mode": self.ceil_mode,
         }
         return graph.call_function(torch_function(self.function), tuple(args), kwargs)
 
-    def window(self, inputs: list[Shape]) -> Window:
-        return Window(self.kernel_size, self.step, 1, self.padding)
+    def windows(self, inputs: list[Shape]) -> tuple[Window, Window]:
+        h, w = (Window(k, s, 1, p) for k, s, p in self.axes())
+        return h, w
 
 
 @register
 class MaxPool(_WindowPool):
-    """Max over kernel_size x kernel_size windows."""
+    """Max over kernel_size windows (an int or [h, w], as are stride and padding)."""
 
     op = "maxpool"
     function = "torch.nn.functional.max_pool2d"
@@ -69,7 +84,8 @@ class MaxPool(_WindowPool):
 
 @register
 class AvgPool(_WindowPool):
-    """Mean over kernel_size x kernel_size windows (zero padding counted, as torch does)."""
+    """Mean over kernel_size windows (an int or [h, w], as are stride and padding); zero
+    padding is counted, as torch does."""
 
     op = "avgpool"
     function = "torch.nn.functional.avg_pool2d"
@@ -77,15 +93,20 @@ class AvgPool(_WindowPool):
 
 @register
 class AdaptiveAvgPool(Op):
-    """Average to an output_size x output_size grid; output_size 1 is global average pooling."""
+    """Average to an output_size grid (an int or [h, w]); output_size 1 is global average
+    pooling."""
 
     op = "adaptive_avgpool"
     layouts = ("CHW",)
+    examples = (
+        example({}, (3, 7, 5)),
+        example({"output_size": [2, 3]}, (3, 8, 9)),
+    )
 
-    output_size: PositiveInt = 1
+    output_size: PositivePair = 1
 
     def infer(self, inputs: list[Shape]) -> Shape:
-        return Shape.image(inputs[0].channels, self.output_size, self.output_size)
+        return Shape.image(inputs[0].channels, *pair(self.output_size))
 
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
@@ -96,8 +117,12 @@ class AdaptiveAvgPool(Op):
             F.adaptive_avg_pool2d, tuple(args), {"output_size": self.output_size}
         )
 
-    def window(self, inputs: list[Shape]) -> Window:
-        if self.output_size == 1:
-            return Window(whole=True)
-        size, out = inputs[0].spatial[0], self.output_size
-        return Window(kernel=-(-size // out), stride=max(1, size // out))
+    def windows(self, inputs: list[Shape]) -> tuple[Window, Window]:
+        if pair(self.output_size) == (1, 1):
+            return Window(whole=True), Window(whole=True)
+        # exact where the output divides the input; torch's windows vary by a pixel otherwise
+        h, w = (
+            Window(kernel=-(-size // out), stride=max(1, size // out))
+            for size, out in zip(inputs[0].spatial, pair(self.output_size), strict=True)
+        )
+        return h, w

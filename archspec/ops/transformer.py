@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from archspec.ops.base import Op, PositiveInt, Probability, ShapeError, Window, register
+from archspec.ops.base import Op, PositiveInt, Probability, ShapeError, Window, example, register
 from archspec.shape import Shape
+
+TOKENS = Shape("LC", (5, 6))
 
 if TYPE_CHECKING:
     from torch import fx, nn
@@ -20,6 +22,7 @@ class ClassToken(Op):
 
     op = "class_token"
     layouts = ("LC",)
+    examples = (example({}, TOKENS),)
 
     def infer(self, inputs: list[Shape]) -> Shape:
         length, channels = inputs[0].dims
@@ -47,6 +50,7 @@ class PosEmbedding(Op):
 
     op = "pos_embedding"
     layouts = ("LC",)
+    examples = (example({}, TOKENS),)
 
     init_std: Annotated[float, Field(gt=0.0, le=10.0)] = 0.02
 
@@ -70,6 +74,7 @@ class Attention(Op):
 
     op = "attention"
     layouts = ("LC",)
+    examples = (example({"num_heads": 2}, TOKENS), example({"num_heads": 3, "bias": False}, TOKENS))
 
     num_heads: PositiveInt
     dropout: Probability = 0.0
@@ -114,6 +119,7 @@ class SelectToken(Op):
 
     op = "select_token"
     layouts = ("LC",)
+    examples = (example({}, TOKENS), example({"index": -1}, TOKENS))
 
     index: int = 0
 

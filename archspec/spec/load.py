@@ -9,12 +9,12 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pydantic
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from archspec.errors import ArchspecError, Problem, SpecValidationError
 from archspec.ops import get_op
 from archspec.spec.expr import is_expression
-from archspec.spec.limits import check_structure
 from archspec.spec.model import Item, Spec
 from archspec.spec.yamlsource import PathKey, Source, load_yaml, read_text
 
@@ -47,7 +47,6 @@ def spec_from_source(source: Source) -> Spec:
     problems = list(_op_param_problems(spec))
     if problems:
         raise SpecValidationError(problems)
-    check_structure(spec)  # blocks that use themselves, nesting that would recurse
     return spec
 
 
@@ -197,9 +196,9 @@ def _op_param_problems(spec: Spec) -> typing.Iterator[Problem]:
                     spec.locate(path + (key,), key=True),
                     f"{item.op} has no parameter {key!r}; {hint}",
                 )
-            elif not is_expression(value):
+            elif not _has_expression(value):
                 try:
-                    field_adapter(item.op, key).validate_python(value, strict=True)
+                    field_adapter(item.op, key).validate_python({key: value}, strict=True)
                 except ValidationError as exc:
                     yield Problem(
                         spec.locate(path + (key,)),
@@ -211,7 +210,13 @@ def _op_param_problems(spec: Spec) -> typing.Iterator[Problem]:
 
 @functools.cache
 def field_adapter(op: str, field: str) -> TypeAdapter:
+    """Validates `{field: value}` as that op field alone (validators see the field's name)."""
     info = get_op(op).model_fields[field]
-    if not info.metadata:
-        return TypeAdapter(info.annotation)
-    return TypeAdapter(typing.Annotated.__class_getitem__((info.annotation, *info.metadata)))
+    return TypeAdapter(pydantic.create_model(f"{op}.{field}", **{field: (info.annotation, info)}))
+
+
+def _has_expression(value: Any) -> bool:
+    """An expression, or a list holding one (`kernel_size: [1, $k]`): checked once evaluated."""
+    if isinstance(value, list):
+        return any(_has_expression(v) for v in value)
+    return is_expression(value)

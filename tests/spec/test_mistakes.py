@@ -62,7 +62,7 @@ layers:
 """,
         SpecValidationError,
         4,
-        ["conv2d.kernel_size", "valid integer", "'three'"],
+        ["conv2d.kernel_size", "kernel_size takes an int or [h, w]", "'three'"],
     ),
     (
         "negative-channels",
