@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from archspec.cli import command, err, out
+from archspec.cli import command, err, kept, out
 from archspec.errors import ScaleError
 
 StudyArg = Annotated[
@@ -98,13 +98,15 @@ def search(
     except KeyboardInterrupt:
         err.print("interrupted; finished trials are stored: run the same command to resume")
         raise typer.Exit(130) from None
-    print_report(result.study, out)
-    out.print(f"{result.added} trials in {result.seconds:.0f} s", highlight=False)
-    try:
-        path, _ = export_trial(result.study, output or defn.export_path)
-    except ExportError as exc:
-        err.print(f"nothing exported: {exc.message}", highlight=False)
-        return
+    where = storage or defn.storage_url
+    with kept(lambda: f"the search finished; its trials are kept in {where}"):
+        print_report(result.study, out)
+        out.print(f"{result.added} trials in {result.seconds:.0f} s", highlight=False)
+        try:
+            path, _ = export_trial(result.study, output or defn.export_path)
+        except ExportError as exc:
+            err.print(f"nothing exported: {exc.message}", highlight=False)
+            return
     out.print(f"best spec written to {path}", highlight=False)
 
 
