@@ -77,6 +77,11 @@ class GraphError(SpecError):
     """The spec expands into a graph that is not a valid network: cycles, dangling refs, shapes."""
 
 
+class LimitError(SpecError):
+    """A valid spec that expands beyond a limit of the expansion budget (nodes, parameters,
+    activation memory); the message names the figure, the limit and how to raise it."""
+
+
 class ScaleError(ArchspecError):
     """A scaling request that cannot be applied to a spec."""
 

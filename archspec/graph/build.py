@@ -20,6 +20,7 @@ from archspec.ops import ShapeError, get_op
 from archspec.ops.base import unknown_message
 from archspec.shape import Shape
 from archspec.spec.expr import ExprError, evaluate, is_expression
+from archspec.spec.limits import MAX_NODES, check_nodes, check_size
 from archspec.spec.load import load_spec, pydantic_problems
 from archspec.spec.model import Item, ParamDef, Spec
 from archspec.spec.yamlsource import PathKey, Source
@@ -209,6 +210,11 @@ class _Builder:
     ) -> str | Ref:
         if item.op is not None:
             self.nodes[name] = Pending(name, item, path, env, inputs)
+            if len(self.nodes) > MAX_NODES.value:  # a repeat only known during expansion
+                raise MAX_NODES.error(
+                    f"this spec expands to more than {MAX_NODES.value:,} nodes",
+                    self.spec.locate(path),
+                )
             return name
         if len(inputs) != 1:
             self.fail(path + ("from",), "a block or group takes one input; merge branches first")
@@ -217,6 +223,9 @@ class _Builder:
         if item.repeat is not None and (not isinstance(repeat, int) or repeat < 1):
             self.fail(path + ("repeat",), f"repeat must be a positive integer (got {repeat!r})")
             return name
+        if repeat > MAX_NODES.value:
+            where = self.spec.locate(path + ("repeat",))
+            MAX_NODES.check(repeat, "repeat: this stage expands to at least", where)
         current = inputs[0]
         for i in range(repeat):
             inner = f"{name}.{i}." if item.repeat is not None else f"{name}."
@@ -310,18 +319,21 @@ class _Builder:
         self.problems.append(Problem(self.spec.locate(path, key), message))
 
     # --- phase 2 ---------------------------------------------------------------------------
-    def resolve(self, ref: str | Ref, seen: tuple[int, ...] = ()) -> str | None:
-        if isinstance(ref, str):
-            return ref
-        target = ref.scope.lookup(ref.name)
-        if target is None or id(ref) in seen:
+    def resolve(self, ref: str | Ref) -> str | None:
+        seen: set[int] = set()  # a loop, not recursion: chains of skipped items can be long
+        while isinstance(ref, Ref):
+            target = ref.scope.lookup(ref.name)
             if target is None:
                 self.fail(
                     ref.path,
                     f"from: no layer named {ref.name!r} here" + _suggest(ref.name, ref.scope),
                 )
-            return None
-        return self.resolve(target, seen + (id(ref),))
+                return None
+            if id(ref) in seen:
+                return None
+            seen.add(id(ref))
+            ref = target
+        return ref
 
     def _channels_of(self, ref: str | Ref) -> int:
         if not self.shapes_ready:
@@ -429,6 +441,7 @@ def _suggest(name: str, scope: Scope) -> str:
 def build_graph(spec: Spec | str, **options: Any) -> nx.DiGraph:
     """The validated, shape-annotated DAG of a spec; raises GraphError listing every problem."""
     spec = load_spec(spec)
+    check_nodes(spec, options)  # before anything is expanded
     b = _Builder(spec, options)
     top = Scope(INPUT)
     last = b.expand(spec.layers, ("layers",), top, "", b.env)
@@ -439,10 +452,27 @@ def build_graph(spec: Spec | str, **options: Any) -> nx.DiGraph:
     b.infer(outputs)
     if b.problems:
         raise GraphError(b.problems)
+    _check_size(b)
     _check_reach(b, outputs)
     b.graph.graph["outputs"] = outputs
     b.graph.graph["input_shape"] = b.graph.nodes[INPUT]["shape"]
     return b.graph
+
+
+def _check_size(b: _Builder) -> None:
+    g = b.graph
+    params = activations = 0
+    largest, most = INPUT, -1
+    for name in g.graph["order"]:
+        data = g.nodes[name]
+        size = data["shape"].numel
+        if data["op"] is not None:
+            size += data["op"].count_params([g.nodes[i]["shape"] for i in data["inputs"]])
+            params += size - data["shape"].numel
+        activations += data["shape"].numel
+        if size > most:
+            largest, most = name, size
+    check_size(params, activations, (largest, g.nodes[largest]["location"]))
 
 
 def _outputs(b: _Builder, top: Scope, last: str | Ref) -> list[str]:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from archspec.errors import ArchspecError, Problem, SpecValidationError
 from archspec.ops import get_op
 from archspec.spec.expr import is_expression
+from archspec.spec.limits import check_structure
 from archspec.spec.model import Item, Spec
 from archspec.spec.yamlsource import PathKey, Source, load_yaml, read_text
 
@@ -47,6 +48,7 @@ def spec_from_source(source: Source) -> Spec:
     problems = list(_op_param_problems(spec))
     if problems:
         raise SpecValidationError(problems)
+    check_structure(spec)  # blocks that use themselves, nesting that would recurse
     return spec
 
 
