@@ -14,7 +14,7 @@ runner = CliRunner()
 
 @pytest.fixture(autouse=True, scope="module")
 def _commands():
-    from archspec.cli import analysis, search, spec  # noqa: F401
+    from archspec.cli import analysis, export, search, spec  # noqa: F401
 
 
 def run(*args):

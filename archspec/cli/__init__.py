@@ -133,6 +133,6 @@ def kept(note: Callable[[], str]) -> Iterator[None]:
 
 
 def main() -> None:
-    from archspec.cli import analysis, search, spec, train  # noqa: F401 - registers the commands
+    from archspec.cli import analysis, export, search, spec, train  # noqa: F401 - registers the commands
 
     app()

@@ -1,4 +1,4 @@
-"""Commands about scaling, search and export: scale, search, report, export."""
+"""Commands about scaling and search: scale, search, report (export: cli/export.py)."""
 
 from __future__ import annotations
 
@@ -132,22 +132,3 @@ def report(
         out.print(f"plot: {path}", highlight=False)
     for reason in skipped:
         err.print(f"plot skipped: {reason}", highlight=False)
-
-
-@command
-def export(
-    study: StudyArg,
-    output: Annotated[Path, typer.Option("-o", "--output", help="the spec file to write")],
-    trial: Annotated[str, typer.Option(help="'best' or a trial number")] = "best",
-    phi: Annotated[
-        int | None, typer.Option(help="compound mode: the family member phi instead")
-    ] = None,
-    storage: StorageOpt = None,
-) -> None:
-    """Write a trial's architecture as a standalone spec that rebuilds the evaluated model."""
-    from archspec.search import export_trial, load_study
-
-    if trial != "best" and not trial.isdigit():
-        raise typer.BadParameter("--trial is 'best' or a trial number")
-    path, spec = export_trial(load_study(study, storage), output, trial, phi)
-    out.print(f"wrote {path} ({spec.name})", highlight=False)

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import archspec.cli.export  # registers the commands
 import archspec.cli.search  # noqa: F401 - registers the commands
 from archspec.cli import app
 from archspec.spec import load_spec

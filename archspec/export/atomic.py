@@ -1,0 +1,76 @@
+"""Atomic file output: write to a temporary name in the target folder, move it into place only
+when complete, and remove every temporary file on an exception, Ctrl-C, SIGTERM or SIGHUP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from archspec.errors import ExportError
+
+_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextmanager
+def signals_raise() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP raise SystemExit(128 + signal) instead of killing the
+    process at once, so `finally` blocks run. (SIGINT already raises KeyboardInterrupt; nothing
+    can clean up after SIGKILL.) Only the main thread can set handlers; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in _SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def atomic_path(path: str | Path, *, force: bool = False) -> Iterator[Path]:
+    """A temporary path next to `path` to write (and check) the file at; on leaving normally it
+    becomes `path`. An existing `path` is replaced only with `force` (without it the final step
+    is a hard link, so a file that appeared meanwhile is not overwritten either). Any file the
+    writer created under the temporary name (e.g. `name.data` beside it) is removed."""
+    path = Path(path)
+    if path.is_dir():
+        raise ExportError(f"{path} is a directory; give a file name")
+    if path.exists() and not force:
+        raise ExportError(f"{path} exists; not overwritten without force")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with signals_raise():
+        # hidden, with the real extension (some writers check it)
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            yield tmp
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; an export is an ordinary file
+            _move(tmp, path, force)
+        finally:
+            for leftover in path.parent.glob(f"{tmp.name}*"):
+                leftover.unlink(missing_ok=True)
+
+
+def _move(tmp: Path, path: Path, force: bool) -> None:
+    if force:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise ExportError(f"{path} exists; not overwritten without force") from None
+    except OSError:  # a file system without hard links: check, then rename
+        if path.exists():
+            raise ExportError(f"{path} exists; not overwritten without force") from None
+        os.replace(tmp, path)

@@ -1,0 +1,317 @@
+"""The export formats, one table: how each is written, and how a written file is loaded back and
+run on inputs for verification (with the tools a user of that format would use)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from archspec.errors import ExportError
+from archspec.export.source import Source
+from archspec.export.verify import outputs
+
+ONNX_OPSET = 18
+ONNX_MAX_BYTES = 2**31  # protobuf's limit for one file; larger models need external data
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+EXAMPLE_BATCH = 2  # traced with batch 2: torch.export specialises a dimension of size 1
+
+Runs = list[list[torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    suffixes: tuple[str, ...]  # the first is the one to use
+    summary: str
+    write: Callable[[Source, nn.Module, Path], None]  # (source, module to write, path)
+    run: Callable[[Path, Source, Sequence[torch.Tensor]], Runs]  # outputs per input
+    graph: bool  # holds the computation (so --optimize applies), not only spec or weights
+
+
+def example(source: Source) -> torch.Tensor:
+    from archspec.export.verify import example_inputs
+
+    return example_inputs(source.spec, (EXAMPLE_BATCH,))[0]
+
+
+def _eval(module: nn.Module, inputs: Sequence[torch.Tensor]) -> Runs:
+    with torch.inference_mode():
+        return [outputs(module(x)) for x in inputs]
+
+
+# --- yaml: the resolved spec -------------------------------------------------------------------
+
+
+def _write_yaml(source: Source, module: nn.Module, path: Path) -> None:
+    from archspec.spec.dump import dump_spec
+
+    path.write_text(dump_spec(source.spec, header=source.header))
+
+
+def _run_yaml(path: Path, source: Source, inputs: Sequence[torch.Tensor]) -> Runs:
+    from archspec.compile import build
+    from archspec.spec import load_spec
+
+    rebuilt = build(load_spec(path))
+    rebuilt.load_state_dict(source.model.state_dict(), strict=True)
+    return _eval(rebuilt.eval(), inputs)
+
+
+# --- safetensors: the state_dict, with the spec in the metadata ---------------------------------
+
+
+def _write_safetensors(source: Source, module: nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from archspec import __version__
+    from archspec.spec.dump import dump_spec
+
+    tensors = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    metadata = {"format": "pt", "archspec": __version__, "spec": dump_spec(source.spec)}
+    save_file(tensors, path, metadata=metadata)
+
+
+def _run_safetensors(path: Path, source: Source, inputs: Sequence[torch.Tensor]) -> Runs:
+    from safetensors import safe_open
+
+    from archspec.compile import build
+    from archspec.export.source import read_weights
+    from archspec.spec import load_spec
+
+    with safe_open(path, framework="pt") as handle:
+        spec_text = (handle.metadata() or {}).get("spec", "")
+    rebuilt = build(load_spec(spec_text))  # the spec stored inside the file
+    rebuilt.load_state_dict(read_weights(path), strict=True)
+    return _eval(rebuilt.eval(), inputs)
+
+
+# --- onnx --------------------------------------------------------------------------------------
+
+
+def _write_onnx(source: Source, module: nn.Module, path: Path) -> None:
+    from torch.export import Dim
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module,
+            (example(source),),
+            input_names=[INPUT_NAME],
+            output_names=_output_names(module, source),
+            dynamic_shapes=({0: Dim("batch", min=1, max=4096)},),
+            opset_version=ONNX_OPSET,
+            dynamo=True,
+            verbose=False,
+        )
+    assert program is not None
+    program.save(str(path), external_data=False)
+    if path.stat().st_size >= ONNX_MAX_BYTES:
+        raise ExportError(f"{path.name}: the model is over 2 GB, the limit of one ONNX file")
+
+
+def _output_names(module: nn.Module, source: Source) -> list[str]:
+    count = len(_eval(module, [example(source)])[0])
+    return [OUTPUT_NAME] + [f"{OUTPUT_NAME}_{i}" for i in range(1, count)]
+
+
+def onnx_session(path: str | Path, threads: int | None = None):  # -> ort.InferenceSession
+    """An onnxruntime CPU session with every graph optimization and `threads` intra-op threads
+    (default: torch's thread count, for a like-for-like comparison)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _run_onnx(path: Path, source: Source, inputs: Sequence[torch.Tensor]) -> Runs:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"{path.name}: onnx.checker: {exc}") from exc
+    session = onnx_session(path)
+    name = session.get_inputs()[0].name
+    return [[torch.from_numpy(y) for y in session.run(None, {name: x.numpy()})] for x in inputs]
+
+
+# --- pt2: torch.export ---------------------------------------------------------------------------
+
+
+def _write_pt2(source: Source, module: nn.Module, path: Path) -> None:
+    from torch.export import Dim
+
+    program = torch.export.export(
+        module, (example(source),), dynamic_shapes=({0: Dim("batch", min=1, max=4096)},)
+    )
+    torch.export.save(program, path)
+
+
+def _run_pt2(path: Path, source: Source, inputs: Sequence[torch.Tensor]) -> Runs:
+    return _eval(torch.export.load(path).module(), inputs)
+
+
+# --- torchscript ---------------------------------------------------------------------------------
+
+
+def _write_torchscript(source: Source, module: nn.Module, path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export
+        scripted = torch.jit.trace(module, (example(source),), check_trace=False)
+        torch.jit.save(scripted, str(path))
+
+
+def _run_torchscript(path: Path, source: Source, inputs: Sequence[torch.Tensor]) -> Runs:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _eval(torch.jit.load(str(path)), inputs)
+
+
+# --- py: standalone source -----------------------------------------------------------------------
+
+
+def _write_py(source: Source, module: nn.Module, path: Path) -> None:
+    from archspec.export.pysource import python_source
+
+    height, width = source.spec.input.hw
+    shape = f"(N, {source.spec.input.channels}, {height}, {width}) -> logits"
+    class_name = type(module).__name__
+    if class_name in ("GraphModule", "GraphModuleImpl"):
+        class_name = "Model"
+    path.write_text(python_source(module, class_name, source.header, shape))
+
+
+# Runs the standalone file where `import archspec` fails, as a user without archspec would.
+_STANDALONE = """
+import importlib.util, sys
+sys.modules["archspec"] = None  # any `import archspec` now raises ImportError
+import torch
+from safetensors.torch import load_file, save_file
+torch.set_num_threads(1)
+spec = importlib.util.spec_from_file_location("standalone", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+model = module.load(sys.argv[2])
+inputs = load_file(sys.argv[3])
+out = {}
+with torch.inference_mode():
+    for key, x in inputs.items():
+        y = model(x)
+        for i, t in enumerate([y] if isinstance(y, torch.Tensor) else y):
+            out[f"{key}.{i}"] = t.contiguous()
+save_file(out, sys.argv[4])
+"""
+
+
+def run_standalone(
+    path: Path, state_dict: dict[str, torch.Tensor], inputs: Sequence[torch.Tensor]
+) -> Runs:
+    """Outputs of the standalone file `path` on `inputs`, computed in a fresh Python process
+    in which archspec cannot be imported."""
+    from safetensors.torch import load_file, save_file
+
+    with tempfile.TemporaryDirectory(prefix="archspec-py-") as folder:
+        tmp = Path(folder)
+        weights = {k: v.detach().contiguous() for k, v in state_dict.items()}
+        save_file(weights, tmp / "weights.safetensors")
+        save_file({str(i): x.contiguous() for i, x in enumerate(inputs)}, tmp / "in.safetensors")
+        args = [str(path), str(tmp / "weights.safetensors"), str(tmp / "in.safetensors")]
+        done = subprocess.run(
+            [sys.executable, "-c", _STANDALONE, *args, str(tmp / "out.safetensors")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp,
+        )
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ExportError(f"{path.name}: the standalone file does not run: {last}")
+        out = load_file(tmp / "out.safetensors")
+    runs: Runs = []
+    for i in range(len(inputs)):
+        count = sum(1 for k in out if k.startswith(f"{i}."))
+        runs.append([out[f"{i}.{j}"] for j in range(count)])
+    return runs
+
+
+def _run_py(path: Path, source: Source, inputs: Sequence[torch.Tensor]) -> Runs:
+    return run_standalone(path, source.model.state_dict(), inputs)
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("yaml", (".yaml", ".yml"), "the fully resolved spec", _write_yaml, _run_yaml, False),
+        Format(
+            "safetensors",
+            (".safetensors",),
+            "the weights (state_dict), the spec in the metadata",
+            _write_safetensors,
+            _run_safetensors,
+            False,
+        ),
+        Format(
+            "onnx",
+            (".onnx",),
+            f"ONNX opset {ONNX_OPSET}, dynamic batch axis",
+            _write_onnx,
+            _run_onnx,
+            True,
+        ),
+        Format(
+            "pt2",
+            (".pt2",),
+            "torch.export program (torch.export.load), dynamic batch",
+            _write_pt2,
+            _run_pt2,
+            True,
+        ),
+        Format(
+            "torchscript",
+            (".pt", ".ts", ".torchscript"),
+            "TorchScript (torch.jit.load)",
+            _write_torchscript,
+            _run_torchscript,
+            True,
+        ),
+        Format(
+            "py",
+            (".py",),
+            "standalone PyTorch source; loads the safetensors weights",
+            _write_py,
+            _run_py,
+            False,
+        ),
+    )
+}
+
+
+def format_for(path: str | Path, name: str | None = None) -> Format:
+    """The format called `name`, or the one `path`'s extension stands for."""
+    from archspec.ops.base import unknown_message
+
+    if name is not None:
+        if name not in FORMATS:
+            raise ExportError(unknown_message("format", name, list(FORMATS)))
+        return FORMATS[name]
+    suffix = Path(path).suffix.lower()
+    for fmt in FORMATS.values():
+        if suffix in fmt.suffixes:
+            return fmt
+    known = ", ".join(f"{s} ({f.name})" for f in FORMATS.values() for s in f.suffixes)
+    raise ExportError(
+        f"cannot tell the format from {Path(path).name!r}: give one of "
+        f"{', '.join(FORMATS)}, or a file name ending in {known}"
+    )

@@ -1,0 +1,77 @@
+"""One export: optionally optimize, write to a temporary file, load it back and compare it with
+the eager model, then move it into place. A file that fails verification is never left behind."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from archspec.errors import ExportError
+from archspec.export.atomic import atomic_path
+from archspec.export.formats import FORMATS, Format, example, format_for
+from archspec.export.optimize import Optimized, optimize
+from archspec.export.source import Source
+from archspec.export.verify import BATCHES, TOLERANCE, Check, compare, example_inputs, reference
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: Format
+    checks: list[Check]  # per verified batch, the max abs difference from the eager model
+    optimized: Optimized | None
+    seconds: float
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(c.max_abs_diff for c in self.checks)
+
+    def describe(self) -> str:
+        diffs = ", ".join(f"batch {c.batch}: {c.max_abs_diff:.2g}" for c in self.checks)
+        return (
+            f"wrote {self.path} ({self.format.name}, {self.path.stat().st_size:,} bytes, "
+            f"{self.seconds:.1f} s); max abs difference from the eager model: {diffs}"
+        )
+
+
+def export(
+    source: Source,
+    path: str | Path,
+    format: str | None = None,
+    *,
+    optimize_graph: bool = False,
+    force: bool = False,
+    tolerance: float = TOLERANCE,
+) -> ExportResult:
+    """Write `source` to `path` in `format` (default: from the extension) and verify it
+    against `source.model` at batches 1 and 4; raises ExportError when anything differs."""
+    start = time.perf_counter()
+    fmt = format_for(path, format)
+    path = Path(path)
+    if path.exists() and not force:
+        raise ExportError(f"{path} exists; not overwritten without force")
+    optimized = None
+    module = source.model
+    if optimize_graph:
+        if not fmt.graph:
+            graphs = ", ".join(f.name for f in FORMATS.values() if f.graph)
+            raise ExportError(
+                f"optimizing rewrites the computation; {fmt.name} files keep the spec's own "
+                f"layers and weights (optimize applies to {graphs})"
+            )
+        # ONNX runtimes choose their own layout; for torch formats measure which is faster
+        timing = None if fmt.name == "onnx" else example(source)
+        optimized = optimize(source.model, timing)
+        module = optimized.module
+    inputs = example_inputs(source.spec, BATCHES)
+    expected = reference(source.model, inputs)
+    with atomic_path(path, force=force) as tmp:
+        try:
+            fmt.write(source, module, tmp)
+        except ExportError:
+            raise
+        except Exception as exc:  # the exporters' own errors, one line
+            raise ExportError(f"{fmt.name} export failed: {type(exc).__name__}: {exc}") from exc
+        checks = compare(str(path), expected, fmt.run(tmp, source, inputs), inputs, tolerance)
+    return ExportResult(path, fmt, checks, optimized, time.perf_counter() - start)

@@ -1,0 +1,303 @@
+"""A model as one standalone, readable PyTorch source file: an nn.Module whose `__init__` builds
+the same submodule tree (so `state_dict` keys are archspec's) and whose forward is the generated
+fx code, re-traced through archspec's own modules so that only torch remains."""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import fx, nn
+
+from archspec.errors import ExportError
+
+# torch.nn leaves whose repr() is their constructor call: kept as submodules; every other module
+# (archspec's SqueezeExcitation, LayerNorm2d, StochasticDepth, ...) is traced into.
+_REPR_IS_CONSTRUCTOR: tuple[type[nn.Module], ...] = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.GroupNorm,
+    nn.Linear,
+    nn.Dropout,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.SiLU,
+    nn.GELU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Identity,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Flatten,
+)
+
+
+def _attention(m: nn.MultiheadAttention) -> str:
+    return (
+        f"nn.MultiheadAttention({m.embed_dim}, {m.num_heads}, dropout={m.dropout}, "
+        f"bias={m.in_proj_bias is not None}, add_bias_kv={m.bias_k is not None}, "
+        f"add_zero_attn={m.add_zero_attn}, kdim={m.kdim}, vdim={m.vdim}, "
+        f"batch_first={m.batch_first})"
+    )
+
+
+def _layer_norm(m: nn.LayerNorm) -> str:
+    return (
+        f"nn.LayerNorm({tuple(m.normalized_shape)}, eps={m.eps}, "
+        f"elementwise_affine={m.elementwise_affine}, bias={m.bias is not None})"
+    )
+
+
+# torch.nn leaves whose repr leaves out constructor arguments, or that fx cannot trace into.
+_CONSTRUCTORS: dict[type[nn.Module], Callable[[nn.Module], str]] = {
+    nn.MultiheadAttention: _attention,
+    nn.LayerNorm: _layer_norm,
+}
+
+# Names fx's generated code may use beyond torch, and the line that provides each.
+_PROVIDED = {
+    "operator": "import operator",
+    "math": "import math",
+    "inf": "from math import inf",
+    "nan": "from math import nan",
+    "device": "from torch import device",
+    "NoneType": "NoneType = type(None)",
+}
+_ALWAYS = {"torch", "fx_pytree", "pytree"}  # fx adds the pytree modules whether used or not
+
+
+def _constructor(module: nn.Module) -> str | None:
+    kind = type(module)
+    if kind in _CONSTRUCTORS:
+        return _CONSTRUCTORS[kind](module)
+    if kind in _REPR_IS_CONSTRUCTOR:
+        return "nn." + repr(module)
+    return None
+
+
+def _is_leaf(module: nn.Module) -> bool:
+    return type(module) in _CONSTRUCTORS or type(module) in _REPR_IS_CONSTRUCTOR
+
+
+class _Tracer(fx.Tracer):
+    # decided by type alone: touching a module's attributes while tracing records them
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return _is_leaf(m)
+
+
+def _trace(model: nn.Module) -> fx.GraphModule:
+    if model.training:
+        raise ExportError("standalone source is written from a model in eval mode")
+    try:
+        graph = _Tracer().trace(model)
+    except Exception as exc:  # fx raises bare TraceError/TypeError for untraceable code
+        raise ExportError(f"cannot trace the model into plain torch code: {exc}") from exc
+    return fx.GraphModule(model, graph)
+
+
+def _identifier(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name)
+
+
+def _is_sequence(children: list[str]) -> bool:
+    return bool(children) and children == [str(i) for i in range(len(children))]
+
+
+def _access(base: str, path: list[str], tree: nn.Module) -> str:
+    """Readable attribute access: `self.layer1[0].conv1` (nn.Sequential containers index by
+    position, others by attribute, ModuleDicts by key)."""
+    out, node = base, tree
+    for part in path:
+        if isinstance(node, nn.Sequential):
+            out += f"[{part}]"
+        elif isinstance(node, nn.ModuleDict):
+            out += f"[{part!r}]"
+        elif _identifier(part):
+            out += f".{part}"
+        else:
+            out = f"getattr({out}, {part!r})"
+        node = getattr(node, part, None)
+    return out
+
+
+def _container(names: list[str]) -> nn.Module:
+    if _is_sequence(names):
+        return nn.Sequential()
+    if all(_identifier(n) for n in names):
+        return nn.Module()
+    return nn.ModuleDict()
+
+
+def _skeleton(model: nn.Module, leaves: set[str]) -> nn.Module:
+    """A tree of empty containers with the model's shape, to decide how each one is written."""
+
+    def build(prefix: str, module: nn.Module) -> nn.Module:
+        names = list(module._modules)
+        out = _container(names) if names and prefix else nn.Module()  # the root is a Module
+        for name in names:
+            path = f"{prefix}{name}"
+            child = module._modules[name]
+            assert child is not None
+            out.add_module(name, nn.Identity() if path in leaves else build(path + ".", child))
+        return out
+
+    return build("", model)
+
+
+def _init_lines(model: nn.Module, skeleton: nn.Module, indent: str) -> list[str]:
+    leaves = {n for n, m in model.named_modules(remove_duplicate=False) if _is_leaf(m)}
+
+    def expr(prefix: str, module: nn.Module, shape: nn.Module, depth: int) -> str:
+        if prefix.rstrip(".") in leaves:
+            return _constructor(module) or ""
+        pad = indent + "    " * (depth + 1)
+        close = indent + "    " * depth
+        names = list(module._modules)
+        items = [
+            (n, expr(f"{prefix}{n}.", module._modules[n], getattr(shape, n), depth + 1))
+            for n in names
+        ]
+        if isinstance(shape, nn.Sequential):
+            body = "".join(f"{pad}{e},\n" for _, e in items)
+            return f"nn.Sequential(\n{body}{close})"
+        if isinstance(shape, nn.ModuleDict):
+            body = "".join(f"{pad}{n!r}: {e},\n" for n, e in items)
+            return f"nn.ModuleDict({{\n{body}{close}}})"
+        body = "".join(f"{pad}{n}={e},\n" for n, e in items)
+        return f"_Module(\n{body}{close})" if items else "_Module()"
+
+    lines = []
+    for name in model._modules:
+        child = model._modules[name]
+        value = expr(name + ".", child, getattr(skeleton, name), 0)
+        if _identifier(name):
+            lines.append(f"{indent}self.{name} = {value}")
+        else:
+            lines.append(f"{indent}self.add_module({name!r}, {value})")
+    for path, tensor in _own_tensors(model):
+        *parent, leaf = path.split(".")
+        owner = _access("self", parent, skeleton)
+        shape, dtype = list(tensor.shape), str(tensor.dtype)
+        if isinstance(tensor, nn.Parameter):
+            lines.append(
+                f"{indent}{owner}.register_parameter({leaf!r}, "
+                f"nn.Parameter(torch.empty({shape}, dtype={dtype})))"
+            )
+        else:
+            lines.append(
+                f"{indent}{owner}.register_buffer({leaf!r}, torch.empty({shape}, dtype={dtype}))"
+            )
+    return lines
+
+
+def _own_tensors(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Parameters and buffers that live on containers (class tokens, layer scales), not leaves."""
+    if _is_leaf(module):
+        return
+    for name, p in module._parameters.items():
+        if p is not None:
+            yield prefix + name, p
+    for name, b in module._buffers.items():
+        if b is not None and name not in module._non_persistent_buffers_set:
+            yield prefix + name, b
+    for name, child in module._modules.items():
+        if child is not None:
+            yield from _own_tensors(child, f"{prefix}{name}.")
+
+
+def _forward(traced: fx.GraphModule, skeleton: nn.Module) -> tuple[str, list[str]]:
+    """(the forward's source, the import lines it needs)."""
+    code = traced.graph.python_code(root_module="self")
+    unknown = set(code.globals) - _ALWAYS - set(_PROVIDED)
+    if unknown:
+        raise ExportError(
+            "standalone source: the forward calls "
+            + ", ".join(sorted(unknown))
+            + ", which are not torch functions"
+        )
+    src = code.src
+    targets = {
+        n.target
+        for n in traced.graph.nodes
+        if n.op in ("call_module", "get_attr") and isinstance(n.target, str)
+    }
+    # fx spells `layer1.0.conv1` as getattr(self.layer1, "0").conv1; write it as torch code would
+    for target in sorted(targets, key=len, reverse=True):
+        src = src.replace(
+            fx.graph._format_target("self", target), _access("self", target.split("."), skeleton)
+        )
+    used = [line for name, line in _PROVIDED.items() if re.search(rf"\b{name}\b", src)]
+    return "\n".join(line.rstrip() for line in src.strip("\n").splitlines()), used
+
+
+_TEMPLATE = '''"""{title}
+
+Standalone PyTorch source written by archspec: only torch and safetensors are needed.
+The forward is archspec's generated code for inference (eval mode: dropout and stochastic
+depth are identities). Parameter names are archspec's, so its weights load as they are:
+
+    model = load("weights.safetensors")     # a state_dict written by `archspec export`
+    logits = model(images)                  # {shape}
+"""
+
+from __future__ import annotations
+{imports}
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+
+class _Module(nn.Module):
+    """A container with named children, like nn.Sequential but with names."""
+
+    def __init__(self, **children: nn.Module):
+        super().__init__()
+        for name, child in children.items():
+            self.add_module(name, child)
+
+
+class {cls}(nn.Module):
+    def __init__(self):
+        super().__init__()
+{init}
+
+{forward}
+
+
+def load(weights: str, map_location: str = "cpu") -> {cls}:
+    """The model in eval mode with the weights of a .safetensors file (strict: every name)."""
+    model = {cls}()
+    model.load_state_dict(load_file(weights, device=map_location), strict=True)
+    return model.eval()
+'''
+
+
+def python_source(model: nn.Module, class_name: str, title: str, input_shape: str) -> str:
+    """The text of a standalone .py file defining `class_name` and `load(weights)`."""
+    if not class_name.isidentifier() or keyword.iskeyword(class_name):
+        class_name = "Model"
+    traced = _trace(model)
+    leaves = {n for n, m in model.named_modules(remove_duplicate=False) if _is_leaf(m)}
+    skeleton = _skeleton(model, leaves)
+    init = _init_lines(model, skeleton, " " * 8) or [" " * 8 + "pass"]
+    forward, imports = _forward(traced, skeleton)
+    forward = "\n".join(("    " + line) if line else "" for line in forward.splitlines())
+    text = _TEMPLATE.format(
+        title=title,
+        cls=class_name,
+        init="\n".join(init),
+        forward=forward,
+        shape=input_shape,
+        imports="".join(f"\n{line}" for line in imports) + ("\n" if imports else ""),
+    )
+    compile(text, f"<{class_name}>", "exec")  # a syntax error here is an archspec bug
+    return text

@@ -1,0 +1,127 @@
+"""What can be exported: a bundle, a spec (file or zoo name, random or given weights) or a study
+(its best trial, a trial number or a compound family member), as one record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import fx
+
+from archspec.errors import ExportError
+from archspec.spec.model import Spec
+
+SEED = 0  # random weights are drawn after torch.manual_seed(SEED), in a forked RNG
+
+
+@dataclass
+class Source:
+    """A model to export: the spec it is built from, the eval-mode module holding the weights
+    to export, and a few lines saying where both come from (written into file headers)."""
+
+    spec: Spec
+    model: fx.GraphModule
+    header: str
+    weights: str  # "random (seed 0)", the weights file, or the bundle
+    preprocess: dict[str, Any] = field(default_factory=dict)  # a bundle's resize/mean/std
+
+
+def from_spec(spec: Spec, header: str, weights: str | Path | None = None) -> Source:
+    """Build `spec`; its weights from a .safetensors file (names and shapes checked), else
+    random after a fixed seed."""
+    from archspec.compile import build
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = build(spec)
+    if weights is None:
+        return Source(spec, model.eval(), header, f"random (seed {SEED})")
+    from archspec.interop import load_torchvision_state_dict
+
+    load_torchvision_state_dict(model, read_weights(weights))
+    return Source(spec, model.eval(), header, str(weights))
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state_dict from a safetensors file (a header and raw tensors: never a pickle)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except (OSError, SafetensorError) as exc:
+        raise ExportError(f"{path}: cannot read weights: {exc}") from exc
+
+
+def load_source(
+    source: str | Path,
+    *,
+    weights: str | Path | None = None,
+    trial: str | int = "best",
+    phi: int | None = None,
+    storage: str | None = None,
+) -> Source:
+    """A bundle directory, a spec file or zoo name, or a study (a search definition file, or a
+    study name with `storage`)."""
+    path = Path(source)
+    if path.is_dir():
+        if weights is not None:
+            raise ExportError(f"{path} is a bundle: it has its weights")
+        return _from_bundle(path)
+    if _is_search_definition(path) or (not path.exists() and not _is_zoo_name(str(source))):
+        return _from_study(str(source), trial, phi, storage, weights)
+    from archspec.spec import load_spec
+    from archspec.zoo import spec_path
+
+    spec = load_spec(spec_path(source))
+    return from_spec(spec, f"{spec.name} from {source}", weights)
+
+
+def _from_bundle(path: Path) -> Source:
+    from archspec.bundle import load_bundle
+
+    bundle = load_bundle(path)
+    manifest = bundle.manifest
+    origin = getattr(manifest, "source", None) or getattr(manifest, "study", None)
+    header = f"{bundle.spec.name} from bundle {path}" + (f" ({origin})" if origin else "")
+    preprocess = bundle.preprocess
+    if not isinstance(preprocess, dict):
+        preprocess = getattr(preprocess, "model_dump", lambda: {})()
+    return Source(bundle.spec, bundle.model.eval(), header, str(path), preprocess)
+
+
+def _from_study(
+    name: str, trial: str | int, phi: int | None, storage: str | None, weights: str | Path | None
+) -> Source:
+    from archspec.errors import SearchError
+    from archspec.search import load_study, trial_spec
+
+    try:
+        study = load_study(name, storage)
+    except SearchError as exc:
+        if name.endswith((".yaml", ".yml")) or storage is not None:
+            raise
+        raise ExportError(
+            f"{name!r} is not a bundle, a spec file, a zoo model or a search definition, "
+            f"and as a study name: {exc.message}"
+        ) from exc
+    spec, header = trial_spec(study, trial, phi)
+    return from_spec(spec, header, weights)
+
+
+def _is_zoo_name(name: str) -> bool:
+    from archspec.zoo import list_specs
+
+    return name in list_specs()
+
+
+def _is_search_definition(path: Path) -> bool:
+    """A YAML file whose top level names a base spec and no layers of its own."""
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        return False
+    from archspec.spec.yamlsource import load_yaml, read_text
+
+    data = load_yaml(*read_text(path)).data
+    return isinstance(data, dict) and "base" in data and "layers" not in data

@@ -1,0 +1,114 @@
+"""Writes are atomic: a failure while writing, a failed verification or a signal leaves no file
+(neither partial nor temporary), and an existing file is replaced only with force."""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from archspec.errors import ExportError
+from archspec.export import FORMATS, export
+from tests.export.conftest import TINY
+
+
+def _replace(monkeypatch, name, **changes):
+    monkeypatch.setitem(FORMATS, name, dataclasses.replace(FORMATS[name], **changes))
+
+
+def test_a_failure_mid_write_leaves_nothing(tiny, tmp_path, monkeypatch):
+    def half_then_crash(source, module, path):
+        path.write_bytes(b"half a file")
+        raise RuntimeError("disk on fire")
+
+    _replace(monkeypatch, "safetensors", write=half_then_crash)
+    with pytest.raises(ExportError, match="safetensors export failed: RuntimeError: disk on fire"):
+        export(tiny, tmp_path / "w.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_verification_is_loud_and_leaves_no_file(tiny, tmp_path, monkeypatch):
+    real = FORMATS["safetensors"].run
+
+    def off_by_a_bit(path, source, inputs):
+        return [[t + 1e-2 for t in outs] for outs in real(path, source, inputs)]
+
+    _replace(monkeypatch, "safetensors", run=off_by_a_bit)
+    target = tmp_path / "w.safetensors"
+    with pytest.raises(
+        ExportError, match=r"verification failed at batch 1: max abs difference 0\.01"
+    ):
+        export(tiny, target)
+    assert list(tmp_path.iterdir()) == []
+    target.write_text("the old file")  # even with force, a bad export replaces nothing
+    with pytest.raises(ExportError, match="verification failed"):
+        export(tiny, target, force=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+    assert target.read_text() == "the old file"
+
+
+def test_a_wrong_output_shape_or_nan_fails_verification(tiny, tmp_path, monkeypatch):
+    real = FORMATS["yaml"].run
+    _replace(
+        monkeypatch, "yaml", run=lambda p, s, i: [[t[:, :5] for t in o] for o in real(p, s, i)]
+    )
+    with pytest.raises(
+        ExportError, match=r"output 0 has shape \(1, 5\), the eager model's \(1, 10\)"
+    ):
+        export(tiny, tmp_path / "s.yaml")
+    _replace(
+        monkeypatch,
+        "yaml",
+        run=lambda p, s, i: [[t * float("nan") for t in o] for o in real(p, s, i)],
+    )
+    with pytest.raises(ExportError, match="max abs difference nan"):
+        export(tiny, tmp_path / "s.yaml")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_file_needs_force(tiny, tmp_path):
+    target = tmp_path / "s.yaml"
+    target.write_text("mine")
+    with pytest.raises(ExportError, match="exists; not overwritten without force"):
+        export(tiny, target)
+    assert target.read_text() == "mine"
+    export(tiny, target, force=True)
+    assert target.read_text().startswith("# tiny_effnet from")
+    assert oct(target.stat().st_mode & 0o777) == "0o644"
+
+
+def test_the_format_comes_from_the_extension_or_is_named(tiny, tmp_path):
+    assert export(tiny, tmp_path / "a.yml").format.name == "yaml"
+    assert export(tiny, tmp_path / "weights.bin", "safetensors").format.name == "safetensors"
+    with pytest.raises(ExportError, match=r"cannot tell the format from 'a\.bin'"):
+        export(tiny, tmp_path / "a.bin")
+    with pytest.raises(ExportError, match="unknown format 'onxx'; did you mean onnx"):
+        export(tiny, tmp_path / "a.onnx", "onxx")
+
+
+@pytest.mark.slow
+def test_sigterm_mid_write_leaves_nothing(tmp_path):
+    # a child process whose writer hangs after half a file; SIGTERM must clean up
+    script = textwrap.dedent(f"""
+        import dataclasses, time
+        from archspec.export import FORMATS, export, load_source
+        def hang(source, module, path):
+            path.write_bytes(b"partial")
+            time.sleep(120)
+        FORMATS["yaml"] = dataclasses.replace(FORMATS["yaml"], write=hang)
+        export(load_source({str(TINY)!r}), {str(tmp_path / "out" / "s.yaml")!r})
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not any((tmp_path / "out").glob(".s.*")) and time.monotonic() < deadline:
+        assert child.poll() is None, child.stderr.read().decode()
+        time.sleep(0.05)
+    time.sleep(0.2)
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=60) == 128 + signal.SIGTERM
+    assert list((tmp_path / "out").iterdir()) == []

@@ -1,0 +1,75 @@
+"""`archspec export`: sources (spec file, zoo name, study), format from -o, --force, errors."""
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+import archspec
+from archspec.cli import analysis, app, export, search, spec  # noqa: F401 - registers commands
+from tests.export.conftest import TINY
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_export_a_spec_file_prints_the_difference(tmp_path):
+    out = tmp_path / "tiny.pt"
+    result = invoke("export", TINY, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out} (torchscript," in result.output
+    assert "max abs difference from the eager model: batch 1: 0, batch 4: 0" in result.output
+    assert "weights: random (seed 0)" in result.output
+
+
+def test_force_is_needed_to_overwrite(tmp_path):
+    out = tmp_path / "s.yaml"
+    out.write_text("keep me")
+    result = invoke("export", TINY, "-o", out)
+    assert result.exit_code == 1
+    assert f"{out} exists; pass --force to overwrite it" in result.output
+    assert out.read_text() == "keep me"
+    assert invoke("export", TINY, "-o", out, "--force").exit_code == 0
+    assert archspec.load_spec(out).name == "tiny_effnet"
+
+
+def test_weights_from_safetensors(tmp_path):
+    model = archspec.build(archspec.load_spec(TINY))
+    for p in model.parameters():
+        torch.nn.init.normal_(p)
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "w.safetensors"
+    )
+    out = tmp_path / "trained.safetensors"
+    result = invoke("export", TINY, "--weights", tmp_path / "w.safetensors", "-o", out)
+    assert result.exit_code == 0, result.output
+    from safetensors.torch import load_file
+
+    assert torch.equal(load_file(out)["classifier.weight"], model.state_dict()["classifier.weight"])
+
+
+def test_errors_are_one_line_and_exit_1(tmp_path):
+    cases = [
+        (["export", TINY, "-o", tmp_path / "x.bin"], "cannot tell the format from 'x.bin'"),
+        (["export", TINY, "-o", tmp_path / "x.py", "--optimize"], "optimize applies to onnx"),
+        (["export", "nosuch_model", "-o", tmp_path / "x.yaml"], "'nosuch_model' is not a bundle"),
+        (
+            ["export", TINY, "--weights", tmp_path / "none.safetensors", "-o", tmp_path / "x.yaml"],
+            "cannot read weights",
+        ),
+    ]
+    for args, message in cases:
+        result = invoke(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert message in result.output and "Traceback" not in result.output
+    assert list(Path(tmp_path).iterdir()) == []
+
+
+def test_zoo_name_to_yaml(tmp_path):
+    result = invoke("export", "resnet18", "-o", tmp_path / "r.yaml")
+    assert result.exit_code == 0, result.output
+    assert archspec.load_spec(tmp_path / "r.yaml").name == "resnet18"
