@@ -12,6 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import archspec
+import archspec.cli.export
 import archspec.cli.train
 from archspec.cli import app
 
@@ -167,3 +168,26 @@ def test_mistakes_get_one_line_and_a_non_zero_exit(args, message, code, tmp_path
     assert result.exit_code == code
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_the_bundle_exports_to_every_format_and_each_reloads(trained, tmp_path):
+    """bundle -> `archspec export` in every format (each verified as it is written) -> each file
+    loaded back with its own tools and run on the PNG digits, as `predict` prepares them."""
+    from archspec.export import FORMATS
+    from tests.export.reload import RUN
+
+    folder, _ = trained
+    bundle = archspec.load_bundle(folder / "bundle")
+    x = torch.stack(
+        [bundle.preprocess(bundle.preprocess.load_image(f)) for f, _, _ in digit_pngs(tmp_path, 5)]
+    )
+    with torch.inference_mode():
+        expected = bundle.model(x)
+    for name, fmt in FORMATS.items():
+        out = tmp_path / f"model{fmt.suffixes[0]}"
+        result = invoke("export", folder / "bundle", "-o", out)
+        assert result.exit_code == 0, result.output
+        assert "max abs difference from the eager model: batch 1:" in result.output
+        got = RUN[name](out, bundle.model.state_dict(), x)
+        assert torch.allclose(got, expected, atol=1e-5), (name, (got - expected).abs().max())
+        assert got.argmax(1).tolist() == expected.argmax(1).tolist()

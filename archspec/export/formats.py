@@ -112,9 +112,27 @@ def _write_onnx(source: Source, module: nn.Module, path: Path) -> None:
             verbose=False,
         )
     assert program is not None
+    program.model.doc_string = source.header
+    program.model.metadata_props.update(metadata(source))
     program.save(str(path), external_data=False)
     if path.stat().st_size >= ONNX_MAX_BYTES:
         raise ExportError(f"{path.name}: the model is over 2 GB, the limit of one ONNX file")
+
+
+def metadata(source: Source) -> dict[str, str]:
+    """What a deployment needs beside the graph: the spec, the input preprocessing and the class
+    names (JSON), under `archspec.*` keys."""
+    import json
+
+    from archspec import __version__
+    from archspec.spec.dump import dump_spec
+
+    meta = {"archspec.version": __version__, "archspec.spec": dump_spec(source.spec)}
+    if source.preprocessing is not None:
+        meta["archspec.preprocessing"] = source.preprocessing.model_dump_json()
+    if source.class_names is not None:
+        meta["archspec.class_names"] = json.dumps(source.class_names)
+    return meta
 
 
 def _output_names(module: nn.Module, source: Source) -> list[str]:
@@ -187,10 +205,19 @@ def _write_py(source: Source, module: nn.Module, path: Path) -> None:
 
     height, width = source.spec.input.hw
     shape = f"(N, {source.spec.input.channels}, {height}, {width}) -> logits"
+    title = source.header
+    pre = source.preprocessing
+    if pre is not None:
+        title += (
+            f"\nInputs: resized to {pre.size[0]}x{pre.size[1]} ({pre.resize}), scaled to "
+            f"[0, 1], normalised with mean {pre.mean}, std {pre.std}."
+        )
+    if source.class_names is not None:
+        title += f"\nClasses: {', '.join(source.class_names)}."
     class_name = type(module).__name__
     if class_name in ("GraphModule", "GraphModuleImpl"):
         class_name = "Model"
-    path.write_text(python_source(module, class_name, source.header, shape))
+    path.write_text(python_source(module, class_name, title, shape))
 
 
 # Runs the standalone file where `import archspec` fails, as a user without archspec would.

@@ -51,15 +51,16 @@ def time_layouts(
     """Median forward latency in ms per memory layout (weights and input both converted), the
     layouts alternating run by run so that a busy machine slows both alike."""
     samples: dict[str, list[float]] = {name: [] for name in LAYOUTS}
-    with torch.inference_mode():
-        for i in range(warmup + repeats):
-            for name, layout in LAYOUTS.items():
-                module.to(memory_format=layout)
-                x = example.contiguous(memory_format=layout)
+    for i in range(warmup + repeats):
+        for name, layout in LAYOUTS.items():
+            module.to(memory_format=layout)  # outside inference_mode: these stay parameters
+            x = example.contiguous(memory_format=layout)
+            with torch.inference_mode():
                 start = time.perf_counter()
                 module(x)
-                if i >= warmup:
-                    samples[name].append((time.perf_counter() - start) * 1e3)
+                elapsed = time.perf_counter() - start
+            if i >= warmup:
+                samples[name].append(elapsed * 1e3)
     return {name: statistics.median(times) for name, times in samples.items()}
 
 

@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
-from torch import fx
+from torch import nn
 
 from archspec.errors import ExportError
 from archspec.spec.model import Spec
+
+if TYPE_CHECKING:
+    from archspec.preprocess import Preprocessing
 
 SEED = 0  # random weights are drawn after torch.manual_seed(SEED), in a forked RNG
 
@@ -22,10 +25,11 @@ class Source:
     to export, and a few lines saying where both come from (written into file headers)."""
 
     spec: Spec
-    model: fx.GraphModule
+    model: nn.Module
     header: str
     weights: str  # "random (seed 0)", the weights file, or the bundle
-    preprocess: dict[str, Any] = field(default_factory=dict)  # a bundle's resize/mean/std
+    preprocessing: Preprocessing | None = None  # a bundle's: what inputs must look like
+    class_names: list[str] | None = None
 
 
 def from_spec(spec: Spec, header: str, weights: str | Path | None = None) -> Source:
@@ -64,9 +68,11 @@ def load_source(
     storage: str | None = None,
 ) -> Source:
     """A bundle directory, a spec file or zoo name, or a study (a search definition file, or a
-    study name with `storage`)."""
+    study name with `storage`): its best trial, trial number `trial`, or family member `phi`."""
+    from archspec.bundle import is_bundle
+
     path = Path(source)
-    if path.is_dir():
+    if is_bundle(path):
         if weights is not None:
             raise ExportError(f"{path} is a bundle: it has its weights")
         return _from_bundle(path)
@@ -83,13 +89,23 @@ def _from_bundle(path: Path) -> Source:
     from archspec.bundle import load_bundle
 
     bundle = load_bundle(path)
-    manifest = bundle.manifest
-    origin = getattr(manifest, "source", None) or getattr(manifest, "study", None)
-    header = f"{bundle.spec.name} from bundle {path}" + (f" ({origin})" if origin else "")
-    preprocess = bundle.preprocess
-    if not isinstance(preprocess, dict):
-        preprocess = getattr(preprocess, "model_dump", lambda: {})()
-    return Source(bundle.spec, bundle.model.eval(), header, str(path), preprocess)
+    made = bundle.manifest.provenance
+    if made.study is not None:
+        origin = f"study {made.study}" + (f", trial {made.trial}" if made.trial is not None else "")
+    else:
+        origin = f"trained from {made.spec}" if made.spec else made.source
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in bundle.manifest.metrics.items())
+    header = f"{bundle.spec.name} from bundle {path} ({origin})" + (
+        f"\n{metrics}" if metrics else ""
+    )
+    return Source(
+        bundle.spec,
+        bundle.model.eval(),
+        header,
+        f"bundle {path}",
+        bundle.preprocess,
+        bundle.class_names,
+    )
 
 
 def _from_study(
