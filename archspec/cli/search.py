@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -98,16 +99,26 @@ def search(
     except KeyboardInterrupt:
         err.print("interrupted; finished trials are stored: run the same command to resume")
         raise typer.Exit(130) from None
-    where = storage or defn.storage_url
-    with kept(lambda: f"the search finished; its trials are kept in {where}"):
+    url = storage or defn.storage_url
+    written = [url[len("sqlite:///") :]] if url.startswith("sqlite:///") else []
+    with kept(lambda: f"the search finished; its trials are kept in {url}"):
         print_report(result.study, out)
         out.print(f"{result.added} trials in {result.seconds:.0f} s", highlight=False)
         try:
             path, _ = export_trial(result.study, output or defn.export_path)
+            written.append(str(path))
+            out.print(f"best spec written to {path}", highlight=False)
         except ExportError as exc:
             err.print(f"nothing exported: {exc.message}", highlight=False)
-            return
-    out.print(f"best spec written to {path}", highlight=False)
+    storage_opt = "" if storage is None else f" --storage {storage}"
+    out.print(
+        "next steps:\n"
+        f"  study storage:  {url}\n"
+        f"  report:         archspec report {defn.study}{storage_opt}   (add --json for scripts)\n"
+        f"  dashboard:      optuna-dashboard {url}\n"
+        f"  files written:  {', '.join(written) or 'none'}",
+        highlight=False,
+    )
 
 
 @command
@@ -118,12 +129,19 @@ def report(
         Path | None, typer.Option(help="folder for the plots (default: runs/STUDY)")
     ] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="only the tables")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print one JSON document instead (no plots)")
+    ] = False,
 ) -> None:
-    """Best trial or Pareto front as a table (and the compound family); plots as HTML and PNG."""
+    """The base, the best trials or Pareto front, the compound family and the seeds
+    re-evaluation as tables; plots as HTML and PNG. Reads the stored study, trains nothing."""
     from archspec.search import load_study
-    from archspec.search.report import print_report, save_plots
+    from archspec.search.report import print_report, report_json, save_plots
 
     loaded = load_study(study, storage)
+    if as_json:
+        typer.echo(json.dumps(report_json(loaded), indent=2, allow_nan=False))
+        return
     print_report(loaded, out)
     if no_plots:
         return

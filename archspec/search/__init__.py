@@ -6,8 +6,10 @@
     export_trial(result.study, "runs/best.yaml")
 
 Modules, one per concern: `run` (the run loop), `storage` (storage URL, create/resume/load),
-`samplers` (the sampler and pruner tables), `trial` (the objective: one trial), `family`
-(compound step 2), `results` (best trial, Pareto front), `pick` (a trial as a spec), `report`.
+`record` (the versioned records a study stores), `samplers` (the sampler and pruner tables),
+`trial` (the objective: one trial), `recipe` (build, time, train, score one network),
+`family` (compound step 2), `evaluation` (the seeds re-evaluation), `results` (base, best
+trial, ranking, Pareto front), `pick` (a trial as a spec), `report` (tables, JSON, plots).
 """
 
 from archspec.search.definition import SearchDef, load_search

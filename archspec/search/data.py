@@ -1,5 +1,7 @@
-"""Datasets for search trials: loaded once, split once (stratified, seeded), kept whole in memory
-as tensors and resized to each candidate's resolution with torch interpolation."""
+"""Datasets for search trials: loaded once, split once into train, validation and a held-out
+test part (stratified, seeded), kept whole in memory as tensors and resized to each
+candidate's resolution with torch interpolation. Trials are selected on validation; the test
+part is read only by the final re-evaluation."""
 
 from __future__ import annotations
 
@@ -20,18 +22,21 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 @dataclass(frozen=True)
 class Split:
-    """Train and validation tensors at one resolution, normalized, on one device.
+    """Train, validation and test tensors at one resolution, normalized, on one device.
     x: (N, C, H, W) float32; y: (N,) int64. `preprocessing` made them from the images."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
     preprocessing: Preprocessing
 
 
 class Dataset:
-    """All images of a dataset at their native size, with one fixed train/validation split."""
+    """All images of a dataset at their native size, with one fixed train/validation/test
+    split."""
 
     def __init__(self, name: str, images: torch.Tensor, labels: torch.Tensor, cfg: Data, seed: int):
         # images: (N, C, H, W), uint8 (0..255) or float (0..1); labels: (N,)
@@ -41,7 +46,7 @@ class Dataset:
         self.num_classes = int(self.labels.max()) + 1
         self.class_names = [str(i) for i in range(self.num_classes)]
         self.load_size: tuple[int, int] | None = None  # image files: resized to this on loading
-        self.train_idx, self.val_idx = _stratified_split(self.labels, cfg, seed)
+        self.train_idx, self.val_idx, self.test_idx = _stratified_split(self.labels, cfg, seed)
         self._cache: OrderedDict[tuple, Split] = OrderedDict()
 
     def __len__(self) -> int:
@@ -66,6 +71,8 @@ class Dataset:
             self.labels[self.train_idx].to(device),
             x[self.val_idx].to(device),
             self.labels[self.val_idx].to(device),
+            x[self.test_idx].to(device),
+            self.labels[self.test_idx].to(device),
             preprocessing,
         )
         self._cache[key] = split
@@ -190,17 +197,25 @@ def _torchvision(name: str, cfg: Data) -> tuple[torch.Tensor, torch.Tensor, list
 
 def _stratified_split(
     labels: torch.Tensor, cfg: Data, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train, validation, test) indices; val_fraction and test_fraction are of the whole."""
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(labels))
+    y = labels.numpy()
     try:
+        rest, test = train_test_split(
+            index, test_size=cfg.test_fraction, stratify=y, random_state=seed
+        )
         train, val = train_test_split(
-            index, test_size=cfg.val_fraction, stratify=labels.numpy(), random_state=seed
+            rest,
+            test_size=cfg.val_fraction / (1 - cfg.test_fraction),
+            stratify=y[rest],
+            random_state=seed,
         )
     except ValueError as exc:
         raise SearchError(f"data: cannot split {len(labels)} samples: {exc}") from exc
-    return torch.from_numpy(np.sort(train)), torch.from_numpy(np.sort(val))
+    return tuple(torch.from_numpy(np.sort(part)) for part in (train, val, test))
 
 
 def _stratified_subset(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:

@@ -84,12 +84,33 @@ class Space(_Strict):
 
 class Compound(_Strict):
     """EfficientNet's compound scaling (Tan & Le 2019, eq. 3): step 1 searches alpha, beta, gamma
-    with alpha * beta^2 * gamma^2 ~= `flops_ratio` at phi = 1; step 2 scales by alpha^phi,
-    beta^phi, gamma^phi for phi = 1..`phi`."""
+    at phi = 1; each candidate is the network nearest `flops_ratio` times the base's analysed
+    FLOPs among the integer choices around its multipliers (archspec.budget.fit_flops), kept
+    when within `tolerance` of it and when its effective alpha * beta^2 * gamma^2 is within
+    `product_tolerance` of `flops_ratio`. Step 2 fits phi = 2..`phi` to flops_ratio^phi."""
 
     flops_ratio: Annotated[float, Field(gt=1, le=16)] = 2.0
-    tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    tolerance: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.05, description="band on the analysed FLOPs ratio, relative (0.05: +-5%)"
+    )
+    product_tolerance: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.25, description="band on the effective depth * width^2 * resolution^2, relative"
+    )
+    depth_rule: Literal["spread", "ceil"] = Field(
+        "spread",
+        description="spread: the total repeats rounded and spread over stages (timm); "
+        "ceil: each stage rounded up (torchvision)",
+    )
     phi: Annotated[int, Field(ge=1, le=8)] = 3
+
+
+class Evaluation(_Strict):
+    """After the trials: the `top_k` best distinct networks, the base and the compound family
+    retrained with `seeds` fresh seeds each, scored on validation and the held-out test split
+    (0 seeds: off)."""
+
+    top_k: Annotated[int, Field(ge=1, le=100)] = 3
+    seeds: Annotated[int, Field(ge=0, le=100)] = 3
 
 
 class Data(_Strict):
@@ -99,6 +120,9 @@ class Data(_Strict):
 
     dataset: str = "digits"
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.2, description="held out for the final re-evaluation; never used to select"
+    )
     limit: PositiveInt | None = Field(None, description="use at most this many samples")
     num_samples: PositiveInt = Field(2000, description="synthetic: number of images")
     num_classes: Annotated[int, Field(ge=2, le=1000)] = Field(10, description="synthetic only")
@@ -114,6 +138,15 @@ class Data(_Strict):
                 "dataset is one of digits, synthetic, imagefolder:PATH, torchvision:NAME"
             )
         return value
+
+    @model_validator(mode="after")
+    def _fractions(self) -> Data:
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError(
+                f"val_fraction + test_fraction is {self.val_fraction + self.test_fraction:g}; "
+                "leave at least 10% for training"
+            )
+        return self
 
 
 class Training(_Strict):
@@ -235,6 +268,7 @@ class SearchDef(_Strict):
     reward: Reward | None = None
     constraints: Constraints = Field(default_factory=Constraints)
     latency: Latency = Field(default_factory=Latency)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
     sampler: Sampler = Field(default_factory=Sampler)
     pruner: Pruner = Field(default_factory=Pruner)
     trials: Annotated[int, Field(ge=1, le=100_000)] = 20

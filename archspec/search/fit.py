@@ -101,6 +101,9 @@ def fit(
             on_epoch=log,
         )
     metrics = {"val_accuracy": result.accuracy}
+    if len(split.test_y):  # the held-out test split, as `archspec evaluate` reads it back
+        with cpu_threads(recipe.threads):
+            metrics["test_accuracy"] = evaluate(model, split.test_x, split.test_y, device)
     provenance = provenance or Provenance(source="train")
     provenance = provenance.model_copy(
         update={
@@ -136,16 +139,17 @@ def fit_trial(
     """Retrain a trial (or a compound family member) of `study` with the recipe, data and seed
     the study recorded; on CPU it reproduces the trial's accuracy exactly."""
     from archspec.search.pick import _family_member, _pick, trial_spec
-    from archspec.search.storage import study_info
+    from archspec.search.record import read_study, read_trial
 
-    info = study_info(study)
+    info = read_study(study)
     spec, _ = trial_spec(study, trial, phi)
     if phi is not None:
-        attrs, number = _family_member(study, phi)[0], None
+        expected, number = _family_member(study, phi)[0].accuracy, None
     else:
         frozen = _pick(study, trial)
-        attrs, number = frozen.user_attrs, frozen.number
-    setup = info["setup"]
+        record = read_trial(frozen)
+        expected, number = (record.accuracy if record else None), frozen.number
+    setup = info.setup
     provenance = Provenance(
         source="train", study=study.study_name, storage=storage, trial=number, phi=phi
     )
@@ -154,13 +158,13 @@ def fit_trial(
         Data.model_validate(setup["data"]),
         Training.model_validate(setup["training"]),
         folder,
-        seed=info["seed"],
+        seed=info.seed,
         provenance=provenance,
         progress=progress,
         overwrite=overwrite,
         on_epoch=on_epoch,
     )
-    result.expected = attrs.get("accuracy")
+    result.expected = expected
     return result
 
 

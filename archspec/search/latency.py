@@ -1,4 +1,6 @@
-"""Latency of a candidate: the median wall time of a batch-1 forward on the search's device."""
+"""Latency of a candidate: the median wall time of a batch-1 forward on the search's device.
+The probe input comes from its own generator: measuring never moves the global RNG, so a
+trial trains exactly as a retraining of its exported spec does."""
 
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ def measure_latency(
     """Milliseconds per forward of one (C, H, W) input, after `warmup` unmeasured runs."""
     model.eval()
     fmt = MEMORY_FORMAT
-    x = torch.randn(1, *input_shape, device=device).contiguous(memory_format=fmt)
+    probe = torch.Generator().manual_seed(0)
+    x = torch.randn(1, *input_shape, generator=probe).to(device).contiguous(memory_format=fmt)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times = []
     with autocast(device):

@@ -49,13 +49,15 @@ def values(defn: SearchDef, metrics: Metrics) -> list[float]:
 
 
 def penalty(defn: SearchDef, metrics: Metrics) -> list[float]:
-    """Objective values of an infeasible candidate: the worst accuracy or reward; costs as
-    measured (a never-measured latency is infinite). The constraints tell the sampler why."""
+    """Objective values of a candidate that was not trained: the worst possible (-inf for a
+    maximized accuracy or reward, not a made-up 0.0 that plots would draw), costs as measured
+    (+inf where never measured). The samplers never compare these with trained values: they
+    rank an infeasible trial by its constraint violation."""
     out = []
     for metric, direction in zip(defn.metrics, defn.directions, strict=True):
         value = None if metric in ("accuracy", "reward") else getattr(metrics, metric)
         if value is None:
-            value = 0.0 if direction == "maximize" else math.inf
+            value = -math.inf if direction == "maximize" else math.inf
         out.append(float(value))
     return out
 
@@ -75,10 +77,15 @@ def cost_constraints(defn: SearchDef, metrics: Metrics) -> dict[str, float]:
     return out
 
 
-def flops_ratio_constraint(defn: SearchDef, flops: int, base_flops: int) -> float:
-    """Compound mode: |FLOPs(scaled) / FLOPs(base) / flops_ratio - 1| - tolerance."""
-    target = defn.compound.flops_ratio
-    return abs(flops / base_flops / target - 1) - defn.compound.tolerance
+def compound_constraints(defn: SearchDef, flops_ratio: float, product: float) -> dict[str, float]:
+    """Compound mode, on what the network has: its analysed FLOPs ratio within `tolerance` of
+    `flops_ratio`, and its effective depth * width^2 * resolution^2 within
+    `product_tolerance` (<= 0 is feasible)."""
+    cfg = defn.compound
+    return {
+        "flops_ratio": abs(flops_ratio / cfg.flops_ratio - 1) - cfg.tolerance,
+        "product": abs(product / cfg.flops_ratio - 1) - cfg.product_tolerance,
+    }
 
 
 def feasible(constraints: dict[str, float]) -> bool:

@@ -9,9 +9,15 @@ import optuna
 
 from archspec.analysis import analyze
 from archspec.errors import ExportError
+from archspec.search.record import (
+    FamilyMember,
+    read_family,
+    read_study,
+    read_trial,
+    trial_spec_text,
+)
 from archspec.search.results import best_trial, pareto_trials
 from archspec.search.space import Candidate
-from archspec.search.storage import study_info
 from archspec.spec import load_spec
 from archspec.spec.dump import dump_spec, write_text_atomic
 from archspec.spec.model import Spec
@@ -21,30 +27,56 @@ def trial_spec(
     study: optuna.Study, trial: str | int = "best", phi: int | None = None
 ) -> tuple[Spec, str]:
     """(spec, header) of `trial` ("best" or a number) or, with `phi`, of the compound family
-    member phi; checked to have the parameter count that was measured."""
-    info = study_info(study)
+    member phi: the network stored with it, checked to have the measured parameter count."""
+    info = read_study(study)
     if phi is not None:
-        attrs, label = _family_member(study, phi)
+        member, label = _family_member(study, phi)
+        text, params, flops, acc = member.spec, member.params, member.flops, member.accuracy
+        eff, knobs = member.effective, member.knobs
     else:
         frozen = _pick(study, trial)
-        attrs, label = frozen.user_attrs, f"trial {frozen.number}"
-    candidate = Candidate.from_attrs(attrs["candidate"])
-    base = load_spec(info["base_spec"])
-    spec = candidate.spec(base, info["num_classes"])
-    params = analyze(spec).params
-    if attrs.get("params") is not None and params != attrs["params"]:
-        raise ExportError(
-            f"{label} rebuilds with {params:,} parameters but was evaluated with "
-            f"{attrs['params']:,}; the base spec or the scaling rules changed"
+        record = read_trial(frozen)
+        assert record is not None
+        label = f"trial {frozen.number}" + (" (the base)" if record.role == "base" else "")
+        text, params, flops, acc = (
+            trial_spec_text(frozen),
+            record.params,
+            record.flops,
+            record.accuracy,
         )
-    acc = attrs.get("accuracy")
+        eff, knobs = record.effective, record.knobs
+    if text is None:
+        raise ExportError(f"{label} built no network ({_why(study, trial, phi)})")
+    spec = load_spec(text)
+    rebuilt = analyze(spec).params
+    if params is not None and rebuilt != params:
+        raise ExportError(
+            f"{label} rebuilds with {rebuilt:,} parameters but was evaluated with "
+            f"{params:,}; the stored network is damaged"
+        )
     scored = f"validation accuracy {acc:.4f}" if acc is not None else "never trained"
+    nominal = Candidate.from_attrs(knobs).describe()
+    effective = (
+        f"effective depth {eff.depth:.3f}, width {eff.width:.3f}, resolution "
+        f"{eff.resolution:.3f}; FLOPs {eff.flops_ratio:.3f}x the base"
+        if eff is not None
+        else "no analysis"
+    )
     header = (
-        f"{spec.name} from study {study.study_name}, {label}: {candidate.describe()}\n"
-        f"{scored}; {params:,} params; {attrs.get('flops', 0) / 1e6:.2f} MFLOPs\n"
-        f"written by `archspec export`; base: {info['base']}"
+        f"{spec.name} from study {study.study_name}, {label} (sampled {nominal})\n"
+        f"{effective}\n"
+        f"{scored} (seed {info.seed}); {rebuilt:,} params; {(flops or 0) / 1e6:.2f} MFLOPs\n"
+        f"written by archspec; base: {info.base}"
     )
     return spec, header
+
+
+def _why(study: optuna.Study, trial: str | int, phi: int | None) -> str:
+    if phi is not None:
+        member, _ = _family_member(study, phi)
+        return member.error or "no network"
+    record = read_trial(_pick(study, trial))
+    return record.reason if record and record.reason else "no network"
 
 
 def export_trial(
@@ -75,17 +107,17 @@ def _pick(study: optuna.Study, trial: str | int) -> optuna.trial.FrozenTrial:
             f"study {study.study_name!r} has trials 0..{len(trials) - 1}; got {number}"
         )
     frozen = trials[number]
-    if "candidate" not in frozen.user_attrs:
-        raise ExportError(f"trial {number} has no recorded candidate ({frozen.state.name})")
+    if read_trial(frozen) is None:
+        raise ExportError(f"trial {number} has no archspec record ({frozen.state.name})")
     return frozen
 
 
-def _family_member(study: optuna.Study, phi: int) -> tuple[dict, str]:
-    family = study.user_attrs.get("family")
-    if not family:
+def _family_member(study: optuna.Study, phi: int) -> tuple[FamilyMember, str]:
+    family = read_family(study)
+    if family is None:
         raise ExportError(f"study {study.study_name!r} has no compound family (compound mode)")
-    for member in family["members"]:
-        if member["phi"] == phi:
-            return member, f"phi={phi} (from trial {family['trial']})"
-    have = ", ".join(str(m["phi"]) for m in family["members"])
+    for member in family.members:
+        if member.phi == phi:
+            return member, f"phi={phi} (from trial {family.trial})"
+    have = ", ".join(str(m.phi) for m in family.members)
     raise ExportError(f"no family member phi={phi}; the family has phi = {have}")

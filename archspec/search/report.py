@@ -1,8 +1,11 @@
-"""What a study found: the best trial or the Pareto front as a table, the compound family, how
-candidates were kept comparable, and Optuna's plots as HTML and PNG."""
+"""What a study found, from its stored records: the trials against the base (effective
+multipliers, FLOPs ratio, gain over the base), the compound family (target and achieved FLOPs
+ratios), the seeds re-evaluation on validation and test with its verdict, how candidates were
+kept comparable, the same as one JSON document, and Optuna's plots as HTML and PNG."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -13,155 +16,305 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from archspec.search.results import best_trial, feasible_trials, pareto_trials
+from archspec.search.record import (
+    Evaluated,
+    Scores,
+    TrialRecord,
+    read_evaluation,
+    read_family,
+    read_study,
+    read_trial,
+)
+from archspec.search.results import base_trial, pareto_trials, ranked_trials, records
 from archspec.search.space import Candidate
-from archspec.search.storage import study_info
 
 
 def fairness_note(study: optuna.Study) -> str:
     """How every candidate was given the same chance, in one paragraph."""
-    info = study_info(study)
-    training = info["setup"]["training"]
-    n_train, n_val = info["split"]
+    info = read_study(study)
+    training = info.setup["training"]
+    n_train, n_val, n_test = info.split
     smoothing = training["label_smoothing"]
     epochs = training["epochs"]
     return (
-        f"Same recipe for every candidate: dataset {info['dataset']}, one fixed stratified split "
-        f"({n_train} train / {n_val} validation, seed {info['seed']}); weights initialised after "
-        f"torch.manual_seed({info['seed']}); batches drawn in the same order (a torch.Generator "
-        f"seeded {info['seed']} in every trial); {epochs} epoch{'s' * (epochs != 1)} of "
-        f"{training['optimizer']} (lr {training['lr']:g}, batch {training['batch_size']}, cosine "
-        f"schedule{f', label smoothing {smoothing:g}' if smoothing else ''}); accuracy is top-1 "
-        "on the validation split after the last epoch; latency is the median batch-1 forward."
+        f"Same recipe for every candidate: dataset {info.dataset}, one fixed stratified split "
+        f"({n_train} train / {n_val} validation / {n_test} test, seed {info.seed}); weights "
+        f"initialised after torch.manual_seed({info.seed}); batches drawn in the same order (a "
+        f"torch.Generator seeded {info.seed} in every trial); {epochs} epoch"
+        f"{'s' * (epochs != 1)} of {training['optimizer']} (lr {training['lr']:g}, batch "
+        f"{training['batch_size']}, cosine schedule"
+        f"{f', label smoothing {smoothing:g}' if smoothing else ''}); trials are selected by "
+        "top-1 on the validation split after the last epoch; the test split is read only by "
+        "the seeds re-evaluation; latency is the median batch-1 forward. Multipliers are "
+        "effective (what the built network has: repeats, FLOPs-weighted channels, pixels, "
+        "over the base's); a network built by two knob settings is trained once."
     )
 
 
 def counts(study: optuna.Study) -> str:
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    infeasible = sum(1 for t in complete if not t.user_attrs.get("feasible", True))
-    pruned = sum(1 for t in trials if t.state == TrialState.PRUNED)
-    failed = sum(1 for t in trials if t.state == TrialState.FAIL)
+    seen = records(study)
+    status = [r.status for _, r in seen if r.role == "candidate"]
+    failed = sum(1 for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL)
     return (
-        f"{len(trials)} trials: {len(complete) - infeasible} trained, {infeasible} rejected by "
-        f"constraints before training, {pruned} pruned, {failed} failed"
+        f"{len(study.trials)} trials: the base (trial 0), {status.count('trained')} trained, "
+        f"{status.count('duplicate')} repeating an earlier network (not trained again), "
+        f"{status.count('rejected')} rejected by constraints before training, "
+        f"{status.count('pruned')} pruned, {failed} failed"
     )
 
 
-def _fmt_candidate(attrs: dict[str, Any]) -> tuple[str, str, str, str]:
-    cand = Candidate.from_attrs(attrs)
-    kernels = ",".join(str(v) for v in cand.kernels.values()) or "-"
-    return f"{cand.depth:.2f}", f"{cand.width:.2f}", f"{cand.resolution:.2f}", kernels
-
-
 def _fmt(value: Any, kind: str) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if kind == "acc":
         return f"{value:.4f}"
+    if kind == "gain":
+        return f"{100 * value:+.2f}"
     if kind == "int":
         return f"{int(value):,}"
     if kind == "mflops":
         return f"{value / 1e6:.2f}"
+    if kind == "ratio":
+        return f"{value:.2f}x"
     return f"{value:.2f}"
 
 
-COLUMNS = ("trial", "depth", "width", "res", "kernels", "px", "acc", "params", "MFLOPs", "ms")
+COLUMNS = ("trial", "depth", "width", "res", "kernels", "px", "FLOPs", "acc", "gain", "params",
+           "MFLOPs", "ms")  # fmt: skip
 
 
-def results_table(study: optuna.Study, top: int = 5) -> Table:
-    """Single objective: the best `top` feasible trials, best first. Several: the Pareto front."""
-    info = study_info(study)
-    multi = len(study.directions) > 1
-    if multi:
-        rows = pareto_trials(study)
-        title = f"{study.study_name}: Pareto front ({', '.join(info['metrics'])})"
-    else:
-        best = best_trial(study)
-        rows = _ranked(study)[:top] if best else []
-        title = f"{study.study_name}: best trials by {info['metrics'][0]}"
-    stages = [s for t in rows[:1] for s in Candidate.from_attrs(t.user_attrs["candidate"]).kernels]
-    kernels = bool(stages)
-    caption = (
-        f"kernels of {', '.join(stages)}; px: input size; ms: batch-1 latency"
-        if kernels
-        else ("px: input size; ms: batch-1 latency")
-    )
-    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in COLUMNS:
-        if name != "kernels" or kernels:
-            table.add_column(
-                name,
-                justify="left" if name == "kernels" else "right",
-                no_wrap=True,
-                min_width=len(name),
-            )
-    if "reward" in info["metrics"]:
-        table.add_column("reward", justify="right")
-    for trial in rows:
-        row = _row(trial, info)
-        table.add_row(*(row if kernels else row[:4] + row[5:]))
-    return table
-
-
-def _ranked(study: optuna.Study) -> list[FrozenTrial]:
-    sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
-    return sorted(feasible_trials(study), key=lambda t: (sign * t.values[0], t.number))
-
-
-def _row(trial: FrozenTrial, info: dict[str, Any]) -> list[str]:
-    a = trial.user_attrs
-    size = a.get("size")
-    same = a.get("same_as")
+def _row(label: str, record: TrialRecord, base_acc: float | None, reward: float | None) -> list:
+    eff = record.effective
+    gain = None
+    if record.accuracy is not None and base_acc is not None:
+        gain = record.accuracy - base_acc
+    kernels = Candidate.from_attrs(record.knobs).kernels
     row = [
-        str(trial.number) if same is None else f"{trial.number}={same}",
-        *_fmt_candidate(a["candidate"]),
-        str(size) if size else "-",
-        _fmt(a.get("accuracy"), "acc"),
-        _fmt(a.get("params"), "int"),
-        _fmt(a.get("flops"), "mflops"),
-        _fmt(a.get("latency_ms"), "ms"),
+        label,
+        *(_fmt(getattr(eff, k), "") if eff else "-" for k in ("depth", "width", "resolution")),
+        ",".join(str(v) for v in kernels.values()) or "-",
+        str(record.size) if record.size else "-",
+        _fmt(eff.flops_ratio if eff else None, "ratio"),
+        _fmt(record.accuracy, "acc"),
+        _fmt(gain, "gain"),
+        _fmt(record.params, "int"),
+        _fmt(record.flops, "mflops"),
+        _fmt(record.latency_ms, "ms"),
     ]
-    if "reward" in info["metrics"]:
-        row.append(_fmt(trial.values[info["metrics"].index("reward")], "acc"))
+    if reward is not None:
+        row.append(_fmt(reward, "acc"))
     return row
 
 
+def results_table(study: optuna.Study, top: int = 5) -> Table:
+    """The base, then the best `top` distinct networks (single objective) or the Pareto front
+    (several), with effective multipliers and the accuracy gain over the base."""
+    info = read_study(study)
+    multi = len(study.directions) > 1
+    rows = pareto_trials(study) if multi else ranked_trials(study)[:top]
+    if multi:
+        title = f"{study.study_name}: Pareto front ({', '.join(info.metrics)})"
+    else:
+        title = f"{study.study_name}: best trials by {info.metrics[0]}"
+    base = base_trial(study)
+    base_acc = base[1].accuracy if base else None
+    stages = [s for t in rows[:1] for s in Candidate.from_attrs(read_trial(t).knobs).kernels]
+    caption = (
+        (f"kernels of {', '.join(stages)}; " if stages else "")
+        + "depth, width, res: effective multipliers over the base; FLOPs: analysed FLOPs over "
+        "the base's; acc: validation top-1; gain: points over the base; px: input size; ms: "
+        "batch-1 latency"
+    )
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
+    reward = "reward" in info.metrics
+    for name in COLUMNS + (("reward",) if reward else ()):
+        if name != "kernels" or stages:
+            table.add_column(name, justify="left" if name == "kernels" else "right",
+                             no_wrap=True, min_width=len(name))  # fmt: skip
+    entries = [(f"{base[0].number} base", base[1], None)] if base else []
+    for trial in rows:
+        value = trial.values[info.metrics.index("reward")] if reward else None
+        entries.append((str(trial.number), read_trial(trial), value))
+    for label, record, value in entries:
+        row = _row(label, record, base_acc, value if reward else None)
+        if reward and value is None:
+            row[-1] = "-"
+        table.add_row(*(row if stages else row[:4] + row[5:]))
+    return table
+
+
 def family_table(study: optuna.Study) -> Table | None:
-    """Compound mode: the family phi = 1..K scaled from the best alpha, beta, gamma."""
-    family = study.user_attrs.get("family")
-    if not family:
+    """Compound mode: the family phi = 1..K, target and achieved FLOPs ratios."""
+    family = read_family(study)
+    if family is None:
         return None
-    first = Candidate.from_attrs(family["members"][0]["candidate"])
+    base = base_trial(study)
+    base_acc = base[1].accuracy if base else None
+    first = family.members[0].knobs
     table = Table(
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         title=(
-            f"compound family (trial {family['trial']}): alpha={first.depth:.2f} "
-            f"beta={first.width:.2f} gamma={first.resolution:.2f}"
+            f"compound family from trial {family.trial}: effective alpha={first['depth']:.3f} "
+            f"beta={first['width']:.3f} gamma={first['resolution']:.3f}"
         ),
+        caption=f"target: flops_ratio^phi; achieved: analysed FLOPs over the base's (band "
+        f"+-{100 * family.tolerance:g}%)",
     )
-    for name in ("phi", "depth", "width", "res", "px", "acc", "params", "MFLOPs", "ms"):
+    for name in ("phi", "depth", "width", "res", "px", "target", "achieved", "acc", "gain",
+                 "params", "MFLOPs", "ms"):  # fmt: skip
         table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
-    for m in family["members"]:
-        depth, width, resolution, _ = _fmt_candidate(m["candidate"])
-        size = m.get("size")
+    for m in family.members:
+        eff = m.effective
+        gain = None if m.accuracy is None or base_acc is None else m.accuracy - base_acc
+        achieved = _fmt(eff.flops_ratio if eff else None, "ratio")
         table.add_row(
-            str(m["phi"]), depth, width, resolution,
-            str(size) if size else m.get("error", "-"),
-            _fmt(m.get("accuracy"), "acc"), _fmt(m.get("params"), "int"),
-            _fmt(m.get("flops"), "mflops"), _fmt(m.get("latency_ms"), "ms"),
+            str(m.phi),
+            *(_fmt(getattr(eff, k), "") if eff else "-" for k in ("depth", "width", "resolution")),
+            str(m.size) if m.size else (m.error or "-"),
+            _fmt(m.target_flops_ratio, "ratio"),
+            achieved + ("" if m.in_band else " (outside)"),
+            _fmt(m.accuracy, "acc"), _fmt(gain, "gain"), _fmt(m.params, "int"),
+            _fmt(m.flops, "mflops"), _fmt(m.latency_ms, "ms"),
+        )  # fmt: skip
+    return table
+
+
+def _stat(values: list[float]) -> str:
+    mean, std, half = Scores.summary(values)
+    interval = "" if math.isinf(half) else f" [{mean - half:.4f}, {mean + half:.4f}]"
+    return f"{mean:.4f} +- {std:.4f}{interval}"
+
+
+def evaluation_table(study: optuna.Study) -> Table | None:
+    """The seeds re-evaluation: mean +- std and the 95% interval on validation and test."""
+    evaluation = read_evaluation(study)
+    if evaluation is None:
+        return None
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        title=f"re-evaluated with seeds {', '.join(map(str, evaluation.seeds))} (not the "
+        "selection seed)",
+        caption="mean +- std [95% interval of the mean]",
+    )
+    for name in ("network", "trial", "params", "MFLOPs", "validation", "test"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for e in evaluation.entries:
+        table.add_row(
+            e.label, "-" if e.trial is None else str(e.trial), _fmt(e.params, "int"),
+            _fmt(e.flops, "mflops"), _stat(e.scores.val), _stat(e.scores.test),
         )  # fmt: skip
     return table
 
 
 def print_report(study: optuna.Study, console: Console) -> None:
-    console.print(results_table(study))
-    family = family_table(study)
-    if family is not None:
-        console.print(family)
+    for table in (results_table(study), family_table(study), evaluation_table(study)):
+        if table is not None:
+            console.print(table)
+    evaluation = read_evaluation(study)
+    if evaluation is not None:
+        console.print(evaluation.verdict, highlight=False)
     console.print(counts(study), highlight=False)
     console.print(fairness_note(study), highlight=False, soft_wrap=False)
+
+
+# --- the same as JSON ----------------------------------------------------------------------
+
+
+def _scores(entry: Evaluated | None) -> dict[str, Any]:
+    if entry is None:
+        keys = ("val_accuracy_mean", "val_accuracy_std", "test_accuracy_mean",
+                "test_accuracy_std")  # fmt: skip
+        return {**dict.fromkeys(keys), "seeds": []}
+    val_mean, val_std, _ = Scores.summary(entry.scores.val)
+    test_mean, test_std, _ = Scores.summary(entry.scores.test)
+    return {
+        "val_accuracy_mean": val_mean,
+        "val_accuracy_std": val_std,
+        "test_accuracy_mean": test_mean,
+        "test_accuracy_std": test_std,
+        "seeds": entry.scores.seeds,
+    }
+
+
+def _ratio(record: TrialRecord | None) -> float | None:
+    if record is None or record.effective is None:
+        return None
+    return record.effective.flops_ratio
+
+
+def report_json(study: optuna.Study) -> dict[str, Any]:
+    """One JSON-ready document: every trial, the base, the winner, the family, the verdict."""
+    info = read_study(study)
+    evaluation = read_evaluation(study)
+    entries = {e.label: e for e in evaluation.entries} if evaluation else {}
+    trials = []
+    for trial in study.get_trials(deepcopy=False):
+        record = read_trial(trial)
+        trials.append(
+            {
+                "number": trial.number,
+                "state": trial.state.name,
+                "status": "running" if record is None else record.status,
+                "role": None if record is None else record.role,
+                "trained": bool(record and record.trained and record.same_as is None),
+                "params": record.params if record else None,
+                "flops": record.flops if record else None,
+                "flops_ratio": record.effective.flops_ratio
+                if record and record.effective
+                else None,
+                "accuracy": record.accuracy if record else None,
+                "same_as": record.same_as if record else None,
+                "reason": record.reason if record else None,
+            }
+        )
+    base = base_trial(study)
+    ranked = ranked_trials(study)
+    if len(study.directions) > 1:
+        front = {t.number for t in pareto_trials(study)}
+        ranked = [t for t in ranked if t.number in front]
+
+    def summary(trial: FrozenTrial | None, record: TrialRecord | None, label: str) -> Any:
+        if trial is None or record is None:
+            return None
+        return {
+            "number": trial.number,
+            "params": record.params,
+            "flops": record.flops,
+            "accuracy": record.accuracy,
+            **_scores(entries.get(label)),
+        }
+
+    doc: dict[str, Any] = {
+        "study": study.study_name,
+        "mode": info.mode,
+        "metrics": info.metrics,
+        "seed": info.seed,
+        "split": dict(zip(("train", "validation", "test"), info.split, strict=True)),
+        "base_flops": info.base_flops,
+        "trials": trials,
+        "base": summary(*(base or (None, None)), "base"),
+        "winner": summary(ranked[0], read_trial(ranked[0]), "rank 1") if ranked else None,
+        "verdict": evaluation.verdict if evaluation else None,
+    }
+    family = read_family(study)
+    if info.mode == "compound":
+        doc["family"] = [
+            {
+                "phi": m.phi,
+                "trial": m.trial,
+                "params": m.params,
+                "flops": m.flops,
+                "flops_ratio": m.effective.flops_ratio if m.effective else None,
+                "target_flops_ratio": m.target_flops_ratio,
+                "in_band": m.in_band,
+                "accuracy": m.accuracy,
+                **_scores(entries.get("rank 1" if m.phi == 1 else f"phi={m.phi}")),
+            }
+            for m in (family.members if family else [])
+        ]
+    return doc
 
 
 # --- plots ---------------------------------------------------------------------------------
@@ -180,7 +333,7 @@ def save_plots(study: optuna.Study, out_dir: str | Path) -> tuple[list[Path], li
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    metrics = study_info(study)["metrics"]
+    metrics = read_study(study).metrics
     trained = _trained_copy(study)
     single = len(metrics) == 1
     # several objectives: history and importances of the first one (lower is better for
@@ -205,8 +358,11 @@ def save_plots(study: optuna.Study, out_dir: str | Path) -> tuple[list[Path], li
         warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator")
         for name, (plotly_fn, mpl_fn, kwargs) in plots.items():
             try:
-                figure = plotly_fn(trained, **kwargs)
-                axes = mpl_fn(trained, **kwargs)
+                # history and Pareto front on the study itself, so they keep Optuna's trial
+                # numbers (Optuna draws infeasible trials apart); importances on the trained
+                source = trained if name == "importances" else study
+                figure = plotly_fn(source, **kwargs)
+                axes = mpl_fn(source, **kwargs)
             except (ValueError, RuntimeError, ZeroDivisionError) as exc:
                 skipped.append(f"{name}: {exc}")
                 continue
@@ -221,13 +377,13 @@ def save_plots(study: optuna.Study, out_dir: str | Path) -> tuple[list[Path], li
 
 
 def _trained_copy(study: optuna.Study) -> optuna.Study:
-    """An in-memory study holding the trained trials (feasible complete ones, and pruned)."""
+    """An in-memory study of the trained candidates (renumbered: only for importances)."""
     copy = optuna.create_study(study_name=study.study_name, directions=study.directions)
-    keep = [
-        t
-        for t in study.get_trials(deepcopy=False)
-        if (t.state == TrialState.COMPLETE and t.user_attrs.get("feasible"))
-        or (t.state == TrialState.PRUNED and t.intermediate_values)
-    ]
-    copy.add_trials(keep)
+    copy.add_trials(
+        [
+            t
+            for t, r in records(study)
+            if t.state == TrialState.COMPLETE and r.feasible and r.trained
+        ]
+    )
     return copy

@@ -1,31 +1,67 @@
-"""What a stored study found: its feasible trials, the best one, the Pareto front."""
+"""What a stored study found: the base trial, the trained feasible candidates, the best one,
+the distinct networks ranked, the Pareto front."""
 
 from __future__ import annotations
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from archspec.search.record import TrialRecord, read_trial
+
+
+def records(study: optuna.Study) -> list[tuple[FrozenTrial, TrialRecord]]:
+    """Every finished trial that has an archspec record, in trial order."""
+    out = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        record = read_trial(trial)
+        if record is not None:
+            out.append((trial, record))
+    return out
+
+
+def base_trial(study: optuna.Study) -> tuple[FrozenTrial, TrialRecord] | None:
+    for trial, record in records(study):
+        if record.role == "base":
+            return trial, record
+    return None
+
 
 def feasible_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Trained candidates within every constraint (repeats of a network included)."""
     return [
         t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get("feasible")
+        for t, r in records(study)
+        if t.state == TrialState.COMPLETE and r.role == "candidate" and r.feasible and r.trained
     ]
 
 
+def _sign(study: optuna.Study) -> int:
+    return 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
+
+
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best feasible trial of a single-objective study (None when there is none)."""
+    """The best feasible trial by the first objective (None when there is none); on a tie the
+    earlier trial, so a network's first trial rather than its repeats."""
     trials = feasible_trials(study)
     if not trials:
         return None
-    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
+    sign = _sign(study)
     return max(trials, key=lambda t: (sign * t.values[0], -t.number))
 
 
+def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Feasible trials of distinct networks, best first by the first objective."""
+    sign = _sign(study)
+    first: dict[str | None, FrozenTrial] = {}
+    for trial in feasible_trials(study):  # in trial order: a network's first candidate trial
+        first.setdefault(read_trial(trial).spec_hash, trial)
+    return sorted(first.values(), key=lambda t: (-sign * t.values[0], t.number))
+
+
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The feasible Pareto front (for one objective: the best trial)."""
+    """The feasible Pareto front of distinct networks (for one objective: the best trial)."""
     if len(study.directions) == 1:
         best = best_trial(study)
         return [best] if best else []
-    return sorted(study.best_trials, key=lambda t: t.number)
+    keep = {t.number for t in ranked_trials(study)}
+    return sorted((t for t in study.best_trials if t.number in keep), key=lambda t: t.number)

@@ -1,5 +1,6 @@
-"""The run loop of a search: open (or resume) the study, run the trials with a progress bar,
-then in compound mode the family. Re-running the same definition resumes the same study."""
+"""The run loop of a search: open (or resume) the study, train the base as trial 0, run the
+trials with a progress bar, then in compound mode the family, then the seeds re-evaluation.
+Re-running the same definition resumes the same study."""
 
 from __future__ import annotations
 
@@ -9,15 +10,16 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 import torch
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from archspec.search.data import load_dataset
 from archspec.search.definition import SearchDef
+from archspec.search.evaluation import run_evaluation
 from archspec.search.family import run_family
+from archspec.search.record import ROLE_KEY, EvaluationRecord, FamilyRecord, read_trial
 from archspec.search.results import best_trial, pareto_trials
 from archspec.search.storage import open_study
 from archspec.search.trial import TrialRunner
@@ -28,7 +30,8 @@ class SearchResult:
     study: optuna.Study
     added: int  # trials run by this call
     seconds: float
-    family: list[dict[str, Any]] | None = None
+    family: FamilyRecord | None = None
+    evaluation: EvaluationRecord | None = None
 
 
 def run_search(
@@ -50,6 +53,9 @@ def run_search(
     runner = TrialRunner(defn, dataset, seed=seed, quiet=quiet)
     n_trials = defn.trials if trials is None else trials
     before = len(study.trials)
+    if before == 0:  # trial 0: the unscaled base, the reference every table compares with
+        study.enqueue_trial({}, user_attrs={ROLE_KEY: "base"})
+        n_trials += 1
     with _threads(defn.training.threads):
         with _StudyProgress(study, n_trials, quiet) as progress, warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -61,7 +67,9 @@ def run_search(
                 gc_after_trial=False,
             )
         family = run_family(study, runner) if defn.mode == "compound" else None
-    return SearchResult(study, len(study.trials) - before, time.perf_counter() - start, family)
+        evaluation = run_evaluation(study, runner, family)
+    seconds = time.perf_counter() - start
+    return SearchResult(study, len(study.trials) - before, seconds, family, evaluation)
 
 
 @contextlib.contextmanager
@@ -104,6 +112,7 @@ class _StudyProgress:
 
 
 def _state(trial: FrozenTrial) -> str:
-    if trial.state == TrialState.COMPLETE and not trial.user_attrs.get("feasible", True):
-        return "infeasible"
-    return trial.state.name.lower()
+    record = read_trial(trial)
+    if record is None:
+        return trial.state.name.lower()
+    return "base" if record.role == "base" else record.status

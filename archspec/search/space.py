@@ -1,18 +1,15 @@
-"""The search space: what a trial chooses (a Candidate) and how Optuna proposes it.
+"""The search space: what a trial chooses (a Candidate: nominal multipliers and kernels) and how
+Optuna proposes it.
 
 `free` mode samples depth, width and resolution multipliers independently. `compound` mode
 follows EfficientNet step 1 (Tan & Le 2019, sec. 3.3): it samples beta (width) and gamma
-(resolution) and solves alpha (depth). Repeats are rounded up (ceil(repeats * alpha)), so on a
-small base most alphas overshoot the FLOPs rule; alpha is therefore the depth multiplier whose
-analysed FLOPs ratio is nearest to `flops_ratio` and, among those giving the same repeats, the
-one nearest to the ideal flops_ratio / (beta^2 * gamma^2). Both the ideal product
-alpha * beta^2 * gamma^2 and the analysed ratio are then checked against the tolerance.
+(resolution) and solves alpha (depth) = flops_ratio / (beta^2 * gamma^2), clamped to the depth
+range; the trial then builds the network nearest the FLOPs target around these multipliers
+(archspec.budget.fit_flops), and its constraints are checked on what that network has.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -77,6 +74,12 @@ class Candidate:
         return text + "".join(f" {k}:k{v}" for k, v in self.kernels.items())
 
 
+def reference_spec(base: Spec, num_classes: int) -> Spec:
+    """The base with the dataset's class count: trial 0's network, what every candidate's
+    effective multipliers are relative to."""
+    return Candidate().spec(base, num_classes)
+
+
 def _suggest(trial: optuna.Trial, name: str, rng: Range | None) -> float:
     if rng is None:
         return 1.0
@@ -85,11 +88,8 @@ def _suggest(trial: optuna.Trial, name: str, rng: Range | None) -> float:
     return trial.suggest_float(name, rng.low, rng.high, step=rng.step, log=rng.log)
 
 
-def suggest(
-    trial: optuna.Trial, defn: SearchDef, flops_ratio: Callable[[Candidate], float] | None = None
-) -> tuple[Candidate, dict[str, float]]:
-    """A candidate for this trial and the constraint values the proposal alone decides
-    (<= 0 is feasible). Compound mode needs `flops_ratio`: a candidate's FLOPs over the base's."""
+def suggest(trial: optuna.Trial, defn: SearchDef) -> Candidate:
+    """The candidate (nominal multipliers and kernels) this trial proposes."""
     space = defn.space
     kernels = {
         stage: int(trial.suggest_categorical(KERNEL_PREFIX + stage, choices))
@@ -103,44 +103,13 @@ def suggest(
             _suggest(trial, "width", space.width),
             _suggest(trial, "resolution", space.resolution),
             kernels,
-        ), {}
-    assert flops_ratio is not None and space.depth is not None
+        )
+    assert space.depth is not None
     beta = _suggest(trial, "beta", space.width)
     gamma = _suggest(trial, "gamma", space.resolution)
-    target = defn.compound.flops_ratio
-    ideal = target / (beta**2 * gamma**2)
-    options = [Candidate(a, beta, gamma, kernels) for a in _alphas(space.depth, ideal, defn)]
-    ratios = [flops_ratio(c) for c in options]
-    best = min(
-        range(len(options)),
-        key=lambda i: (round(abs(ratios[i] - target), 9), abs(options[i].depth - ideal)),
-    )
-    candidate = options[best]
-    trial.set_user_attr("alpha", candidate.depth)
-    product = candidate.depth * beta**2 * gamma**2
-    trial.set_user_attr("ideal_ratio", product)
-    return candidate, {"ideal_ratio": abs(product / target - 1) - defn.compound.tolerance}
-
-
-def _alphas(depth: Range, ideal: float, defn: SearchDef) -> list[float]:
-    """Depth multipliers worth trying: the range's grid, or else its ends, the ideal alpha and
-    every value where a stage's rounded-up repeat count changes (k / repeats, just below)."""
-    if depth.step is not None:
-        return depth.grid()
-    values = {depth.low, depth.high, min(max(ideal, depth.low), depth.high)}
-    for repeats in stage_repeats(defn.base_spec):
-        k = math.floor(repeats * depth.low) + 1
-        while k / repeats <= depth.high:
-            values.add(k / repeats - 1e-9)  # ceil(repeats * value) == k, safe from rounding
-            k += 1
-    return sorted(v for v in values if depth.low <= v <= depth.high)
-
-
-def stage_repeats(spec: Spec) -> set[int]:
-    """The literal repeat counts written in a spec (stages and groups, blocks included)."""
-    from archspec.spec.load import iter_items
-
-    return {item.repeat for _, item in iter_items(spec) if isinstance(item.repeat, int)}
+    ideal = defn.compound.flops_ratio / (beta**2 * gamma**2)
+    alpha = min(max(ideal, space.depth.low), space.depth.high)
+    return Candidate(alpha, beta, gamma, kernels)
 
 
 def grid_space(defn: SearchDef) -> dict[str, list[Any]]:

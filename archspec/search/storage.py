@@ -3,18 +3,20 @@ setup), and loading a stored study for report and export."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Any
 
 import optuna
 
+from archspec.analysis import analyze
 from archspec.errors import Location, SearchError
 from archspec.search.data import Dataset
 from archspec.search.definition import SearchDef, default_storage
+from archspec.search.record import KEY, StudyRecord, read_study, write_study_record
 from archspec.search.samplers import make_pruner, make_sampler
+from archspec.search.space import reference_spec
 from archspec.spec.dump import dump_spec
 
-STUDY_ATTR = "archspec"  # study user attribute: all that report and export need
 # Sections whose change makes new trials incomparable with the stored ones.
 FINGERPRINT = (
     "mode",
@@ -56,41 +58,53 @@ def open_study(
         )
     except (ValueError, ImportError) as exc:
         raise SearchError(f"storage {url!r}: {exc}", Location(defn.file)) from exc
-    stored = study.user_attrs.get(STUDY_ATTR)
-    if stored is None:
-        study.set_user_attr(STUDY_ATTR, info)
+    if KEY not in study.user_attrs:
+        if study.trials:
+            raise SearchError(
+                f"study {defn.study!r} in {url} was not created by archspec search; use "
+                "another study name or --storage",
+                Location(defn.file),
+            )
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(defn.metrics)
+        write_study_record(study, KEY, info)
     else:
-        _check_resumable(defn, stored, info, study)
+        _check_resumable(defn, read_study(study), info, study)
     # A resumed study gets a sampler seeded past its trials, so it does not repeat them.
     study.sampler = make_sampler(defn, seed + len(study.trials))
     return study
 
 
-def _study_info(defn: SearchDef, dataset: Dataset, seed: int) -> dict[str, Any]:
-    data = defn.model_dump(mode="json", include=set(FINGERPRINT))
-    return {
-        "definition": defn.file,
-        "mode": defn.mode,
-        "metrics": defn.metrics,
-        "directions": defn.directions,
-        "seed": seed,
-        "base": defn.base,
-        "base_spec": dump_spec(defn.base_spec),
-        "num_classes": dataset.num_classes,
-        "dataset": dataset.name,
-        "split": [len(dataset.train_idx), len(dataset.val_idx)],
-        "setup": data,
-    }
+def _study_info(defn: SearchDef, dataset: Dataset, seed: int) -> StudyRecord:
+    base = reference_spec(defn.base_spec, dataset.num_classes)
+    cost = analyze(base)
+    return StudyRecord(
+        definition=defn.file,
+        mode=defn.mode,
+        metrics=defn.metrics,
+        directions=defn.directions,
+        seed=seed,
+        base=defn.base,
+        base_spec=dump_spec(base),
+        base_params=cost.params,
+        base_flops=cost.flops,
+        base_size=base.input.hw[0],
+        num_classes=dataset.num_classes,
+        dataset=dataset.name,
+        split=(len(dataset.train_idx), len(dataset.val_idx), len(dataset.test_idx)),
+        setup=defn.model_dump(mode="json", include=set(FINGERPRINT)),
+    )
 
 
 def _check_resumable(
-    defn: SearchDef, stored: dict[str, Any], info: dict[str, Any], study: optuna.Study
+    defn: SearchDef, stored: StudyRecord, info: StudyRecord, study: optuna.Study
 ) -> None:
-    changed = [k for k in FINGERPRINT if stored["setup"].get(k) != info["setup"].get(k)]
-    if stored["base_spec"] != info["base_spec"]:
+    changed = [k for k in FINGERPRINT if stored.setup.get(k) != info.setup.get(k)]
+    if stored.base_spec != info.base_spec:
         changed.append("base")
-    if stored["seed"] != info["seed"]:
-        changed.append(f"seed ({stored['seed']} -> {info['seed']})")
+    if stored.seed != info.seed:
+        changed.append(f"seed ({stored.seed} -> {info.seed})")
     if [d.name.lower() for d in study.directions] != defn.directions:
         changed.append("objective directions")
     if changed:
@@ -99,13 +113,6 @@ def _check_resumable(
             "trials would not compare with new ones. Use another study name or --storage.",
             Location(defn.file),
         )
-
-
-def study_info(study: optuna.Study) -> dict[str, Any]:
-    info = study.user_attrs.get(STUDY_ATTR)
-    if info is None:
-        raise SearchError(f"study {study.study_name!r} was not created by archspec search")
-    return info
 
 
 def load_study(study: str, storage: str | None = None) -> optuna.Study:
@@ -124,9 +131,11 @@ def load_study(study: str, storage: str | None = None) -> optuna.Study:
             "or pass --storage"
         )
     try:
-        return optuna.load_study(study_name=name, storage=url)
+        loaded = optuna.load_study(study_name=name, storage=url)
     except KeyError as exc:
         names = optuna.get_all_study_names(url)
         raise SearchError(
             f"no study {name!r} in {url}; it holds: {', '.join(names) or 'none'}"
         ) from exc
+    read_study(loaded)  # refuses a study archspec did not write, or an older record schema
+    return loaded

@@ -1,44 +1,90 @@
-"""One trial, the study's objective: Candidate -> spec -> analysis (constraints) -> model ->
+"""One trial, the study's objective: Candidate -> network -> analysis (constraints) -> model ->
 latency -> train.
 
-Params/FLOPs (and in compound mode the FLOPs ratio) are checked from the analysis before
-anything is built; a latency limit after building, before training. An infeasible candidate
-is never trained: it completes with penalty values and its constraint values
-(`trial.set_constraint`), so TPE and NSGA-II learn where the feasible region is.
+Everything is judged on the network that was built, not on the sampled knobs: the compound
+FLOPs band and the alpha * beta^2 * gamma^2 rule on its analysed FLOPs and effective depth,
+width and resolution (archspec.budget), params/FLOPs limits from the analysis before anything
+is built, a latency limit after building, before training. Two knob settings that build the
+same network (same sha256 of its resolved YAML) are trained once: the later trial replays
+the earlier one's outcome, so feasibility and accuracy are functions of the network.
+
+How outcomes reach Optuna: a trained candidate completes with its objective values; a
+rejected one completes with the worst values (never a made-up accuracy) and its constraint
+values, which is what TPE's and NSGA-II's constraint handling (and `study.best_trial`) read;
+the base (trial 0, the reference every table compares with) is stored as PRUNED, so no
+sampler ranks or breeds from it.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import replace
 
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from archspec.analysis import analyze
-from archspec.compile import build
+from archspec.budget import effective, fit_flops
 from archspec.errors import ArchspecError, Location, SearchError
 from archspec.search import objectives
 from archspec.search.data import Dataset
 from archspec.search.definition import SearchDef
-from archspec.search.latency import measure_latency
 from archspec.search.objectives import Metrics
-from archspec.search.space import Candidate, suggest
-from archspec.search.train import pick_device, seed_everything, train
+from archspec.search.recipe import Recipe
+from archspec.search.record import (
+    ROLE_KEY,
+    Effective,
+    TrialRecord,
+    read_trial,
+    spec_hash,
+    write_trial,
+)
+from archspec.search.space import Candidate, reference_spec, suggest
+from archspec.spec.dump import dump_spec
 from archspec.spec.model import Spec
+
+BASE_REASON = "the unscaled base: the reference every table compares with, not a candidate"
+# optuna-dashboard reads constraints from this system attribute only (the list that Optuna's
+# `constraints_func` writes), not from `trial.set_constraint`'s per-key attributes: both are
+# written, so the samplers and the dashboard agree on what was infeasible.
+DASHBOARD_CONSTRAINTS = "constraints"
+
+
+def network(defn: SearchDef, base: Spec, candidate: Candidate, target: float | None) -> Spec:
+    """The network a candidate builds: compound mode, the one nearest `target` times the base's
+    FLOPs around its multipliers; free mode, the base scaled by them."""
+    if defn.mode == "compound" and target is not None:
+        spec, _ = fit_flops(
+            base,
+            target,
+            width=candidate.width,
+            depth=candidate.depth,
+            resolution=candidate.resolution,
+            kernels=dict(candidate.kernels) or None,
+            tolerance=defn.compound.tolerance,
+            depth_rule=defn.compound.depth_rule,
+        )
+        return spec
+    return candidate.spec(base)
+
+
+def effective_record(base: Spec, spec: Spec) -> tuple[Effective, Metrics]:
+    eff = effective(base, spec)
+    record = Effective(
+        depth=eff.depth, width=eff.width, resolution=eff.resolution, flops_ratio=eff.flops_ratio
+    )
+    return record, Metrics(eff.params, eff.flops, eff.size)
 
 
 class TrialRunner:
-    """The objective: Candidate -> spec -> analysis (constraints) -> model -> latency -> train."""
+    """The objective of the study's trials."""
 
     def __init__(self, defn: SearchDef, dataset: Dataset, *, seed: int, quiet: bool = False):
         self.defn, self.dataset, self.seed, self.quiet = defn, dataset, seed, quiet
-        self.device = pick_device(defn.training.device)
-        self.base: Spec = defn.base_spec
-        cost = analyze(Candidate().spec(self.base, dataset.num_classes))
-        self.base_flops = cost.flops
+        self.recipe = Recipe(defn, dataset, quiet=quiet)
+        self.base = reference_spec(defn.base_spec, dataset.num_classes)
+        cost = analyze(self.base)
+        self.base_params, self.base_flops = cost.params, cost.flops
         self.keys = self._constraint_keys()
         shape = cost.nodes[cost.outputs[0]].shape
         if shape.layout != "C" or shape.dims[0] != dataset.num_classes:
@@ -51,151 +97,204 @@ class TrialRunner:
     def _constraint_keys(self) -> list[str]:
         keys = ["valid"]
         if self.defn.mode == "compound":
-            keys += ["ideal_ratio", "flops_ratio"]
+            keys += ["flops_ratio", "product"]
         limits = self.defn.constraints
         keys += [k for k in ("max_params", "max_flops", "max_latency_ms") if getattr(limits, k)]
         return keys
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
-        candidate, constraints = suggest(trial, self.defn, self._flops_ratio)
-        trial.set_user_attr("candidate", candidate.to_attrs())
-        earlier = _same_candidate(trial.study, candidate, trial.number)
-        if earlier is not None:
-            return self._replay(trial, earlier)
+        if trial.user_attrs.get(ROLE_KEY) == "base":
+            self._base_trial(trial)
+        candidate = suggest(trial, self.defn)
+        knobs = candidate.to_attrs()
         try:
-            spec = candidate.spec(self.base, self.dataset.num_classes)
-            cost = analyze(spec)
+            spec = network(self.defn, self.base, candidate, self.defn.compound.flops_ratio)
+            text = dump_spec(spec)
         except ArchspecError as exc:  # e.g. a resolution too small for the network's strides
-            trial.set_user_attr("error", str(exc).splitlines()[0])
-            return self._finish(trial, Metrics(0, 0, 0), {**constraints, "valid": 1.0})
-        metrics = Metrics(cost.params, cost.flops, spec.input.hw[0])
-        constraints |= objectives.cost_constraints(self.defn, metrics)
-        if self.defn.mode == "compound":
-            trial.set_user_attr("flops_ratio", metrics.flops / self.base_flops)
-            constraints["flops_ratio"] = objectives.flops_ratio_constraint(
-                self.defn, metrics.flops, self.base_flops
+            record = TrialRecord(
+                status="rejected",
+                reason=f"invalid network: {str(exc).splitlines()[0]}",
+                knobs=knobs,
+                constraints=self._full({"valid": 1.0}),
             )
-        if not objectives.feasible(constraints):  # rejected from the analysis: nothing built
-            return self._finish(trial, metrics, constraints)
+            return self._finish(trial, record, None, Metrics(0, 0, 0))
+        digest = spec_hash(text)
+        earlier = same_network(trial.study, digest, trial.number)
+        if earlier is not None:
+            return self._replay(trial, knobs, earlier)
+        eff, metrics = effective_record(self.base, spec)
+        constraints = objectives.cost_constraints(self.defn, metrics)
+        if self.defn.mode == "compound":
+            constraints |= objectives.compound_constraints(self.defn, eff.flops_ratio, eff.product)
+        record = TrialRecord(
+            status="rejected",
+            knobs=knobs,
+            spec_hash=digest,
+            effective=eff,
+            params=metrics.params,
+            flops=metrics.flops,
+            size=metrics.size,
+            constraints=self._full(constraints),
+        )
+        if not record.feasible:  # rejected from the analysis: nothing built
+            return self._finish(trial, self._rejected(record), text, metrics)
         try:
-            model = self._model(spec)
-            metrics.latency_ms = self._latency(model, spec)
+            model = self.recipe.model(spec, self.seed)
+            metrics.latency_ms = self.recipe.latency(model, spec)
             constraints |= objectives.cost_constraints(self.defn, metrics)
-            if not objectives.feasible(constraints):  # too slow: built, never trained
-                return self._finish(trial, metrics, constraints)
-            result = train(
+            record = record.model_copy(
+                update={"latency_ms": metrics.latency_ms, "constraints": self._full(constraints)}
+            )
+            if not record.feasible:  # too slow: built, never trained
+                return self._finish(trial, self._rejected(record), text, metrics)
+            result = self.recipe.train(
                 model,
-                self.dataset.split(spec.input.hw, spec.input.channels, self.device),
-                self.defn.training,
-                device=self.device,
-                seed=self.seed,
-                report=self._reporter(trial, metrics, constraints),
-                progress=not self.quiet,
+                spec,
+                self.seed,
+                report=self._reporter(trial, record, text, metrics),
                 desc=f"trial {trial.number}",
             )
         except torch.OutOfMemoryError:  # too big for the device: infeasible, not a crash
-            if self.device.type == "cuda":
+            if self.recipe.device.type == "cuda":
                 torch.cuda.empty_cache()
-            trial.set_user_attr("error", f"out of memory on {self.device}")
-            return self._finish(trial, metrics, {**constraints, "valid": 1.0})
+            record = record.model_copy(
+                update={
+                    "reason": f"out of memory on {self.recipe.device}",
+                    "constraints": self._full({**constraints, "valid": 1.0}),
+                }
+            )
+            return self._finish(trial, record, text, metrics)
         metrics.accuracy = result.accuracy
-        trial.set_user_attr("history", result.history)
-        trial.set_user_attr("train_s", round(result.seconds, 2))
-        return self._finish(trial, metrics, constraints)
+        record = record.model_copy(
+            update={
+                "status": "trained",
+                "accuracy": result.accuracy,
+                "history": result.history,
+                "train_s": round(result.seconds, 2),
+            }
+        )
+        return self._finish(trial, record, text, metrics)
 
-    def _replay(self, trial: optuna.Trial, earlier: FrozenTrial) -> list[float]:
-        """A candidate evaluated before gets that result again, untrained: training is
+    def _base_trial(self, trial: optuna.Trial) -> None:
+        """Trial 0: the unscaled base, trained with the same recipe; stored, then PRUNED."""
+        text = dump_spec(self.base)
+        eff, metrics = effective_record(self.base, self.base)
+        model = self.recipe.model(self.base, self.seed)
+        metrics.latency_ms = self.recipe.latency(model, self.base)
+        result = self.recipe.train(model, self.base, self.seed, desc="base")
+        constraints = objectives.cost_constraints(self.defn, metrics)
+        if self.defn.mode == "compound":
+            constraints |= objectives.compound_constraints(self.defn, 1.0, 1.0)
+        record = TrialRecord(
+            role="base",
+            status="trained",
+            reason=BASE_REASON,
+            knobs=Candidate().to_attrs(),
+            spec_hash=spec_hash(text),
+            effective=eff,
+            params=metrics.params,
+            flops=metrics.flops,
+            size=metrics.size,
+            latency_ms=metrics.latency_ms,
+            accuracy=result.accuracy,
+            constraints=self._full(constraints),
+            history=result.history,
+            train_s=round(result.seconds, 2),
+        )
+        write_trial(trial, record, text)
+        raise optuna.TrialPruned(BASE_REASON)
+
+    def _rejected(self, record: TrialRecord) -> TrialRecord:
+        over = [f"{k} {v:+.3f}" for k, v in record.constraints.items() if v > 0]
+        detail = ""
+        if record.effective is not None and self.defn.mode == "compound":
+            detail = (
+                f"; FLOPs ratio {record.effective.flops_ratio:.3f}, effective product "
+                f"{record.effective.product:.3f} (target {self.defn.compound.flops_ratio:g})"
+            )
+        return record.model_copy(
+            update={"reason": f"rejected before training: violates {', '.join(over)}{detail}"}
+        )
+
+    def _replay(self, trial: optuna.Trial, knobs: dict, earlier: FrozenTrial) -> list[float]:
+        """The network was evaluated before: that outcome again, untrained. Training is
         deterministic (same seed, split, order), so it would only repeat the same numbers."""
-        for key, value in earlier.user_attrs.items():
-            trial.set_user_attr(key, value)
-        trial.set_user_attr("same_as", earlier.number)
-        for key, value in earlier.user_attrs.get("constraints", {}).items():
-            trial.set_constraint(key, value)
-        if earlier.state == TrialState.PRUNED:
+        first = read_trial(earlier)
+        assert first is not None
+        record = first.model_copy(
+            update={
+                "role": "candidate",
+                "status": "duplicate",
+                "knobs": knobs,
+                "same_as": earlier.number,
+                "reason": f"the same network as trial {earlier.number}: not trained again",
+            }
+        )
+        metrics = Metrics(
+            first.params or 0, first.flops or 0, first.size or 0, first.accuracy, first.latency_ms
+        )
+        if first.status == "pruned":
+            self._record(trial, record, None)
             for step, value in sorted(earlier.intermediate_values.items()):
                 trial.report(value, step)
-            raise optuna.TrialPruned(f"same candidate as trial {earlier.number}, pruned")
-        return list(earlier.values)
-
-    def _flops_ratio(self, candidate: Candidate) -> float:
-        """FLOPs of a candidate over the base's, from the analysis (math.inf if invalid)."""
-        try:
-            return (
-                analyze(candidate.spec(self.base, self.dataset.num_classes)).flops / self.base_flops
-            )
-        except ArchspecError:
-            return math.inf
-
-    def measure(self, candidate: Candidate, desc: str = "") -> Metrics:
-        """Build, time and train one candidate with the study's recipe, no constraints."""
-        spec = candidate.spec(self.base, self.dataset.num_classes)
-        cost = analyze(spec)
-        metrics = Metrics(cost.params, cost.flops, spec.input.hw[0])
-        model = self._model(spec)
-        metrics.latency_ms = self._latency(model, spec)
-        split = self.dataset.split(spec.input.hw, spec.input.channels, self.device)
-        result = train(
-            model,
-            split,
-            self.defn.training,
-            device=self.device,
-            seed=self.seed,
-            progress=not self.quiet,
-            desc=desc,
-        )
-        metrics.accuracy = result.accuracy
-        return metrics
-
-    def _model(self, spec: Spec) -> torch.nn.Module:
-        seed_everything(self.seed)  # the same initial weights for the same architecture
-        return build(spec, device=self.device)
-
-    def _latency(self, model: torch.nn.Module, spec: Spec) -> float:
-        shape = (spec.input.channels, *spec.input.hw)
-        cfg = self.defn.latency
-        return measure_latency(model, shape, self.device, warmup=cfg.warmup, repeats=cfg.repeats)
+            raise optuna.TrialPruned(f"same network as trial {earlier.number}, pruned")
+        return self._finish(trial, record, None, metrics)
 
     def _reporter(
-        self, trial: optuna.Trial, metrics: Metrics, constraints: dict[str, float]
+        self, trial: optuna.Trial, record: TrialRecord, text: str, metrics: Metrics
     ) -> Callable[[int, float], None] | None:
         """Per-epoch validation reports for the pruner (single objective only, as in Optuna)."""
         if len(self.defn.objectives) > 1 or self.defn.metrics[0] not in ("accuracy", "reward"):
             return None
+        history: list[float] = []
 
         def report(epoch: int, accuracy: float) -> None:
-            value = objectives.values(self.defn, replace(metrics, accuracy=accuracy))[0]
+            history.append(accuracy)
+            metrics.accuracy = accuracy
+            value = objectives.values(self.defn, metrics)[0]
             trial.report(value, epoch)
             if trial.should_prune():
-                self._record(trial, replace(metrics, accuracy=accuracy), constraints)
-                trial.set_user_attr("pruned_at_epoch", epoch + 1)
+                pruned = record.model_copy(
+                    update={
+                        "status": "pruned",
+                        "reason": f"pruned by the {self.defn.pruner.name} pruner after epoch "
+                        f"{epoch + 1}",
+                        "history": list(history),
+                    }
+                )
+                self._record(trial, pruned, text)
                 raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
 
         return report
 
-    def _record(self, trial: optuna.Trial, metrics: Metrics, constraints: dict[str, float]) -> None:
-        full = {key: float(constraints.get(key, 0.0)) for key in self.keys}
-        for key, value in full.items():
+    def _full(self, constraints: dict[str, float]) -> dict[str, float]:
+        return {key: float(constraints.get(key, 0.0)) for key in self.keys}
+
+    def _record(self, trial: optuna.Trial, record: TrialRecord, text: str | None) -> None:
+        for key, value in record.constraints.items():
             trial.set_constraint(key, value)
-        trial.set_user_attr("constraints", full)
-        trial.set_user_attr("feasible", objectives.feasible(full))
-        for key, value in metrics.to_attrs().items():
-            trial.set_user_attr(key, value)
+        trial.storage.set_trial_system_attr(
+            trial._trial_id, DASHBOARD_CONSTRAINTS, list(record.constraints.values())
+        )
+        write_trial(trial, record, text)
 
     def _finish(
-        self, trial: optuna.Trial, metrics: Metrics, constraints: dict[str, float]
+        self, trial: optuna.Trial, record: TrialRecord, text: str | None, metrics: Metrics
     ) -> list[float]:
-        self._record(trial, metrics, constraints)
-        if objectives.feasible(constraints) and metrics.accuracy is not None:
+        self._record(trial, record, text)
+        if record.feasible and record.accuracy is not None:
             return objectives.values(self.defn, metrics)
         return objectives.penalty(self.defn, metrics)
 
 
-def _same_candidate(study: optuna.Study, candidate: Candidate, number: int) -> FrozenTrial | None:
-    attrs = candidate.to_attrs()
+def same_network(study: optuna.Study, digest: str, number: int) -> FrozenTrial | None:
+    """The first finished trial that built the network with this hash."""
     for earlier in study.get_trials(
         deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
     ):
-        if earlier.number != number and earlier.user_attrs.get("candidate") == attrs:
-            if "constraints" in earlier.user_attrs:
-                return earlier
+        if earlier.number == number:
+            continue
+        record = read_trial(earlier)
+        if record is not None and record.spec_hash == digest and record.same_as is None:
+            return earlier
     return None

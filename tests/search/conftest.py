@@ -17,6 +17,7 @@ TINY = {
     "data": {"dataset": "digits", "limit": 300},
     "training": {"epochs": 1, "batch_size": 64, "lr": 0.005, "precise_bn": 128},
     "latency": {"warmup": 1, "repeats": 2},
+    "evaluation": {"seeds": 0},
     "sampler": "random",
     "trials": 3,
     "seed": 0,

@@ -56,15 +56,22 @@ def test_search_report_export_round_trip(write_def, tmp_path):
     assert "Same recipe for every candidate" in result.output
     assert (tmp_path / "runs" / "tiny_best.yaml").exists()
     assert "best spec written to runs/tiny_best.yaml" in result.output
+    # the output ends with what to do next
+    tail = result.output[result.output.index("next steps:") :]
+    assert "sqlite:///runs/tiny.db" in tail and "archspec report tiny" in tail
+    assert "optuna-dashboard sqlite:///runs/tiny.db" in tail
+    assert "runs/tiny.db, runs/tiny_best.yaml" in tail
 
     again = invoke("search", path, "--trials", 1, "--quiet")  # resumes
-    assert again.exit_code == 0 and "3 trials:" in again.output
+    assert again.exit_code == 0 and "4 trials: the base (trial 0)" in again.output
 
     report = invoke("report", "tiny", "--plots", tmp_path / "plots")
     assert report.exit_code == 0, report.output
     for name in ("history", "importances"):
         assert (tmp_path / "plots" / f"{name}.html").exists()
         assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 1000
+    # Optuna's trial numbers, not a renumbered copy (trial 0, the base, is not a candidate)
+    assert '"x":[1,2,3]' in (tmp_path / "plots" / "history.html").read_text()
 
     out = tmp_path / "trial1.yaml"
     exported = invoke("export", path, "--trial", 1, "-o", out)
@@ -91,5 +98,5 @@ def test_export_bad_trial_number(write_def, tmp_path):
     path = write_def(trials=1)
     assert invoke("search", path, "--quiet").exit_code == 0
     result = invoke("export", path, "--trial", 7, "-o", tmp_path / "x.yaml")
-    assert result.exit_code == 1 and "has trials 0..0; got 7" in result.output
+    assert result.exit_code == 1 and "has trials 0..1; got 7" in result.output
     assert invoke("export", path, "--trial", "worst", "-o", tmp_path / "x.yaml").exit_code == 2

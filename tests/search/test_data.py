@@ -14,9 +14,12 @@ def test_digits_split_is_fixed_and_stratified():
     b = load_dataset(Data(dataset="digits"), seed=0)
     assert len(a) == 1797 and a.num_classes == 10 and a.native_size == (8, 8)
     assert torch.equal(a.train_idx, b.train_idx) and torch.equal(a.val_idx, b.val_idx)
-    assert len(a.val_idx) == 360 and not set(a.train_idx.tolist()) & set(a.val_idx.tolist())
-    val_share = np.bincount(a.labels[a.val_idx].numpy()) / np.bincount(a.labels.numpy())
-    assert np.allclose(val_share, 0.2, atol=0.02)
+    parts = [set(p.tolist()) for p in (a.train_idx, a.val_idx, a.test_idx)]
+    assert [len(p) for p in parts] == [1077, 360, 360] and len(set.union(*parts)) == 1797
+    assert torch.equal(a.test_idx, b.test_idx)  # the held-out test split is fixed too
+    for part in (a.val_idx, a.test_idx):
+        share = np.bincount(a.labels[part].numpy()) / np.bincount(a.labels.numpy())
+        assert np.allclose(share, 0.2, atol=0.02)
     c = load_dataset(Data(dataset="digits"), seed=1)
     assert not torch.equal(a.val_idx, c.val_idx)
 
@@ -24,7 +27,8 @@ def test_digits_split_is_fixed_and_stratified():
 def test_split_is_resized_normalized_and_channel_matched():
     data = load_dataset(Data(dataset="digits", limit=200), seed=0)
     split = data.split((12, 12), 3, "cpu")
-    assert split.train_x.shape == (160, 3, 12, 12) and split.val_x.shape == (40, 3, 12, 12)
+    assert split.train_x.shape == (120, 3, 12, 12) and split.val_x.shape == (40, 3, 12, 12)
+    assert split.test_x.shape == (40, 3, 12, 12)
     assert split.train_x.dtype == torch.float32 and split.train_y.dtype == torch.int64
     mean = split.train_x.mean(dim=(0, 2, 3))
     assert torch.allclose(mean, torch.zeros(3), atol=1e-4)
@@ -51,7 +55,7 @@ def test_imagefolder(tmp_path, monkeypatch):
     data = load_dataset(Data(dataset="imagefolder:pets", image_size=16), seed=0)
     assert data.images.shape == (10, 3, 16, 16) and data.images.dtype == torch.uint8
     assert data.num_classes == 2 and data.labels.tolist() == [0] * 5 + [1] * 5
-    assert data.split((8, 8), 1, "cpu").train_x.shape == (8, 1, 8, 8)
+    assert data.split((8, 8), 1, "cpu").train_x.shape == (6, 1, 8, 8)
     with pytest.raises(SearchError, match="not a folder"):
         load_dataset(Data(dataset="imagefolder:nowhere"), seed=0)
 

@@ -1,0 +1,131 @@
+"""The final, noise-aware re-evaluation: the winner and the runners-up (the `top_k` best
+distinct networks), the base and the compound family, each retrained with R fresh seeds
+(not the selection seed) and scored on validation and on the held-out test split, which
+nothing else reads. Stored on the study, so `archspec report` shows it without retraining;
+entries whose network and seeds are unchanged are reused on a resumed study."""
+
+from __future__ import annotations
+
+import optuna
+
+from archspec.analysis import analyze
+from archspec.search.record import (
+    EVALUATION_KEY,
+    Evaluated,
+    EvaluationRecord,
+    FamilyRecord,
+    Scores,
+    read_evaluation,
+    read_trial,
+    spec_hash,
+    trial_spec_text,
+    write_study_record,
+)
+from archspec.search.results import base_trial, pareto_trials, ranked_trials
+from archspec.search.trial import TrialRunner
+from archspec.spec import load_spec
+
+
+def contenders(study: optuna.Study, top_k: int) -> list[optuna.trial.FrozenTrial]:
+    """The winner first, then the runners-up: by the objective for one objective; the Pareto
+    front ordered by the first objective for several."""
+    ranked = ranked_trials(study)
+    if len(study.directions) > 1:
+        front = {t.number for t in pareto_trials(study)}
+        ranked = [t for t in ranked if t.number in front]
+    return ranked[:top_k]
+
+
+def run_evaluation(
+    study: optuna.Study, runner: TrialRunner, family: FamilyRecord | None
+) -> EvaluationRecord | None:
+    cfg = runner.defn.evaluation
+    top = contenders(study, cfg.top_k)
+    base = base_trial(study)
+    if cfg.seeds == 0 or not top or base is None:
+        return None
+    seeds = [runner.seed + 1 + i for i in range(cfg.seeds)]
+    wanted: list[tuple[str, int | None, int | None, str]] = [
+        ("base", base[0].number, None, trial_spec_text(base[0]))
+    ]
+    wanted += [(f"rank {i + 1}", t.number, None, trial_spec_text(t)) for i, t in enumerate(top)]
+    for member in family.members[1:] if family else []:
+        if member.spec is not None:
+            wanted.append((f"phi={member.phi}", None, member.phi, member.spec))
+    stored = read_evaluation(study)
+    done = (
+        {e.spec_hash: e.scores for e in stored.entries} if stored and stored.seeds == seeds else {}
+    )
+    entries = []
+    for label, trial, phi, text in wanted:
+        spec = load_spec(text)
+        digest = _hash(study, trial, text)
+        scores = done.get(digest)
+        if scores is None:
+            results = [runner.recipe.score(spec, s, desc=f"{label} seed {s}") for s in seeds]
+            scores = Scores(
+                seeds=seeds, val=[r.val for r in results], test=[r.test for r in results]
+            )
+        cost = analyze(spec)
+        entries.append(
+            Evaluated(
+                label=label,
+                trial=trial,
+                phi=phi,
+                params=cost.params,
+                flops=cost.flops,
+                spec_hash=digest,
+                scores=scores,
+            )
+        )
+    record = EvaluationRecord(
+        seeds=seeds, winner=top[0].number, entries=entries, verdict=verdict(entries)
+    )
+    write_study_record(study, EVALUATION_KEY, record)
+    return record
+
+
+def _hash(study: optuna.Study, trial: int | None, text: str) -> str:
+    if trial is not None:
+        record = read_trial(study.trials[trial])
+        if record is not None and record.spec_hash:
+            return record.spec_hash
+    return spec_hash(text)
+
+
+def _compare(a: Evaluated, b: Evaluated, what: str) -> str:
+    mean_a, _, half_a = Scores.summary(a.scores.test)
+    mean_b, _, half_b = Scores.summary(b.scores.test)
+    diff = 100 * (mean_a - mean_b)
+    if half_a == float("inf"):
+        return f"{diff:+.2f} points over {what} (one seed: no noise estimate)"
+    low_a, high_b = mean_a - half_a, mean_b + half_b
+    high_a, low_b = mean_a + half_a, mean_b - half_b
+    if low_a > high_b:
+        judged = "beyond the noise"
+    elif high_a < low_b:
+        judged = "worse, beyond the noise"
+    else:
+        judged = "within the noise"
+    return (
+        f"{diff:+.2f} points over {what} ({100 * mean_b:.2f}), {judged} (95% intervals "
+        f"[{100 * (mean_a - half_a):.2f}, {100 * (mean_a + half_a):.2f}] and "
+        f"[{100 * (mean_b - half_b):.2f}, {100 * (mean_b + half_b):.2f}])"
+    )
+
+
+def verdict(entries: list[Evaluated]) -> str:
+    """In words: does the winner beat the base and the runner-up by more than seed noise, on
+    the test split?"""
+    by_label = {e.label: e for e in entries}
+    winner, base = by_label["rank 1"], by_label["base"]
+    mean, std, _ = Scores.summary(winner.scores.test)
+    parts = [
+        f"On the held-out test split over {len(winner.scores.seeds)} fresh seeds, the winner "
+        f"(trial {winner.trial}) scores {100 * mean:.2f} +- {100 * std:.2f}: "
+        + _compare(winner, base, f"the base (trial {base.trial})")
+    ]
+    runner_up = by_label.get("rank 2")
+    if runner_up is not None:
+        parts.append(_compare(winner, runner_up, f"the runner-up (trial {runner_up.trial})"))
+    return "; ".join(parts) + "."

@@ -1,0 +1,77 @@
+"""The study's recipe applied to one network: initial weights from the seed, the latency probe,
+training on the fixed split, and scoring. Trials, the compound family and the seeds
+re-evaluation all go through here, so retraining an exported spec with the study's recipe
+and seed reproduces its trial's accuracy exactly (on CPU).
+
+Order matters for that: the global RNG is seeded right before the model is built; nothing
+else draws from it before training (the latency probe has its own generator, the batch order
+its own `torch.Generator`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from archspec.compile import build
+from archspec.search.data import Dataset
+from archspec.search.definition import SearchDef
+from archspec.search.latency import measure_latency
+from archspec.search.train import TrainResult, evaluate, pick_device, seed_everything, train
+from archspec.spec.model import Spec
+
+
+@dataclass(frozen=True)
+class Scored:
+    val: float
+    test: float
+
+
+class Recipe:
+    """How every network of a study is built, timed, trained and scored."""
+
+    def __init__(self, defn: SearchDef, dataset: Dataset, *, quiet: bool = False):
+        self.defn, self.dataset, self.quiet = defn, dataset, quiet
+        self.device = pick_device(defn.training.device)
+
+    def model(self, spec: Spec, seed: int) -> torch.nn.Module:
+        seed_everything(seed)  # the same initial weights for the same architecture and seed
+        return build(spec, device=self.device)
+
+    def latency(self, model: torch.nn.Module, spec: Spec) -> float:
+        cfg = self.defn.latency
+        shape = (spec.input.channels, *spec.input.hw)
+        return measure_latency(model, shape, self.device, warmup=cfg.warmup, repeats=cfg.repeats)
+
+    def train(
+        self,
+        model: torch.nn.Module,
+        spec: Spec,
+        seed: int,
+        *,
+        report: Callable[[int, float], None] | None = None,
+        desc: str = "",
+    ) -> TrainResult:
+        return train(
+            model,
+            self.dataset.split(spec.input.hw, spec.input.channels, self.device),
+            self.defn.training,
+            device=self.device,
+            seed=seed,
+            report=report,
+            progress=not self.quiet,
+            desc=desc,
+        )
+
+    def test_accuracy(self, model: torch.nn.Module, spec: Spec) -> float:
+        """Top-1 on the held-out test split: only the final re-evaluation calls this."""
+        split = self.dataset.split(spec.input.hw, spec.input.channels, self.device)
+        return evaluate(model, split.test_x, split.test_y, self.device)
+
+    def score(self, spec: Spec, seed: int, desc: str = "") -> Scored:
+        """Build and train `spec` from `seed`; validation and test top-1."""
+        model = self.model(spec, seed)
+        result = self.train(model, spec, seed, desc=desc)
+        return Scored(result.accuracy, self.test_accuracy(model, spec))
