@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from archspec.errors import ScaleError
+from archspec.errors import Problem, ScaleError, SpecError
 from archspec.ops import get_op
 from archspec.ops.base import scalable_axis, unknown_message
 from archspec.scaling import DEPTH_RULES, DepthRule, make_divisible, scale_depth, scale_size
@@ -60,7 +60,29 @@ def scale(
     if options:
         _apply_options(spec, data, options)
     source = spec._source or Source(None, f"<{spec.name}>")
-    return spec_from_source(Source(data, source.file, source.values, source.keys))
+    asked = _describe(width, depth, resolution, size, kernels)
+    try:
+        scaled = spec_from_source(Source(data, source.file, source.values, source.keys))
+        if all(not pdef.required for pdef in scaled.options.values()):
+            from archspec.graph import build_graph
+
+            build_graph(scaled)  # never hand back a spec that does not build
+    except SpecError as exc:
+        message = f"{asked} gives an invalid spec: "
+        raise ScaleError([Problem(p.location, message + p.message) for p in exc.problems]) from exc
+    return scaled
+
+
+def _describe(
+    width: float, depth: float, resolution: float, size: int | None, kernels: dict | None
+) -> str:
+    parts = [f"{k} {v:g}" for k, v in (("width", width), ("depth", depth)) if v != 1.0]
+    if size is not None:
+        parts.append(f"size {size}")
+    elif resolution != 1.0:
+        parts.append(f"resolution {resolution:g}")
+    parts += [f"{stage} kernel {k}" for stage, k in (kernels or {}).items()]
+    return "scaling by " + (", ".join(parts) or "nothing")
 
 
 def repeat_items(data: dict[str, Any]) -> list[dict[str, Any]]:

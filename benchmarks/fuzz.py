@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-run", action="store_true", help="do not build and run accepted specs")
     parser.add_argument("--save", type=Path, help="write each failing input to this folder")
-    parser.add_argument("--time-limit", type=float, default=20.0, help="seconds per input")
+    parser.add_argument("--time-limit", type=float, default=60.0, help="seconds per input")
     args = parser.parse_args()
 
     rng = random.Random(args.seed)

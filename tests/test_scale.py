@@ -88,3 +88,32 @@ def test_kernel_choice_reaches_nested_stages():
     assert graph.nodes["features.4.0.block.1.0"]["op"].kernel_size == 3  # untouched
     with pytest.raises(ScaleError, match=r"unknown stage 'features.33'; did you mean features.3"):
         scale(b0, kernels={"features.33": 3})
+
+
+def test_scale_refuses_to_write_an_invalid_spec(tmp_path):
+    from typer.testing import CliRunner
+
+    from archspec.cli import app, search  # noqa: F401 - search registers `scale`
+
+    path = tmp_path / "rx.yaml"
+    path.write_text(
+        "name: rx\ninput: {channels: 3, size: 32}\nlayers:\n"
+        "  - {op: conv2d, out_channels: 64, kernel_size: 3, padding: 1}\n"
+        "  - {op: conv2d, out_channels: 128, kernel_size: 3, padding: 1, groups: 32}\n"
+        "  - {op: adaptive_avgpool}\n"
+    )
+    with pytest.raises(ScaleError) as info:
+        archspec.scale(archspec.load_spec(path), width=0.3)
+    assert str(info.value) == (
+        f"{path}:5:5: scaling by width 0.3 gives an invalid spec: node 1: groups=32 must divide "
+        "in_channels=24 and out_channels=40"
+    )
+    result = CliRunner().invoke(
+        app, ["scale", str(path), "--width", "0.3", "-o", str(tmp_path / "s.yaml")]
+    )
+    assert result.exit_code == 1
+    assert not (tmp_path / "s.yaml").exists()
+    # a divisor that the group count divides keeps it valid
+    text = path.read_text().replace("layers:", "scaling: {divisor: 32}\nlayers:")
+    scaled = archspec.scale(archspec.load_spec(text), width=0.3)
+    assert archspec.analyze(scaled).params > 0
