@@ -4,8 +4,16 @@ fx code, re-traced through archspec's own modules so that only torch remains."""
 
 from __future__ import annotations
 
+import ast
+import builtins
+import inspect
 import keyword
+import math
+import operator
 import re
+import sys
+import textwrap
+import types
 from collections.abc import Callable, Iterator
 
 import torch
@@ -89,19 +97,134 @@ def _is_leaf(module: nn.Module) -> bool:
 
 
 class _Tracer(fx.Tracer):
+    """Traces through every module except torch.nn leaves and the `copied` classes."""
+
+    def __init__(self, copied: set[type] = frozenset()):
+        super().__init__()
+        self.copied = copied
+
     # decided by type alone: touching a module's attributes while tracing records them
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return _is_leaf(m)
+        return _is_leaf(m) or type(m) in self.copied
 
 
-def _trace(model: nn.Module) -> fx.GraphModule:
+def _untraceable(model: nn.Module) -> set[type]:
+    """Module classes fx cannot trace into (Python control flow on shapes, as in Swin's window
+    attention): their source is copied into the file instead. Innermost first, so that a
+    parent is only copied when it fails with its failing children kept whole."""
+    copied: set[type] = set()
+    for module in reversed(list(model.modules())):
+        kind = type(module)
+        if _is_leaf(module) or kind in copied or kind.__module__.startswith("torch."):
+            continue
+        try:
+            _Tracer(copied).trace(module)
+        except Exception:  # fx raises TraceError/TypeError/... for code it cannot follow
+            copied.add(kind)
+    return copied
+
+
+def _trace(model: nn.Module, copied: set[type]) -> fx.GraphModule:
     if model.training:
         raise ExportError("standalone source is written from a model in eval mode")
     try:
-        graph = _Tracer().trace(model)
-    except Exception as exc:  # fx raises bare TraceError/TypeError for untraceable code
+        graph = _Tracer(copied).trace(model)
+    except Exception as exc:
         raise ExportError(f"cannot trace the model into plain torch code: {exc}") from exc
     return fx.GraphModule(model, graph)
+
+
+# --- copied classes: their source, what it refers to, and an instance without __init__ -------
+
+# modules the copied source may use, by object, and the line that imports each under a name
+_MODULES = {
+    torch: "import torch",
+    nn: "from torch import nn",
+    torch.nn.functional: "import torch.nn.functional as {name}",
+    math: "import math",
+    operator: "import operator",
+}
+
+
+def _code_objects(obj: object) -> Iterator[types.CodeType]:
+    members = vars(obj).values() if isinstance(obj, type) else [obj]
+    for member in members:
+        member = getattr(member, "__func__", member)  # staticmethod / classmethod
+        if isinstance(member, property):
+            member = member.fget
+        code = getattr(member, "__code__", None)
+        stack = [code] if isinstance(code, types.CodeType) else []
+        while stack:
+            current = stack.pop()
+            yield current
+            stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+
+
+def copied_source(classes: set[type]) -> tuple[list[str], set[str]]:
+    """(the source of each class and of the functions and classes it uses, dependencies first;
+    the import lines they need). Raises ExportError for anything else they refer to."""
+    order: list[str] = []
+    imports: set[str] = set()
+    seen: set[object] = set()
+
+    def visit(obj: object) -> None:
+        if obj in seen:
+            return
+        seen.add(obj)
+        scope = sys.modules[obj.__module__].__dict__
+        for code in _code_objects(obj):
+            for name in code.co_names:
+                value = scope.get(name, _MISSING)
+                if value is _MISSING or name in dir(builtins):
+                    continue  # an attribute name, or a builtin
+                if isinstance(value, types.ModuleType):
+                    if value not in _MODULES:
+                        raise ExportError(
+                            f"standalone source: {obj.__qualname__} uses module {value.__name__}"
+                        )
+                    imports.add(_MODULES[value].format(name=name))
+                elif isinstance(value, (type, types.FunctionType)) and getattr(
+                    value, "__module__", ""
+                ).startswith("archspec"):
+                    visit(value)
+                elif not (isinstance(value, (int, float, str, bool)) or value is None):
+                    raise ExportError(
+                        f"standalone source: {obj.__qualname__} uses {name} "
+                        f"({type(value).__name__}), which cannot be copied"
+                    )
+                else:
+                    order.append(f"{name} = {value!r}")
+        order.append(textwrap.dedent(inspect.getsource(obj)).strip())
+
+    for cls in sorted(classes, key=lambda c: c.__qualname__):
+        visit(cls)
+    return list(dict.fromkeys(order)), imports
+
+
+_MISSING = object()
+
+
+def _restore_expr(module: nn.Module, children: list[tuple[str, str]], pad: str, close: str) -> str:
+    attributes = {}
+    for key, value in vars(module).items():
+        if key.startswith("_") or key == "training":
+            continue
+        try:
+            literal = ast.literal_eval(repr(value)) == value
+        except (ValueError, SyntaxError):
+            literal = False
+        if not literal:
+            raise ExportError(
+                f"standalone source: {type(module).__name__}.{key} is a "
+                f"{type(value).__name__}, not a literal the file can hold"
+            )
+        attributes[key] = value
+    if module._non_persistent_buffers_set:
+        raise ExportError(
+            f"standalone source: {type(module).__name__} has buffers outside its state_dict"
+        )
+    body = "".join(f"{pad}{n}={e},\n" for n, e in children)
+    return f"_restore(\n{pad}{type(module).__name__},\n{pad}{attributes!r},\n{body}{close})"
 
 
 def _identifier(name: str) -> bool:
@@ -137,12 +260,13 @@ def _container(names: list[str]) -> nn.Module:
     return nn.ModuleDict()
 
 
-def _skeleton(model: nn.Module, leaves: set[str]) -> nn.Module:
+def _skeleton(model: nn.Module, leaves: set[str], copied: set[type]) -> nn.Module:
     """A tree of empty containers with the model's shape, to decide how each one is written."""
 
     def build(prefix: str, module: nn.Module) -> nn.Module:
         names = list(module._modules)
-        out = _container(names) if names and prefix else nn.Module()  # the root is a Module
+        plain = not names or not prefix or type(module) in copied  # attribute access
+        out = nn.Module() if plain else _container(names)
         for name in names:
             path = f"{prefix}{name}"
             child = module._modules[name]
@@ -153,7 +277,7 @@ def _skeleton(model: nn.Module, leaves: set[str]) -> nn.Module:
     return build("", model)
 
 
-def _init_lines(model: nn.Module, skeleton: nn.Module, indent: str) -> list[str]:
+def _init_lines(model: nn.Module, skeleton: nn.Module, copied: set[type], indent: str) -> list[str]:
     leaves = {n for n, m in model.named_modules(remove_duplicate=False) if _is_leaf(m)}
 
     def expr(prefix: str, module: nn.Module, shape: nn.Module, depth: int) -> str:
@@ -166,6 +290,8 @@ def _init_lines(model: nn.Module, skeleton: nn.Module, indent: str) -> list[str]
             (n, expr(f"{prefix}{n}.", module._modules[n], getattr(shape, n), depth + 1))
             for n in names
         ]
+        if type(module) in copied:
+            return _restore_expr(module, items, pad, close)
         if isinstance(shape, nn.Sequential):
             body = "".join(f"{pad}{e},\n" for _, e in items)
             return f"nn.Sequential(\n{body}{close})"
@@ -263,7 +389,7 @@ class _Module(nn.Module):
         super().__init__()
         for name, child in children.items():
             self.add_module(name, child)
-
+{copied}
 
 class {cls}(nn.Module):
     def __init__(self):
@@ -281,15 +407,32 @@ def load(weights: str, map_location: str = "cpu") -> {cls}:
 '''
 
 
+_RESTORE = '''def _restore(cls: type, attributes: dict, **children: nn.Module) -> nn.Module:
+    """An instance of `cls` made without running its __init__ (whose arguments are not kept):
+    the plain attributes it had, then its submodules; its parameters and buffers are
+    registered in the model's __init__ and filled by load()."""
+    module = cls.__new__(cls)
+    nn.Module.__init__(module)
+    module.__dict__.update(attributes)
+    for name, child in children.items():
+        module.add_module(name, child)
+    return module'''
+
+
 def python_source(model: nn.Module, class_name: str, title: str, input_shape: str) -> str:
     """The text of a standalone .py file defining `class_name` and `load(weights)`."""
     if not class_name.isidentifier() or keyword.iskeyword(class_name):
         class_name = "Model"
-    traced = _trace(model)
+    copied = _untraceable(model)
+    traced = _trace(model, copied)
     leaves = {n for n, m in model.named_modules(remove_duplicate=False) if _is_leaf(m)}
-    skeleton = _skeleton(model, leaves)
-    init = _init_lines(model, skeleton, " " * 8) or [" " * 8 + "pass"]
+    skeleton = _skeleton(model, leaves, copied)
+    init = _init_lines(model, skeleton, copied, " " * 8) or [" " * 8 + "pass"]
     forward, imports = _forward(traced, skeleton)
+    sources, source_imports = copied_source(copied)
+    imports = sorted(set(imports) | source_imports - {"import torch", "from torch import nn"})
+    if copied:
+        sources.append(_RESTORE)
     forward = "\n".join(("    " + line) if line else "" for line in forward.splitlines())
     text = _TEMPLATE.format(
         title=title,
@@ -298,6 +441,7 @@ def python_source(model: nn.Module, class_name: str, title: str, input_shape: st
         forward=forward,
         shape=input_shape,
         imports="".join(f"\n{line}" for line in imports) + ("\n" if imports else ""),
+        copied="".join(f"\n\n{text}\n" for text in sources),
     )
     compile(text, f"<{class_name}>", "exec")  # a syntax error here is an archspec bug
     return text

@@ -1,0 +1,36 @@
+"""Standalone source for modules fx cannot trace into: their class is copied into the file."""
+
+import re
+
+import torch
+from torch import nn
+
+from archspec.export.formats import run_standalone
+from archspec.export.pysource import python_source
+from archspec.ops.modules import ShiftedWindowAttention
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.LayerNorm(8)
+        self.attn = ShiftedWindowAttention(8, (2, 2), (1, 1), 2, True, True, 0.0, 0.0)
+
+    def forward(self, x):  # (N, H, W, C)
+        return self.attn(self.norm(x))
+
+
+def test_untraceable_module_is_copied_with_its_helpers_and_runs_without_archspec(tmp_path):
+    model = _Net().eval()
+    text = python_source(model, "Net", "a window attention", "(N, 4, 4, 8)")
+    assert "class ShiftedWindowAttention(nn.Module):" in text
+    assert "def window_partition(" in text and "def shift_mask(" in text  # its helpers
+    assert "'window': (2, 2), 'shift': (1, 1), 'num_heads': 2" in text
+    assert not re.search(r"^\s*(import|from)\s+archspec", text, re.MULTILINE)
+    path = tmp_path / "net.py"
+    path.write_text(text)
+    x = torch.randn(2, 4, 4, 8, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        want = model(x)
+    (got,), *_ = run_standalone(path, model.state_dict(), [x])
+    assert torch.allclose(got, want, atol=1e-6)
