@@ -222,5 +222,11 @@ def _stratified_subset(labels: torch.Tensor, count: int, seed: int) -> torch.Ten
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(labels))
-    keep, _ = train_test_split(index, train_size=count, stratify=labels.numpy(), random_state=seed)
+    try:
+        keep, _ = train_test_split(
+            index, train_size=count, stratify=labels.numpy(), random_state=seed
+        )
+    except ValueError as exc:  # fewer samples than classes, or a class with one sample
+        message = f"data.limit: cannot keep {count} of {len(labels)} samples: {exc}"
+        raise SearchError(message) from exc
     return torch.from_numpy(np.sort(keep))

@@ -8,6 +8,7 @@ count) run here too, so a bad definition fails before any trial.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,6 +30,12 @@ from archspec.spec.yamlsource import PathKey, Source, load_yaml, read_text
 Metric = Literal["accuracy", "params", "flops", "latency_ms", "reward"]
 MAXIMIZED = {"accuracy", "reward"}
 DATASET = re.compile(r"^(digits|synthetic|imagefolder:.+|torchvision:[A-Za-z0-9_]+)$")
+# torchvision datasets with .data and .targets and a train split, and their class counts
+TORCHVISION_CLASSES = {
+    "MNIST": 10, "FashionMNIST": 10, "KMNIST": 10, "QMNIST": 10, "CIFAR10": 10, "CIFAR100": 100,
+}  # fmt: skip
+MAX_RANGE_VALUES = 10_000  # values of one stepped range
+MAX_GRID_POINTS = 1_000_000  # points the grid sampler enumerates
 
 
 class _Strict(BaseModel):
@@ -61,13 +68,28 @@ class Range(_Strict):
             raise ValueError(f"low ({self.low}) is above high ({self.high})")
         if self.step is not None and self.log:
             raise ValueError("a range takes either step or log, not both")
+        if self.step is not None and self.values > MAX_RANGE_VALUES:
+            raise ValueError(
+                f"step {self.step:g} gives {_count(self.values)} values from {self.low:g} to "
+                f"{self.high:g}; at most {MAX_RANGE_VALUES:,} (use a larger step)"
+            )
         return self
+
+    @property
+    def values(self) -> float:
+        """How many values a stepped range has (a float: it may be astronomically many)."""
+        assert self.step is not None
+        return math.floor((self.high - self.low) / self.step + 1e-9) + 1
 
     def grid(self) -> list[float]:
         """Every value of a stepped range, low to high."""
         assert self.step is not None
         count = int((self.high - self.low) / self.step + 1e-9)
         return [round(self.low + i * self.step, 10) for i in range(count + 1)]
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}" if value < 1e9 else f"{value:.2g}"
 
 
 class Space(_Strict):
@@ -137,7 +159,26 @@ class Data(_Strict):
             raise ValueError(
                 "dataset is one of digits, synthetic, imagefolder:PATH, torchvision:NAME"
             )
+        name = value.partition(":")[2]
+        if value.startswith("torchvision:") and name not in TORCHVISION_CLASSES:
+            raise ValueError(
+                f"torchvision:{name} is not supported; use one of "
+                + ", ".join(f"torchvision:{n}" for n in TORCHVISION_CLASSES)
+            )
         return value
+
+    @property
+    def known_size(self) -> tuple[int, int] | None:
+        """(samples, classes) when known before loading: digits, synthetic, torchvision."""
+        if self.dataset == "digits":
+            samples, classes = 1797, 10
+        elif self.dataset == "synthetic":
+            samples, classes = self.num_samples, self.num_classes
+        elif self.dataset.startswith("torchvision:"):
+            samples, classes = 10**9, TORCHVISION_CLASSES[self.dataset.partition(":")[2]]
+        else:
+            return None
+        return min(samples, self.limit or samples), classes
 
     @model_validator(mode="after")
     def _fractions(self) -> Data:
@@ -349,6 +390,7 @@ def _semantic_problems(defn: SearchDef, src: Source):
 
     multi = len(defn.objectives) > 1
     metrics = defn.metrics
+    yield from _data_problems(defn, at)
     if len(set(metrics)) != len(metrics):
         yield at(("objectives",), "objectives: each metric may appear once")
     if "reward" in metrics and defn.reward is None:
@@ -390,6 +432,39 @@ def _semantic_problems(defn: SearchDef, src: Source):
                     ("space", knob),
                     f"space.{knob}: the {defn.sampler.name} sampler needs a step",
                 )
+
+
+def _data_problems(defn: SearchDef, at: Any):
+    data = defn.data
+    known = data.known_size
+    if known is not None:
+        samples, classes = known
+        train = 1 - data.val_fraction - data.test_fraction
+        smallest = min(data.val_fraction, data.test_fraction, train)
+        # every split of a stratified split holds each class at least once
+        need = math.ceil(classes / smallest - 1e-9)
+        if samples < need:
+            where = ("data", "limit") if data.limit is not None else ("data", "num_samples")
+            yield at(
+                where,
+                f"{'.'.join(where)}: {samples} samples cannot be split into train, validation "
+                f"and test with each of the {classes} classes in every part (the smallest part "
+                f"is {smallest:g} of the data); use at least {need}",
+            )
+    sampler = defn.sampler.name
+    from archspec.search.samplers import SAMPLERS
+
+    if SAMPLERS[sampler].needs_steps:
+        space = defn.space
+        knobs = [space.depth, space.width, space.resolution][defn.mode == "compound" :]
+        points = math.prod(r.values for r in knobs if r and r.step and r.low != r.high)
+        points *= math.prod(len(choices) for choices in space.kernels.values())
+        if points > MAX_GRID_POINTS:
+            yield at(
+                ("space",),
+                f"space: the grid has {_count(points)} points; the grid sampler enumerates at most "
+                f"{MAX_GRID_POINTS:,} (use larger steps or fewer kernel choices)",
+            )
 
 
 def _load_base(defn: SearchDef, src: Source) -> Spec:

@@ -50,9 +50,22 @@ class TrainResult:
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    """The device a search or a training runs on; one SearchError line when it is absent."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise SearchError("training.device: no CUDA device; use device: auto or cpu")
+        if device.index is not None and device.index >= count:
+            raise SearchError(
+                f"training.device: no CUDA device {device.index} (this machine has {count}); "
+                "use device: auto, cuda:0 or cpu"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise SearchError("training.device: no MPS device; use device: auto or cpu")
+    return device
 
 
 # NHWC everywhere. On GPU for tensor cores; on CPU because oneDNN's depthwise convolution is far
