@@ -2,83 +2,77 @@
 
 from __future__ import annotations
 
-import operator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import networkx as nx
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
-from archspec.graph import INPUT, build_graph
+from archspec.graph import INPUT, ArchGraph, Node, build_graph
 from archspec.spec.model import Spec
 
 # Attribute names a node may not take: they would shadow nn.Module / GraphModule members.
 _RESERVED = set(dir(fx.GraphModule)) | {"_modules", "_parameters", "_buffers"}
 
+Returns = Literal["auto", "dict", "list"]
 
-def compile_graph(graph: nx.DiGraph, class_name: str | None = None) -> fx.GraphModule:
-    """A GraphModule whose submodules and parameters are named after the graph's nodes."""
+
+def compile_graph(
+    graph: ArchGraph, class_name: str | None = None, returns: Returns = "auto"
+) -> fx.GraphModule:
+    """A GraphModule whose submodules and parameters are named after the graph's nodes.
+    It returns one tensor, or a tuple for several outputs (`auto`); a dict keyed by the
+    names the outputs were asked by (`dict`); or a list (`list`, timm's features_only)."""
     from archspec.errors import GraphError
 
     code = fx.Graph()
     values: dict[str, fx.Node] = {INPUT: code.placeholder("x")}
     root = nn.Module()
     names: dict[str, str] = {}
-    for name in graph.graph["order"]:
-        if name == INPUT:
-            continue
-        data = graph.nodes[name]
-        clash = [part for part in name.split(".") if part in _RESERVED]
+    for node in graph:
+        clash = [part for part in node.name.split(".") if part in _RESERVED]
         if clash:
             raise GraphError(
-                f"node {name}: {clash[0]!r} cannot be a layer name (it is a "
+                f"node {node.name}: {clash[0]!r} cannot be a layer name (it is a "
                 "torch.nn.Module attribute)",
-                data["location"],
+                node.location,
             )
-        shapes = [graph.nodes[i]["shape"] for i in data["inputs"]]
-        state = data["op"].build(shapes)
+        shapes = list(node.input_shapes)
+        state = node.op.build(shapes)
         if state is not None:
-            _place(root, name, state)
-        node = data["op"].emit(code, [values[i] for i in data["inputs"]], name, shapes)
-        values[name] = node
-        names[name] = node.name
-    outputs = graph.graph["outputs"]
-    code.output(values[outputs[0]] if len(outputs) == 1 else tuple(values[o] for o in outputs))
-    _in_place(code, root)
-    spec: Spec = graph.graph["spec"]
-    module = fx.GraphModule(root, code, class_name=class_name or _class_name(spec.name))
+            _place(root, node.name, state)
+        args = [values[i] for i in node.inputs]
+        if _may_overwrite(graph, node):
+            value = node.op.emit_in_place(code, args, node.name, shapes)
+        else:
+            value = node.op.emit(code, args, node.name, shapes)
+        values[node.name] = value
+        names[node.name] = value.name
+    results = [values[o] for o in graph.outputs]
+    if returns == "dict":
+        code.output(dict(zip(graph.output_names, results, strict=True)))
+    elif returns == "list":
+        code.output(results)
+    else:
+        code.output(results[0] if len(results) == 1 else tuple(results))
+    module = fx.GraphModule(root, code, class_name=class_name or _class_name(graph.spec.name))
     module.meta["archspec_nodes"] = names
     return module
 
 
-# In-place rewrites where torchvision's hand-written modules use them (`ReLU(inplace=True)`
-# after BatchNorm, `out += identity`): the overwritten tensor has no other reader and no
-# backward needs it. Saves an allocation per activation and per residual add.
-_IN_PLACE = {F.relu6, F.silu, F.hardswish, F.hardsigmoid, F.leaky_relu}
-_FRESH_MODULES = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
-_FRESH_FUNCTIONS = {operator.add, operator.iadd, torch.cat}
-
-
-def _in_place(code: fx.Graph, root: nn.Module) -> None:
-    for node in code.nodes:
-        if node.op != "call_function" or not node.args:
-            continue
-        source = node.args[0]
-        if not isinstance(source, fx.Node) or len(source.users) != 1:
-            continue
-        from_module = source.op == "call_module" and isinstance(
-            root.get_submodule(source.target), _FRESH_MODULES
-        )
-        if node.target is operator.add and from_module and node.args[1] is not source:
-            node.target = operator.iadd
-        elif node.target is torch.relu or node.target in _IN_PLACE:
-            if from_module or (source.op == "call_function" and source.target in _FRESH_FUNCTIONS):
-                if node.target is torch.relu:
-                    node.target = torch.relu_
-                else:
-                    node.kwargs = {**node.kwargs, "inplace": True}
+def _may_overwrite(graph: ArchGraph, node: Node) -> bool:
+    """An in_place op overwrites its first input when nothing else reads that tensor and no
+    backward needs it (it comes from an overwritable op: conv, batchnorm, linear, add...)."""
+    if not node.op.in_place:
+        return False
+    source = node.inputs[0]
+    return (
+        source != INPUT
+        and graph[source].op.overwritable
+        and graph.users(source) == [node.name]
+        and node.inputs.count(source) == 1
+        and source not in graph.outputs
+    )
 
 
 def _place(root: nn.Module, target: str, state: nn.Module | nn.Parameter) -> None:

@@ -55,7 +55,7 @@ def scale(
         for item, count in zip(items, counts, strict=True):
             item["repeat"] = count
     if kernels:
-        _apply_kernels(spec, data, kernels)
+        _apply_kernels(spec, data, kernels, options or {})
     data["input"] = _scale_input(data["input"], spec, resolution, size)
     if options:
         _apply_options(spec, data, options)
@@ -171,42 +171,46 @@ class _Collect(_Rewrite):
         return value
 
 
-def _apply_kernels(spec: Spec, data: dict[str, Any], kernels: dict[str, int]) -> None:
+def _apply_kernels(
+    spec: Spec, data: dict[str, Any], kernels: dict[str, int], options: dict[str, Any]
+) -> None:
+    targets = kernel_targets(spec, **options)
     for stage, kernel in kernels.items():
         if not isinstance(kernel, int) or kernel < 1:
             raise ScaleError(f"kernel for stage {stage!r} must be a positive int; got {kernel!r}")
-        item = _find_stage(data["layers"], stage)
+        path = targets.get(stage)
+        if path is None:
+            stages = [name for name, p in targets.items() if _at(data, p).get("block")]
+            raise ScaleError(unknown_message("stage", stage, stages or targets))
         try:
-            changed = _set_kernels(spec, item, kernel)
+            changed = _set_kernels(spec, _at(data, path), kernel)
         except ScaleError as exc:
             raise ScaleError(f"stage {stage!r}: {exc.message}") from exc
         if not changed:
             raise ScaleError(f"stage {stage!r} has no kernel-typed parameter to choose")
 
 
-def _find_stage(items: list[dict[str, Any]], stage: str) -> dict[str, Any]:
-    """The item at a dotted node path such as `layer3` or `features.3` (names or indices)."""
-    found: dict[str, Any] | None = None
-    root = items
-    for part in stage.split("."):
-        named = {str(item.get("name", i)): item for i, item in enumerate(items)}
-        if part not in named:
-            raise ScaleError(unknown_message("stage", stage, stage_names(root)))
-        found = named[part]
-        items = found.get("layers") or []
-    assert found is not None
-    return found
+def kernel_targets(spec: Spec, **options: Any) -> dict[str, tuple[str | int, ...]]:
+    """The items a kernel choice can name, by their node path in the built graph (`layer3`,
+    `features.3`; unnamed items numbered as the graph numbers them), each with the spec path
+    it is written at. A choice applies to every repeat of the item it names."""
+    from archspec.graph import build_graph
+
+    parts = build_graph(spec, **options).parts.values()
+    targets: dict[str, tuple[str | int, ...]] = {}
+    seen: set[tuple[str | int, ...]] = set()
+    for part in sorted(parts, key=lambda p: p.name.count(".")):  # a stage before its repeats
+        if part.path[0] == "layers" and part.path not in seen:
+            targets[part.name] = part.path
+            seen.add(part.path)
+    return targets
 
 
-def stage_names(items: list[dict[str, Any]], prefix: str = "") -> list[str]:
-    """Dotted paths of the block items (stages) a kernel choice can target."""
-    names = []
-    for i, item in enumerate(items):
-        path = f"{prefix}{item.get('name', i)}"
-        if "block" in item:
-            names.append(path)
-        names += stage_names(item.get("layers") or [], path + ".")
-    return names
+def _at(data: dict[str, Any], path: tuple[str | int, ...]) -> dict[str, Any]:
+    node: Any = data
+    for key in path:
+        node = node[key]
+    return node
 
 
 def _set_kernels(spec: Spec, item: dict[str, Any], kernel: int) -> int:

@@ -80,7 +80,7 @@ def test_static_shapes_equal_real_shapes(tiny):
     ShapeProp(tiny).propagate(x)
     fx_nodes = {n.name: n for n in tiny.graph.nodes}
     for node, fx_name in node_names(tiny).items():
-        static = graph.nodes[node]["shape"]
+        static = graph[node].shape
         real = fx_nodes[fx_name].meta["tensor_meta"].shape
         assert tuple(real) == (2, *static.dims), node
 
@@ -188,5 +188,5 @@ layers:
   - {block: proj, name: double, repeat: 2, args: {out_channels: "${in_channels * 2}"}}
 """
     graph = archspec.build_graph(spec)
-    assert graph.nodes["double.0.conv"]["shape"].channels == 16
-    assert graph.nodes["double.1.conv"]["shape"].channels == 32
+    assert graph["double.0.conv"].shape.channels == 16
+    assert graph["double.1.conv"].shape.channels == 32

@@ -28,11 +28,11 @@ def test_make_divisible_rule():
 def test_width_depth_resolution(resnet18):
     scaled = scale(resnet18, width=0.5, depth=1.5, resolution=0.5)
     graph = archspec.build_graph(scaled)
-    assert graph.nodes["conv1"]["shape"].dims == (32, 64, 64)
+    assert graph["conv1"].shape.dims == (32, 64, 64)
     assert "layer1.2.conv1" in graph and "layer1.3.conv1" not in graph  # ceil(2 * 1.5) = 3
-    assert graph.nodes["layer4.0.conv1"]["shape"].channels == 256
+    assert graph["layer4.0.conv1"].shape.channels == 256
     assert scaled.input.size == 128  # 224 * 0.5 = 112 -> nearest multiple of 32
-    assert graph.nodes["fc"]["shape"].dims == (1000,)  # $num_classes is not a channel literal
+    assert graph["fc"].shape.dims == (1000,)  # $num_classes is not a channel literal
 
 
 def test_identity_scale_is_the_same_model(resnet18):
@@ -63,8 +63,8 @@ layers:
 """)
     scaled = scale(spec, kernels={"stage2": 5})
     graph = archspec.build_graph(scaled)
-    assert graph.nodes["stage1.0.conv"]["op"].kernel_size == 3
-    assert graph.nodes["stage2.conv"]["op"].kernel_size == 5
+    assert graph["stage1.0.conv"].op.kernel_size == 3
+    assert graph["stage2.conv"].op.kernel_size == 5
     with pytest.raises(ScaleError, match="unknown stage 'stage3'"):
         scale(spec, kernels={"stage3": 5})
 
@@ -83,9 +83,9 @@ def test_unknown_preset(resnet18):
 def test_kernel_choice_reaches_nested_stages():
     b0 = archspec.load_spec("specs/efficientnet_b0.yaml")
     graph = archspec.build_graph(scale(b0, kernels={"features.3": 3, "features.6": 7}))
-    assert graph.nodes["features.3.1.block.1.0"]["op"].kernel_size == 3
-    assert graph.nodes["features.6.3.block.1.0"]["op"].kernel_size == 7
-    assert graph.nodes["features.4.0.block.1.0"]["op"].kernel_size == 3  # untouched
+    assert graph["features.3.1.block.1.0"].op.kernel_size == 3
+    assert graph["features.6.3.block.1.0"].op.kernel_size == 7
+    assert graph["features.4.0.block.1.0"].op.kernel_size == 3  # untouched
     with pytest.raises(ScaleError, match=r"unknown stage 'features.33'; did you mean features.3"):
         scale(b0, kernels={"features.33": 3})
 

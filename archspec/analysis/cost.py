@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
-
-from archspec.graph import INPUT, build_graph
+from archspec.graph import INPUT, ArchGraph, build_graph
 from archspec.shape import Shape
 from archspec.spec.model import Spec
 
@@ -116,31 +114,27 @@ class CostReport:
 
 
 def analyze(
-    source: Spec | str | Path | nx.DiGraph, *, batch: int = 1, dtype_bytes: int = 4, **options: Any
+    source: Spec | str | Path | ArchGraph, *, batch: int = 1, dtype_bytes: int = 4, **options: Any
 ) -> CostReport:
     """Cost report of a spec or of an already built graph; no weights, no tensors."""
-    graph = source if isinstance(source, nx.DiGraph) else build_graph(source, **options)
+    graph = source if isinstance(source, ArchGraph) else build_graph(source, **options)
     report = CostReport(
         batch=batch,
         dtype_bytes=dtype_bytes,
-        input_shape=graph.graph["input_shape"],
-        outputs=graph.graph["outputs"],
+        input_shape=graph.input_shape,
+        outputs=list(graph.outputs),
     )
     fields: dict[str, tuple[ReceptiveField, ReceptiveField]] = {
         INPUT: (ReceptiveField(), ReceptiveField())
     }
-    for name in graph.graph["order"]:
-        if name == INPUT:
-            continue
-        data = graph.nodes[name]
-        op, shape = data["op"], data["shape"]
-        shapes = [graph.nodes[i]["shape"] for i in data["inputs"]]
+    for node in graph:
+        op, shape, shapes = node.op, node.shape, list(node.input_shapes)
         rf = tuple(
-            _receptive_field(window, [fields[i][axis] for i in data["inputs"]], shapes[0], axis)
+            _receptive_field(window, [fields[i][axis] for i in node.inputs], shapes[0], axis)
             for axis, window in enumerate(op.windows(shapes))
         )
-        fields[name] = rf
-        report.nodes[name] = NodeCost(
+        fields[node.name] = rf
+        report.nodes[node.name] = NodeCost(
             op=op.op,
             shape=shape,
             params=op.count_params(shapes),

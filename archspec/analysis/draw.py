@@ -14,11 +14,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
-
 from archspec.analysis.groups import Group, collapse
 from archspec.errors import ArchspecError
-from archspec.graph import INPUT, build_graph
+from archspec.graph import INPUT, ArchGraph, Node, build_graph
 from archspec.spec.model import Spec
 
 FORMATS = (".dot", ".gv", ".mmd", ".svg", ".png")
@@ -48,42 +46,37 @@ class Picture:
     edges: list[tuple[str, str]]
 
 
-def picture(graph: nx.DiGraph, collapse_level: str = "block") -> Picture:
+def picture(graph: ArchGraph, collapse_level: str = "block") -> Picture:
     """Boxes and edges of the graph with its stages or blocks collapsed as asked."""
     groups = collapse(graph, collapse_level)
-    input_shape = graph.nodes[INPUT]["shape"]
-    boxes = [Box("n0", "input", "image", str(input_shape), "other")]
+    boxes = [Box("n0", "input", "image", str(graph.input_shape), "other")]
     box_of = {INPUT: "n0"}
     for i, group in enumerate(groups, start=1):
         boxes.append(_box(graph, group, f"n{i}"))
         box_of.update({n: f"n{i}" for n in group.nodes})
     edges: dict[tuple[str, str], None] = {}
-    for name in graph.graph["order"]:
-        for source in graph.nodes[name]["inputs"]:
-            if box_of[source] != box_of[name]:
-                edges[(box_of[source], box_of[name])] = None
-    return Picture(graph.graph["spec"].name, boxes, list(edges))
+    for node in graph:
+        for source in node.inputs:
+            if box_of[source] != box_of[node.name]:
+                edges[(box_of[source], box_of[node.name])] = None
+    return Picture(graph.spec.name, boxes, list(edges))
 
 
-def _box(graph: nx.DiGraph, group: Group, box_id: str) -> Box:
-    last = graph.nodes[group.nodes[-1]]
-    shape = str(last["shape"])
+def _box(graph: ArchGraph, group: Group, box_id: str) -> Box:
+    shape = str(graph[group.nodes[-1]].shape)
     if len(group.nodes) == 1:
-        return Box(
-            box_id, group.name, _describe(graph, group.nodes[0]), shape, _style(graph, group)
-        )
+        node = graph[group.nodes[0]]
+        return Box(box_id, group.name, _describe(node), shape, _style(node))
     kind = group.block or f"{len(group.nodes)} ops"
     if group.repeat > 1:
         kind += f" x{group.repeat}"
     return Box(box_id, group.name, kind, shape, "group")
 
 
-def _describe(graph: nx.DiGraph, name: str) -> str:
+def _describe(node: Node) -> str:
     """`conv2d 3x3/2`: the op, with its window where it has one."""
-    data = graph.nodes[name]
-    op = data["op"]
-    height, width = op.windows([graph.nodes[i]["shape"] for i in data["inputs"]])
-    text = op.op
+    height, width = node.op.windows(list(node.input_shapes))
+    text = node.op.op
     if height.whole or width.whole:
         return text
     if max(height.kernel, width.kernel) > 1:
@@ -94,12 +87,10 @@ def _describe(graph: nx.DiGraph, name: str) -> str:
     return text
 
 
-def _style(graph: nx.DiGraph, group: Group) -> str:
-    data = graph.nodes[group.nodes[0]]
-    if len(data["inputs"]) > 1:
+def _style(node: Node) -> str:
+    if len(node.inputs) > 1:
         return "merge"
-    shapes = [graph.nodes[i]["shape"] for i in data["inputs"]]
-    return "weights" if data["op"].count_params(shapes) else "other"
+    return "weights" if node.op.count_params(list(node.input_shapes)) else "other"
 
 
 # --- text formats --------------------------------------------------------------------------
@@ -285,7 +276,7 @@ def write_png(pic: Picture, path: Path) -> None:
 
 
 def draw(
-    source: Spec | str | Path | nx.DiGraph,
+    source: Spec | str | Path | ArchGraph,
     output: str | Path,
     *,
     collapse_level: str = "block",
@@ -305,7 +296,7 @@ def draw(
         )
     if engine not in ENGINES:
         raise ArchspecError(f"--engine must be one of {', '.join(ENGINES)} (got {engine!r})")
-    graph = source if isinstance(source, nx.DiGraph) else build_graph(source, **options)
+    graph = source if isinstance(source, ArchGraph) else build_graph(source, **options)
     pic = picture(graph, collapse_level)
     if suffix in (".dot", ".gv"):
         path.write_text(to_dot(pic))

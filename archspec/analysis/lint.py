@@ -18,7 +18,7 @@ import networkx as nx
 
 from archspec.analysis.cost import CostReport, analyze
 from archspec.errors import ArchspecError, GraphError, Location
-from archspec.graph import INPUT, build_graph
+from archspec.graph import INPUT, ArchGraph, build_graph
 from archspec.ops.base import Op, Window
 from archspec.shape import Shape
 from archspec.spec import load_spec
@@ -57,26 +57,27 @@ class Context:
     """What every rule may read."""
 
     spec: Spec
-    graph: nx.DiGraph
+    graph: ArchGraph
     report: CostReport
     options: dict[str, Any]
 
     @property
     def nodes(self) -> list[str]:
-        return [n for n in self.graph.graph["order"] if n != INPUT]
+        return list(self.graph.nodes)
 
     def op(self, name: str) -> Op:
-        return self.graph.nodes[name]["op"]
+        return self.graph[name].op
 
     def shape(self, name: str) -> Shape:
-        return self.graph.nodes[name]["shape"]
+        return self.graph.shape(name)
 
-    def inputs(self, name: str) -> list[str]:
-        return self.graph.nodes[name]["inputs"]
+    def inputs(self, name: str) -> tuple[str, ...]:
+        return self.graph[name].inputs
 
     def windows(self, name: str) -> tuple[Window, Window]:
         """The op's window along height and width."""
-        return self.op(name).windows([self.shape(i) for i in self.inputs(name)])
+        node = self.graph[name]
+        return node.op.windows(list(node.input_shapes))
 
     def whole(self, name: str) -> bool:
         """Every output unit sees the whole input (global pooling, attention)."""
@@ -138,7 +139,7 @@ def _fold(r: Rule, hits: list[Hit], ctx: Context) -> Iterator[Finding]:
     """One finding per spec line: block instances share the line of their block's layer."""
     by_place: dict[Location, list[Hit]] = {}
     for hit in hits:
-        where = hit.location or ctx.graph.nodes[hit.node]["location"]
+        where = hit.location or ctx.graph[hit.node].location
         by_place.setdefault(where, []).append(hit)
     for where, group in by_place.items():
         first = group[0]
@@ -219,7 +220,7 @@ def resolution_collapse(ctx: Context) -> Iterator[Hit]:
             continue
         later = [
             d
-            for d in nx.descendants(ctx.graph, name)
+            for d in nx.descendants(ctx.graph.digraph, name)
             if ctx.is_conv(d) and ctx.shape(d).spatial == (1, 1)
         ]
         if len(later) >= 2:
@@ -310,7 +311,7 @@ def stride_over_kernel(ctx: Context) -> Iterator[Hit]:
             continue
         # siblings that read the other pixels of the same tensor (ResNet's projection shortcut
         # next to a stride-1 branch, Swin's four strided slices) mean nothing is lost
-        siblings = [s for s in ctx.graph.successors(source) if s != name]
+        siblings = [s for s in ctx.graph.users(source) if s != name]
         if any(ctx.whole(s) for s in siblings):
             continue
         ws = ctx.windows(name)
@@ -335,7 +336,7 @@ def stride_over_kernel(ctx: Context) -> Iterator[Hit]:
 def small_receptive_field(ctx: Context) -> Iterator[Hit]:
     # The field of the features the head pools or flattens; global pooling averages local
     # features without enlarging what each one saw. Attention mixes globally: not checked.
-    graph, first = ctx.graph, ctx.graph.graph["outputs"][0]
+    graph, first = ctx.graph, ctx.graph.outputs[0]
     if ctx.shape(first).layout != "C":
         return
     for name in ctx.nodes:
@@ -354,12 +355,12 @@ def small_receptive_field(ctx: Context) -> Iterator[Hit]:
             head = head or name
             continue
         largest = max(largest, ctx.report.nodes[name].receptive_field.size)
-    height = graph.graph["input_shape"].spatial[0]
+    height = graph.input_shape.spatial[0]
     if head and largest < height / 2:
         yield Hit(
             head,
             f"the features reaching the classifier see at most {largest:g}x{largest:g} pixels "
-            f"of the {_hw(graph.graph['input_shape'])} input ({largest / height:.0%} of its "
+            f"of the {_hw(graph.input_shape)} input ({largest / height:.0%} of its "
             "height); add layers, downsampling or dilation before the head",
         )
 

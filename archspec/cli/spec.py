@@ -29,7 +29,7 @@ def validate(specs: Annotated[list[str], typer.Argument(help="spec files or zoo 
             failed = True
             print_problems(exc)
             continue
-        out.print(f"ok  {name}  ({graph.number_of_nodes() - 1} nodes)", highlight=False)
+        out.print(f"ok  {name}  ({len(graph)} nodes)", highlight=False)
     if failed:
         raise typer.Exit(1)
 

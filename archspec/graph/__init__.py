@@ -1,5 +1,6 @@
-"""The architecture as a networkx DAG with static shapes."""
+"""The architecture as a typed DAG with static shapes: expansion, shape inference, records."""
 
-from archspec.graph.build import INPUT, build_graph
+from archspec.graph.build import build_graph
+from archspec.graph.node import INPUT, ArchGraph, Node, Part, Place
 
-__all__ = ["INPUT", "build_graph"]
+__all__ = ["INPUT", "ArchGraph", "Node", "Part", "Place", "build_graph"]

@@ -15,6 +15,7 @@ class Activation(Op):
     """Shape-preserving elementwise function of one input."""
 
     function: ClassVar[str]  # the torch function, by dotted name (see torch_function)
+    in_place_function: ClassVar[str | None] = None  # else function(..., inplace=True)
     examples = (example({}, (3, 5, 5)), example({}, Shape("LC", (4, 6))))
 
     def emit(
@@ -22,11 +23,23 @@ class Activation(Op):
     ) -> fx.Node:
         return graph.call_function(torch_function(self.function), tuple(args), self.call_kwargs())
 
+    def emit_in_place(
+        self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
+    ) -> fx.Node:
+        node = self.emit(graph, args, target, inputs)  # named as the out-of-place call
+        if type(self).in_place_function is not None:
+            node.target = torch_function(type(self).in_place_function)
+        else:
+            node.kwargs = {**node.kwargs, "inplace": True}
+        return node
+
     def call_kwargs(self) -> dict:
         return {}
 
 
-def _activation(name: str, function: str, doc: str) -> type[Activation]:
+def _activation(
+    name: str, function: str, doc: str, in_place: bool = False, in_place_function: str | None = None
+) -> type[Activation]:
     cls = type(
         name.title().replace("_", ""),
         (Activation,),
@@ -34,6 +47,8 @@ def _activation(name: str, function: str, doc: str) -> type[Activation]:
             "__doc__": doc,
             "op": name,
             "function": function,
+            "in_place": in_place or in_place_function is not None,
+            "in_place_function": in_place_function,
             "__annotations__": {},
             "__module__": __name__,
         },
@@ -41,19 +56,19 @@ def _activation(name: str, function: str, doc: str) -> type[Activation]:
     return register(cls)
 
 
-Relu = _activation("relu", "torch.relu", "max(x, 0)")
+Relu = _activation("relu", "torch.relu", "max(x, 0)", in_place_function="torch.relu_")
 Relu6 = _activation(
-    "relu6", "torch.nn.functional.relu6", "min(max(x, 0), 6), MobileNetV2's activation"
+    "relu6", "torch.nn.functional.relu6", "min(max(x, 0), 6), MobileNetV2's activation", True
 )
 Silu = _activation(
-    "silu", "torch.nn.functional.silu", "x * sigmoid(x) (swish), EfficientNet's activation"
+    "silu", "torch.nn.functional.silu", "x * sigmoid(x) (swish), EfficientNet's activation", True
 )
 Hardswish = _activation(
-    "hardswish", "torch.nn.functional.hardswish", "piecewise-linear swish of MobileNetV3"
+    "hardswish", "torch.nn.functional.hardswish", "piecewise-linear swish of MobileNetV3", True
 )
 Sigmoid = _activation("sigmoid", "torch.sigmoid", "1 / (1 + exp(-x))")
 Hardsigmoid = _activation(
-    "hardsigmoid", "torch.nn.functional.hardsigmoid", "piecewise-linear sigmoid"
+    "hardsigmoid", "torch.nn.functional.hardsigmoid", "piecewise-linear sigmoid", True
 )
 Tanh = _activation("tanh", "torch.tanh", "hyperbolic tangent")
 
@@ -78,6 +93,7 @@ class LeakyRelu(Activation):
     op = "leaky_relu"
     examples = (example({"negative_slope": 0.2}, (3, 5, 5)),)
     function = "torch.nn.functional.leaky_relu"
+    in_place = True
     negative_slope: float = 0.01
 
     def call_kwargs(self) -> dict:

@@ -127,6 +127,12 @@ class Op(BaseModel):
     # An SE-style gate: each output is also scaled by a summary of the whole input, which the
     # receptive field leaves out (as receptive-field analyses do); the local path is `windows`.
     global_gate: ClassVar[bool] = False
+    # In-place rewrites where torchvision's hand-written modules use them (`ReLU(inplace=True)`
+    # after BatchNorm, `out += identity`): an `in_place` op overwrites its first input when
+    # that input comes from an `overwritable` op (a fresh tensor that no backward needs) and
+    # has no other reader. Saves an allocation per activation and per residual add.
+    in_place: ClassVar[bool] = False  # can overwrite its first input: implements emit_in_place
+    overwritable: ClassVar[bool] = False  # its output may be overwritten by its only reader
 
     # --- shape -----------------------------------------------------------------------------
     def infer(self, inputs: list[Shape]) -> Shape:
@@ -142,6 +148,12 @@ class Op(BaseModel):
     ) -> fx.Node:
         """Add this op's forward code to `graph`; the default calls the module built at `target`."""
         return graph.call_module(target, tuple(args))
+
+    def emit_in_place(
+        self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
+    ) -> fx.Node:
+        """Like `emit`, overwriting args[0] (the compiler checked that it may)."""
+        raise NotImplementedError(f"{self.op} declares in_place but has no emit_in_place")
 
     # --- cost ------------------------------------------------------------------------------
     def count_params(self, inputs: list[Shape]) -> int:

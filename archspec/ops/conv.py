@@ -33,6 +33,7 @@ class Conv2d(Op):
     (ceil(size/stride) else)."""
 
     op = "conv2d"
+    overwritable = True
     layouts = ("CHW",)
     examples = (
         example({"out_channels": 4, "kernel_size": 3, "padding": 1}, (3, 9, 9)),

@@ -18,6 +18,7 @@ class Linear(Op):
     """y = x W^T + b over the last axis (features, tokens or channels-last pixels)."""
 
     op = "linear"
+    overwritable = True
     layouts = FEATURE_LAYOUTS
     examples = (
         example({"out_features": 5}, Shape("C", (7,))),

@@ -64,6 +64,17 @@ class Add(_Elementwise):
     )
     verb = "add"
     function = staticmethod(operator.add)
+    in_place = True
+    overwritable = True
+
+    def emit_in_place(
+        self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
+    ) -> fx.Node:
+        node = graph.call_function(operator.add, (args[0], args[1]))
+        node.target = operator.iadd  # named `add` like the out-of-place call
+        for arg in args[2:]:
+            node = graph.call_function(operator.add, (node, arg))
+        return node
 
 
 @register
@@ -87,6 +98,7 @@ class Concat(Op):
         example({"axis": "tokens"}, Shape("LC", (4, 6)), Shape("LC", (1, 6))),
     )
     arity = None
+    overwritable = True
 
     axis: Literal["channels", "tokens"] = "channels"
 

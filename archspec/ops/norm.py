@@ -20,6 +20,7 @@ class BatchNorm(Op):
     """Batch normalization over the channels of an image tensor (or of a feature vector)."""
 
     op = "batchnorm"
+    overwritable = True
     examples = (example({}, (3, 5, 5)), example({"affine": False}, Shape("C", (6,))))
     normalizes = True
     layouts = ("CHW", "C")

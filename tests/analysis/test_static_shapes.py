@@ -7,7 +7,7 @@ from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from archspec.compile import compile_graph, node_names
 from archspec.errors import GraphError
-from archspec.graph import INPUT, build_graph
+from archspec.graph import build_graph
 from archspec.spec import load_spec
 from archspec.zoo import list_specs, spec_path
 
@@ -38,7 +38,7 @@ def test_static_shapes_equal_real_shapes(name):
     with torch.no_grad():
         for tensor in [*module.parameters(), *module.buffers()]:
             tensor.zero_()  # uninitialized memory may hold slow denormals
-    shape = graph.graph["input_shape"]
+    shape = graph.input_shape
     ShapeProp(module).propagate(torch.zeros(2, *shape.dims))
     real = {
         n.name: n.meta["tensor_meta"].shape
@@ -46,11 +46,11 @@ def test_static_shapes_equal_real_shapes(name):
         if isinstance(n.meta.get("tensor_meta"), TensorMetadata)
     }
     names = node_names(module)
-    static = [n for n in graph.graph["order"] if n != INPUT]
+    static = list(graph.nodes)
     assert set(names) == set(static)
     mismatches = {
-        node: (tuple(real[names[node]]), graph.nodes[node]["shape"].dims)
+        node: (tuple(real[names[node]]), graph[node].shape.dims)
         for node in static
-        if tuple(real[names[node]]) != (2, *graph.nodes[node]["shape"].dims)
+        if tuple(real[names[node]]) != (2, *graph[node].shape.dims)
     }
     assert not mismatches, f"at input {shape}: {mismatches}"

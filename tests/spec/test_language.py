@@ -15,8 +15,8 @@ layers:
   - {op: batchnorm}
 """
     )
-    assert [n for n in graph.graph["order"] if n != "input"] == ["0", "1"]
-    assert graph.nodes["0"]["op"].op == "conv2d"
+    assert list(graph.nodes) == ["0", "1"]
+    assert graph["0"].op.op == "conv2d"
 
 
 def test_skipped_named_item_is_its_input():
@@ -29,7 +29,7 @@ layers:
   - {op: add, name: out, from: [a, proj]}
 """
     )
-    assert graph.nodes["out"]["inputs"] == ["a", "a"]
+    assert graph["out"].inputs == ("a", "a")
 
 
 def test_block_default_derived_from_the_block_input():
@@ -46,8 +46,8 @@ layers:
   - {block: se, name: b}
 """
     )
-    assert graph.nodes["b.wide"]["shape"].channels == 16
-    assert graph.nodes["b.gate"]["op"].squeeze_channels == 2  # half the block input, not of 16
+    assert graph["b.wide"].shape.channels == 16
+    assert graph["b.gate"].op.squeeze_channels == 2  # half the block input, not of 16
 
 
 def test_index_and_depth_index_in_stages_and_groups():
@@ -65,7 +65,7 @@ layers:
   - {block: unit, name: s2, repeat: 3}
 """
     )
-    p = {n: graph.nodes[n]["op"].p for n in graph.nodes if n != "input"}
+    p = {n: graph[n].op.p for n in graph.nodes}
     assert p["s1.0.0.d"] == 0.0
     assert p["s1.1.0.d"] == 0.1 + 0.01
     assert p["s2.0.0.d"] == 0.02
@@ -80,4 +80,4 @@ layers:
   - {layers: [{op: dropout, name: d, p: "${depth_index / depth_total}"}], name: s, repeat: 4}
 """
     )
-    assert [graph.nodes[f"s.{i}.d"]["op"].p for i in range(4)] == [0.0, 0.25, 0.5, 0.75]
+    assert [graph[f"s.{i}.d"].op.p for i in range(4)] == [0.0, 0.25, 0.5, 0.75]
