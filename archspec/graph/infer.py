@@ -173,7 +173,7 @@ class ShapeInference:
 
 def _later(ref: Ref) -> str:
     return (
-        f"this needs the shape of {ref.name!r}, which is defined later (a cycle between "
-        "structure and shape); when, repeat and parameter defaults may read the shapes of "
+        f"this needs the shape of {ref.name!r}, which is defined later: structure (when, "
+        "repeat, parameter defaults) is decided in graph order and may read the shapes of "
         "earlier items only"
     )

@@ -16,7 +16,7 @@ from archspec.errors import ArchspecError, Problem, SpecValidationError
 from archspec.ops import get_op
 from archspec.spec.expr import is_expression
 from archspec.spec.limits import check_structure
-from archspec.spec.model import Item, Spec
+from archspec.spec.model import PATTERN_WORDS, Item, Spec
 from archspec.spec.yamlsource import PathKey, Source, load_yaml, read_text
 
 M = TypeVar("M", bound=BaseModel)
@@ -86,6 +86,9 @@ def pydantic_problems(
 
 
 def _message(error: dict[str, Any]) -> str:
+    pattern = (error.get("ctx") or {}).get("pattern")
+    if error["type"] == "string_pattern_mismatch" and pattern in PATTERN_WORDS:
+        return f"expected {PATTERN_WORDS[pattern]}"
     msg = error["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]

@@ -9,7 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from archspec.errors import Location
 from archspec.spec.yamlsource import PathKey, Source
 
-Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64)]
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# A layer's name becomes its module and state_dict name: any name torch accepts for a module
+# (torchvision's `block1-0`, `0`) made of letters, digits, `_` and `-` (`.` joins the path;
+# quotes and spaces could never reach generated code). The fx node name is sanitized by fx.
+ITEM_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
+PATTERN_WORDS = {  # what a pattern means, for error messages
+    NAME_PATTERN: "a name of letters, digits and _, not starting with a digit",
+    ITEM_NAME_PATTERN: "a layer name of letters, digits, _ and - (no dots, no spaces)",
+}
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
+ItemName = Annotated[str, Field(pattern=ITEM_NAME_PATTERN, max_length=64)]
 Expr = Annotated[str, Field(pattern=r"^\$", max_length=200)]
 PositiveInt = Annotated[int, Field(ge=1, le=1 << 20)]
 Multiplier = Annotated[float, Field(gt=0, le=16)]  # a width/depth/resolution factor
@@ -63,8 +73,8 @@ class Item(BaseModel):
         extra="allow", frozen=True, strict=True, allow_inf_nan=False, populate_by_name=True
     )
 
-    name: Name | None = None
-    from_: Name | list[Name] | None = Field(None, alias="from")
+    name: ItemName | None = None
+    from_: ItemName | list[ItemName] | None = Field(None, alias="from")
     when: bool | Expr | None = None
     op: str | None = None
     block: Name | None = None
@@ -155,7 +165,7 @@ class Spec(_Strict):
     options: dict[Name, ParamDef] = Field(default_factory=dict)
     blocks: dict[Name, BlockDef] = Field(default_factory=dict)
     layers: Annotated[list[Item], Field(min_length=1)]
-    outputs: Annotated[list[Name], Field(min_length=1)] | None = None
+    outputs: Annotated[list[ItemName], Field(min_length=1)] | None = None
     scaling: ScalingDef = Field(default_factory=ScalingDef)
 
     _source: Source | None = PrivateAttr(None)

@@ -1,5 +1,8 @@
 """The graph contract: typed node records with their place, parts, networkx view, pruning."""
 
+import re
+from pathlib import Path
+
 import networkx as nx
 import pytest
 
@@ -100,3 +103,14 @@ def test_in_place_ops_implement_emit_in_place():
     assert {c.op for c in in_place} >= {"relu", "silu", "add"}
     for cls in in_place:
         assert cls.emit_in_place is not Op.emit_in_place, cls.op
+
+
+def test_the_readme_graph_example_as_written(capsys):
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    [block] = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "graph.parts" in b]
+    exec(block, {})  # the README's code, as written
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "conv2d ('layer1.1.6',) (128,28,28)"
+    assert printed[1] == "specs/resnet18.yaml:15:9"
+    assert printed[2] == "Place(stage='layer2', instance='layer2.0', block='basic', repeat=0)"
+    assert printed[3] == "layer2.1.6"
