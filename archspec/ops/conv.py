@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from archspec.ops.base import (
     Channels,
@@ -100,6 +100,7 @@ class Conv2d(Op):
         if pad == "same" and pair(self.stride) != (1, 1):
             raise ShapeError("padding 'same' with an even kernel_size needs stride 1")
         h, w = inputs[0].spatial
+        self._check_padding_mode(pad, (h, w))
         if pad == "same":
             return Shape.image(cout, h, w)
         oh, ow = (
@@ -112,6 +113,23 @@ class Conv2d(Op):
                 f"not fit the {h}x{w} input with padding {_text(pad)}"
             )
         return Shape.image(cout, oh, ow)
+
+    def _check_padding_mode(self, pad: Any, sizes: tuple[int, int]) -> None:
+        """torch's runtime rule, statically: reflect pads each side by less than the input
+        size, circular by at most the size (it cannot wrap around more than once)."""
+        if self.padding_mode not in ("reflect", "circular"):
+            return
+        if pad == "same":  # total d*(k-1) per axis, the larger half on the right
+            sides = [-(-d * (k - 1) // 2) for k, _, d in self.axes()]
+        else:
+            sides = list(pad)
+        for side, size in zip(sides, sizes, strict=True):
+            if (side >= size) if self.padding_mode == "reflect" else (side > size):
+                rule = "less than" if self.padding_mode == "reflect" else "at most"
+                raise ShapeError(
+                    f"padding_mode {self.padding_mode} pads each side by {rule} the input size; "
+                    f"got padding {side} on the {sizes[0]}x{sizes[1]} input"
+                )
 
     def build(self, inputs: list[Shape]) -> nn.Module:
         from torch import nn
