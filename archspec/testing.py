@@ -170,12 +170,11 @@ def check_search(text: str, *, time_limit_s: float = TIME_LIMIT_S) -> Outcome:
 def _search_property(path: Path) -> None:
     import optuna
 
-    from archspec.analysis import analyze
     from archspec.search import load_search
     from archspec.search.data import load_dataset
     from archspec.search.samplers import make_pruner, make_sampler
     from archspec.search.space import suggest
-    from archspec.search.trial import TrialRunner
+    from archspec.search.trial import TrialRunner, effective_record, network
 
     defn = load_search(path)
     dataset = load_dataset(defn.data, defn.seed)
@@ -186,13 +185,14 @@ def _search_property(path: Path) -> None:
         sampler=make_sampler(defn, defn.seed),
         pruner=make_pruner(defn),
     )
-    for _ in range(3):
+    for _ in range(2):  # what a trial does before it trains
         trial = study.ask()
-        candidate, _ = suggest(trial, defn, runner._flops_ratio)
+        candidate = suggest(trial, defn)
         try:
-            analyze(candidate.spec(defn.base_spec, dataset.num_classes))
+            spec = network(defn, runner.base, candidate, defn.compound.flops_ratio)
+            effective_record(runner.base, spec)
         except ArchspecError:
-            pass  # an infeasible candidate is a trial result, not a crash
+            pass  # an invalid candidate is a trial result, not a crash
         study.tell(trial, [0.0] * len(defn.directions))
 
 
