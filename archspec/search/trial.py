@@ -227,7 +227,8 @@ class TrialRunner:
                 "status": "duplicate",
                 "knobs": knobs,
                 "same_as": earlier.number,
-                "reason": f"the same network as trial {earlier.number}: not trained again",
+                "reason": f"the same network as trial {earlier.number}: not trained again"
+                + (f" ({first.reason})" if first.status == "rejected" and first.reason else ""),
             }
         )
         metrics = Metrics(
