@@ -196,14 +196,19 @@ def evaluation_table(study: optuna.Study) -> Table | None:
         pad_edge=False,
         title=f"re-evaluated with seeds {', '.join(map(str, evaluation.seeds))} (not the "
         "selection seed)",
-        caption="mean +- std [95% interval of the mean]",
+        caption="mean +- std [95% interval of the mean]; test gain: points over the base",
     )
-    for name in ("network", "trial", "params", "MFLOPs", "validation", "test"):
+    for name in ("network", "trial", "params", "MFLOPs", "validation", "test", "test gain"):
         table.add_column(name, justify="right", no_wrap=True)
+    base = next((e for e in evaluation.entries if e.label == "base"), None)
+    base_test = Scores.summary(base.scores.test)[0] if base else None
     for e in evaluation.entries:
+        mean = Scores.summary(e.scores.test)[0]
+        gain = None if base_test is None else mean - base_test
         table.add_row(
             e.label, "-" if e.trial is None else str(e.trial), _fmt(e.params, "int"),
             _fmt(e.flops, "mflops"), _stat(e.scores.val), _stat(e.scores.test),
+            _fmt(gain, "gain"),
         )  # fmt: skip
     return table
 
