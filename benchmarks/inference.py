@@ -28,6 +28,7 @@ import torchvision
 
 import archspec
 from archspec.export import export, from_spec, onnx_session, optimize
+from archspec.export.formats import load_pt2
 
 MODELS = ("resnet50", "efficientnet_b0", "mobilenet_v2", "convnext_tiny")
 PATHS = ("torchvision eager", "archspec eager", "archspec optimized", "torch.export", "onnxruntime")
@@ -45,7 +46,7 @@ def build_paths(name: str, folder: Path, size: int) -> dict[str, Callable[[torch
     optimized = optimize(source.model, example).module
     pt2 = export(source, folder / f"{name}.pt2", optimize_graph=True)
     onnx = export(source, folder / f"{name}.onnx", optimize_graph=True)
-    program = torch.export.load(pt2.path).module()
+    program = load_pt2(pt2.path)
     session = onnx_session(onnx.path, torch.get_num_threads())
     input_name = session.get_inputs()[0].name
     return {

@@ -177,8 +177,16 @@ def _write_pt2(source: Source, module: nn.Module, path: Path) -> None:
     torch.export.save(program, path)
 
 
+def load_pt2(path: str | Path) -> nn.Module:
+    """The module of a saved torch.export program."""
+    with warnings.catch_warnings():
+        # torch warns about the storage grouping of channels_last weights; they load correctly
+        warnings.filterwarnings("ignore", message="No complete tensor found")
+        return torch.export.load(path).module()
+
+
 def _run_pt2(path: Path, source: Source, inputs: Sequence[torch.Tensor]) -> Runs:
-    return _eval(torch.export.load(path).module(), inputs)
+    return _eval(load_pt2(path), inputs)
 
 
 # --- torchscript ---------------------------------------------------------------------------------
