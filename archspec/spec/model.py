@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keyword
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -26,6 +27,53 @@ Multiplier = Annotated[float, Field(gt=0, le=16)]  # a width/depth/resolution fa
 Value = int | float | bool | str | None | list[Any]
 
 RESERVED_NAMES = {"input"}
+# A layer name becomes an attribute of the built fx.GraphModule (and of the nn.Module
+# containers on its path) and a name in its generated forward: none of these may be one.
+# Written out so that validation needs no torch; tests/spec/test_names.py checks it still
+# covers every attribute of torch's GraphModule.
+MODULE_ATTRIBUTES = frozenset(
+    """
+    T_destination _apply _backward_hooks _backward_pre_hooks _boxed_call _buffers _call_impl
+    _code _compiled_call_impl _create_node_hooks _deepcopy_hooks _deepcopy_init
+    _erase_node_hooks _forward_hooks _forward_hooks_always_called _forward_hooks_with_kwargs
+    _forward_pre_hooks _forward_pre_hooks_with_kwargs _get_backward_hooks
+    _get_backward_pre_hooks _get_name _graph _is_full_backward_hook _lineno_map
+    _load_from_state_dict _load_state_dict_post_hooks _load_state_dict_pre_hooks
+    _maybe_warn_non_full_backward_hook _modules _named_members _non_persistent_buffers_set
+    _parameters _prologue_start _recompile_submodules _register_create_node_hook
+    _register_deepcopy_hook _register_erase_node_hook _register_load_state_dict_pre_hook
+    _register_replace_node_hook _register_state_dict_hook _replace_hooks
+    _replicate_for_data_parallel _save_to_state_dict _set_replace_hook _slow_forward
+    _state_dict_hooks _state_dict_pre_hooks _tracer_cls _tracer_extras
+    _unregister_create_node_hook _unregister_deepcopy_hook _unregister_erase_node_hook
+    _unregister_replace_node_hook _version _wrapped_call _wrapped_call_impl add_module
+    add_submodule apply bfloat16 buffers call_super_init children code compile cpu cuda
+    delete_all_unused_submodules delete_submodule double dump_patches eval extra_repr float
+    forward get_buffer get_extra_state get_parameter get_submodule graph half ipu
+    load_state_dict meta modules mtia named_buffers named_children named_modules
+    named_parameters parameters print_readable recompile register_backward_hook
+    register_buffer register_forward_hook register_forward_pre_hook
+    register_full_backward_hook register_full_backward_pre_hook
+    register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module
+    register_parameter register_state_dict_post_hook register_state_dict_pre_hook
+    requires_grad_ set_extra_state set_submodule shape_env share_memory state_dict to
+    to_empty to_folder train training type xpu zero_grad
+    """.split()
+)
+
+
+def layer_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a layer, or None."""
+    if name in RESERVED_NAMES:
+        return f"{name!r} is reserved for the block or model input"
+    if keyword.iskeyword(name) or name == "self":  # `self` is the module in the forward
+        return f"{name!r} is a Python keyword; it cannot name a layer (try {name + '_'!r})"
+    if name in MODULE_ATTRIBUTES or (name.startswith("__") and name.endswith("__")):
+        return (
+            f"{name!r} is an attribute of torch.nn.Module; a layer of that name would replace "
+            f"it (try {name.strip('_') + '_' if name.strip('_') else 'x'!r})"
+        )
+    return None
 
 
 class _Strict(BaseModel):
@@ -86,8 +134,9 @@ class Item(BaseModel):
     @field_validator("name")
     @classmethod
     def _not_reserved(cls, name: str | None) -> str | None:
-        if name in RESERVED_NAMES:
-            raise ValueError(f"{name!r} is reserved for the block or model input")
+        problem = None if name is None else layer_name_problem(name)
+        if problem:
+            raise ValueError(problem)
         return name
 
     @field_validator("op")
