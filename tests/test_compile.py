@@ -185,8 +185,8 @@ blocks:
     layers: [{op: conv2d, name: conv, out_channels: $out_channels, kernel_size: 1}]
 layers:
   - {op: conv2d, out_channels: 8, kernel_size: 1}
-  - {block: proj, name: double, repeat: 2, args: {out_channels: "${in_channels * 2}"}}
+  - {block: proj, name: doubled, repeat: 2, args: {out_channels: "${in_channels * 2}"}}
 """
     graph = archspec.build_graph(spec)
-    assert graph["double.0.conv"].shape.channels == 16
-    assert graph["double.1.conv"].shape.channels == 32
+    assert graph["doubled.0.conv"].shape.channels == 16
+    assert graph["doubled.1.conv"].shape.channels == 32
