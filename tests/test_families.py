@@ -2,8 +2,9 @@
 hand-written modules on the same weights: Inception v3's factorised 7x7 module (1x7 and 7x1
 convolutions) and ShuffleNet V2's units (channel split, shuffle)."""
 
+import pytest
 import torch
-from torchvision.models import inception
+from torchvision.models import inception, shufflenetv2
 
 import archspec
 
@@ -14,29 +15,29 @@ blocks:
   basic_conv:                 # torchvision's BasicConv2d: conv (no bias), bn, relu
     params:
       out_channels: channels
-      kh: int
-      kw: int
+      kernel_size: {type: pair, default: 1}      # an int or [h, w]
+      padding: {type: pair, default: 0}
     layers:
       - op: conv2d
         name: conv
         out_channels: $out_channels
-        kernel_size: [$kh, $kw]
-        padding: ["${kh // 2}", "${kw // 2}"]
+        kernel_size: $kernel_size
+        padding: $padding
         bias: false
       - {op: batchnorm, name: bn, eps: 0.001}
       - {op: relu}
 layers:
-  - {block: basic_conv, name: branch1x1, args: {out_channels: 192, kh: 1, kw: 1}}
-  - {block: basic_conv, name: branch7x7_1, from: input, args: {out_channels: 8, kh: 1, kw: 1}}
-  - {block: basic_conv, name: branch7x7_2, args: {out_channels: 8, kh: 1, kw: 7}}
-  - {block: basic_conv, name: branch7x7_3, args: {out_channels: 192, kh: 7, kw: 1}}
-  - {block: basic_conv, name: branch7x7dbl_1, from: input, args: {out_channels: 8, kh: 1, kw: 1}}
-  - {block: basic_conv, name: branch7x7dbl_2, args: {out_channels: 8, kh: 7, kw: 1}}
-  - {block: basic_conv, name: branch7x7dbl_3, args: {out_channels: 8, kh: 1, kw: 7}}
-  - {block: basic_conv, name: branch7x7dbl_4, args: {out_channels: 8, kh: 7, kw: 1}}
-  - {block: basic_conv, name: branch7x7dbl_5, args: {out_channels: 192, kh: 1, kw: 7}}
+  - {block: basic_conv, name: branch1x1, args: {out_channels: 192}}
+  - {block: basic_conv, name: branch7x7_1, from: input, args: {out_channels: 8}}
+  - {block: basic_conv, name: branch7x7_2, args: {out_channels: 8, kernel_size: [1, 7], padding: [0, 3]}}
+  - {block: basic_conv, name: branch7x7_3, args: {out_channels: 192, kernel_size: [7, 1], padding: [3, 0]}}
+  - {block: basic_conv, name: branch7x7dbl_1, from: input, args: {out_channels: 8}}
+  - {block: basic_conv, name: branch7x7dbl_2, args: {out_channels: 8, kernel_size: [7, 1], padding: [3, 0]}}
+  - {block: basic_conv, name: branch7x7dbl_3, args: {out_channels: 8, kernel_size: [1, 7], padding: [0, 3]}}
+  - {block: basic_conv, name: branch7x7dbl_4, args: {out_channels: 8, kernel_size: [7, 1], padding: [3, 0]}}
+  - {block: basic_conv, name: branch7x7dbl_5, args: {out_channels: 192, kernel_size: [1, 7], padding: [0, 3]}}
   - {op: avgpool, name: pool, from: input, kernel_size: 3, stride: 1, padding: 1}
-  - {block: basic_conv, name: branch_pool, args: {out_channels: 192, kh: 1, kw: 1}}
+  - {block: basic_conv, name: branch_pool, args: {out_channels: 192}}
   - {op: concat, from: [branch1x1, branch7x7_3, branch7x7dbl_5, branch_pool]}
 """
 
@@ -74,3 +75,96 @@ def test_inception_v3_factorised_module_is_torchvisions_inception_c():
     assert [rf.size for rf in conv.receptive_fields] == [1, 7]
     fields = report.nodes["branch7x7dbl_5.conv"].receptive_fields
     assert [rf.size for rf in fields] == [13, 13]
+
+
+def test_pair_parameters_say_what_they_take():
+    bad = INCEPTION_C.replace(
+        "kernel_size: [1, 7], padding: [0, 3]}}", "kernel_size: [1, 7, 1]}}", 1
+    )
+    with pytest.raises(
+        archspec.GraphError, match=r"kernel_size: expected an int or \[h, w\], got \[1, 7, 1\]"
+    ):
+        archspec.build_graph(bad)
+    conv = "  - {op: conv2d, kernel_size: KERNEL}\n"
+    head = "name: k\ninput: {channels: 3, size: 9}\nlayers:\n"
+    with pytest.raises(
+        archspec.SpecError, match=r"conv2d.kernel_size: kernel_size takes an int or \[h, w\]"
+    ):
+        archspec.build_graph(head + conv.replace("KERNEL", "[1, 7, 1]"))
+    with pytest.raises(archspec.SpecError, match=r"kernel_size takes values from 1 to 1024"):
+        archspec.build_graph(head + conv.replace("KERNEL", "[0, 3]"))
+
+
+SHUFFLE_UNIT = """
+name: shuffle_unit                 # ShuffleNet V2's unit at stride 1 (Ma et al. 2018, fig. 3c)
+input: {channels: 16, size: 8}
+layers:
+  - {op: chunk, name: halves, chunks: 2}
+  - name: branch2                  # the second half goes through the branch ...
+    from: halves.1
+    layers:
+      - {op: conv2d, kernel_size: 1, bias: false}
+      - {op: batchnorm}
+      - {op: relu}
+      - {op: conv2d, kernel_size: 3, padding: 1, groups: depthwise, bias: false}
+      - {op: batchnorm}
+      - {op: conv2d, kernel_size: 1, bias: false}
+      - {op: batchnorm}
+      - {op: relu}
+  - {op: concat, from: [halves.0, branch2]}   # ... the first half is kept as it is
+  - {op: channel_shuffle, groups: 2}
+"""
+
+SHUFFLE_DOWN = """
+name: shuffle_down                 # ShuffleNet V2's unit at stride 2 (fig. 3d)
+input: {channels: 16, size: 8}
+layers:
+  - name: branch1
+    layers:
+      - {op: conv2d, kernel_size: 3, stride: 2, padding: 1, groups: depthwise, bias: false}
+      - {op: batchnorm}
+      - {op: conv2d, out_channels: 16, kernel_size: 1, bias: false}
+      - {op: batchnorm}
+      - {op: relu}
+  - name: branch2
+    from: input
+    layers:
+      - {op: conv2d, out_channels: 16, kernel_size: 1, bias: false}
+      - {op: batchnorm}
+      - {op: relu}
+      - {op: conv2d, kernel_size: 3, stride: 2, padding: 1, groups: depthwise, bias: false}
+      - {op: batchnorm}
+      - {op: conv2d, kernel_size: 1, bias: false}
+      - {op: batchnorm}
+      - {op: relu}
+  - {op: concat, from: [branch1, branch2]}
+  - {op: channel_shuffle, groups: 2}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "stride", "out_channels"), [(SHUFFLE_UNIT, 1, 16), (SHUFFLE_DOWN, 2, 32)]
+)
+def test_shufflenet_v2_units_are_torchvisions_inverted_residual(text, stride, out_channels):
+    model = archspec.build(text)
+    reference = shufflenetv2.InvertedResidual(16, out_channels, stride)
+    _same_outputs(model, reference, (16, 8, 8))
+    assert archspec.analyze(text).params == sum(p.numel() for p in reference.parameters())
+
+
+def test_split_parts_are_read_by_index():
+    text = """
+name: parts
+input: {channels: 12, size: 4}
+layers:
+  - {op: split, name: thirds, sizes: [2, 4, 6]}
+  - {op: conv2d, name: a, from: thirds.2, out_channels: 2, kernel_size: 1}
+  - {op: concat, name: out, from: [thirds.0, a, thirds.1]}
+"""
+    graph = archspec.build_graph(text)
+    assert graph.shape("thirds.1").dims == (4, 4, 4)
+    assert graph.shape("out").dims == (8, 4, 4)
+    model = archspec.build(text)
+    x = torch.randn(1, 12, 4, 4)
+    y = model(x)
+    assert torch.equal(y[:, :2], x[:, :2]) and torch.equal(y[:, 4:], x[:, 2:6])

@@ -14,6 +14,8 @@ from archspec.errors import GraphError, Problem
 from archspec.graph.expand import Expander, Ref, Scope
 from archspec.graph.infer import ShapeInference
 from archspec.graph.node import INPUT, ArchGraph, Node, Part, feeding
+from archspec.ops import get_op
+from archspec.ops.split import Parts
 from archspec.shape import Shape
 from archspec.spec.limits import check_nodes, check_size
 from archspec.spec.load import load_spec
@@ -92,10 +94,34 @@ def _check_size(shapes: ShapeInference, order: list[str]) -> None:
 def _connect(b: Expander) -> dict[str, list[str]]:
     """Every node's inputs resolved to node names (unresolvable ones reported)."""
     inputs: dict[str, list[str]] = {}
-    for name, pending in b.nodes.items():
-        resolved = [b.resolve(r) for r in pending.inputs]
-        inputs[name] = [i for i in resolved if i is not None]
+    done = 0
+    while done < len(b.nodes):  # resolving `split.1` adds the node reading that part
+        for name, pending in list(b.nodes.items())[done:]:
+            resolved = [b.resolve(r) for r in pending.inputs]
+            inputs[name] = [i for i in resolved if i is not None]
+            done += 1
+    _check_parts_read(b, inputs)
     return inputs
+
+
+def _check_parts_read(b: Expander, inputs: dict[str, list[str]]) -> None:
+    """A split or chunk is read by its parts (`halves.0`), never whole."""
+    for name, sources in inputs.items():
+        if b.nodes[name].part is not None:
+            continue
+        for source in sources:
+            split = b.nodes.get(source)
+            if (
+                split is not None
+                and split.part is None
+                and issubclass(get_op(split.item.op or ""), Parts)
+            ):
+                local = source.rsplit(".", 1)[-1]
+                how = f"as {local}.0, {local}.1, ..." if not local.isdigit() else "by name.i"
+                b.fail(
+                    b.nodes[name].path,
+                    f"node {name} reads the {split.item.op} {source} whole; read its parts {how}",
+                )
 
 
 def _order(b: Expander, g: nx.DiGraph) -> list[str]:

@@ -8,20 +8,25 @@ the block's input, which is an earlier node, so structure is decided in graph or
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from archspec.errors import GraphError, Problem
 from archspec.graph.node import INPUT, PartKind, Place
+from archspec.ops import get_op
 from archspec.ops.base import unknown_message
+from archspec.ops.split import Parts
 from archspec.shape import Shape
-from archspec.spec.expr import ExprError, evaluate, is_expression
+from archspec.spec.expr import ExprError, evaluate, has_expression
 from archspec.spec.limits import MAX_NODES
 from archspec.spec.model import Item, ParamDef, Spec
 from archspec.spec.yamlsource import PathKey, Source
+
+_PART = re.compile(r"^.+\.[0-9]+$")  # `halves.1`: part 1 of the split named halves
 
 _PARAM_TYPES: dict[str, TypeAdapter] = {
     "int": TypeAdapter(int),
@@ -30,7 +35,10 @@ _PARAM_TYPES: dict[str, TypeAdapter] = {
     "float": TypeAdapter(float),
     "bool": TypeAdapter(bool),
     "str": TypeAdapter(str),
+    "pair": TypeAdapter(int | Annotated[list[int], Field(min_length=2, max_length=2)]),
+    "list": TypeAdapter(list[int | float | bool | str]),
 }
+_TYPE_NAMES = {"pair": "an int or [h, w]", "list": "a list of numbers, booleans or strings"}
 
 
 class ShapeUnknown(ExprError):
@@ -148,6 +156,7 @@ class Pending:
     env: Env
     inputs: list[str | Ref]
     place: Place
+    part: int | None = None  # reads part `part` of its input, a split or chunk (`from: a.1`)
 
 
 @dataclass(frozen=True)
@@ -228,8 +237,9 @@ class Expander:
         try:
             value = _PARAM_TYPES[pdef.type].validate_python(value, strict=pdef.type != "float")
         except ValidationError as exc:
+            expected = _TYPE_NAMES.get(pdef.type, pdef.type)
             raise GraphError(
-                f"{name}: expected {pdef.type}, got {value!r}", self.spec.locate(path)
+                f"{name}: expected {expected}, got {value!r}", self.spec.locate(path)
             ) from exc
         if pdef.type in ("channels", "kernel") and value < 1:
             raise GraphError(
@@ -376,7 +386,7 @@ class Expander:
             elif pdef.required:
                 self.fail(path + ("block",), f"block {item.block!r} needs argument {key!r}")
                 return current
-            elif not is_expression(pdef.default):
+            elif not has_expression(pdef.default):
                 values[key] = pdef.default
         builtins = {
             k: caller.values[k]
@@ -388,7 +398,7 @@ class Expander:
         derived = {
             key: self._lazy_arg(pdef.default, pdef, key, ("blocks", item.block, "params", key), env)
             for key, pdef in block.params.items()
-            if key not in args and is_expression(pdef.default)
+            if key not in args and has_expression(pdef.default)
         }
         env = env.child(**derived)
         scope = Scope(current, lexical=False)
@@ -397,7 +407,7 @@ class Expander:
 
     # --- expressions -------------------------------------------------------------------------
     def _lazy_arg(self, raw: Any, pdef: ParamDef, key: str, path: PathKey, caller: Env) -> Any:
-        if not is_expression(raw):
+        if not has_expression(raw):
             return self._typed(raw, pdef, key, path)
         return Lazy(lambda: self._typed(self.evaluate(raw, caller, path), pdef, key, path))
 
@@ -442,6 +452,10 @@ class Expander:
                     self.fail(ref.path, f"from: {ref.name!r} refers to itself")
                 return None
             target = ref.scope.lookup(ref.name)
+            if target is None and _PART.match(ref.name):
+                target = self._part(ref, report)
+                if target is None:
+                    return None
             if target is None:
                 if report:
                     self.fail(
@@ -454,6 +468,29 @@ class Expander:
         for r in chain:
             r.target = ref
         return ref
+
+    def _part(self, ref: Ref, report: bool) -> str | None:
+        """`name.i`: the node reading part i of the split or chunk `name`, added on first use."""
+        base, _, index = ref.name.rpartition(".")
+        source = self.resolve(Ref(ref.scope, base, ref.path), report)
+        if source is None:
+            return None
+        split = self.nodes.get(source)
+        if split is None or not issubclass(get_op(split.item.op or ""), Parts):
+            if report:
+                what = f"a {split.item.op}" if split is not None else "the input"
+                self.fail(
+                    ref.path,
+                    f"from: {ref.name!r}: {base!r} is {what} with one output; `.{index}` reads "
+                    "a part of a split or chunk",
+                )
+            return None
+        name = f"{source}.{index}"
+        if name not in self.nodes:
+            self.nodes[name] = Pending(
+                name, split.item, ref.path, split.env, [source], split.place, int(index)
+            )
+        return name
 
     def parts_resolved(self) -> dict[str, tuple[PartKind, PathKey, str]]:
         resolved = {}

@@ -18,6 +18,7 @@ from archspec.graph.expand import DepthTotalUnknown, Expander, Ref, ShapeUnknown
 from archspec.graph.node import INPUT
 from archspec.ops import ShapeError, get_op
 from archspec.ops.base import Op
+from archspec.ops.split import Parts
 from archspec.shape import Shape
 from archspec.spec.expr import is_expression
 from archspec.spec.load import pydantic_problems
@@ -116,6 +117,9 @@ class ShapeInference:
         if not shapes or any(s is None for s in shapes):
             return  # an upstream problem was reported already
         pending = self.expander.nodes[name]
+        if pending.part is not None:
+            self._infer_part(name, pending.part, inputs[0], shapes[0])  # type: ignore[arg-type]
+            return
         op_cls = get_op(pending.item.op or "")
         first: Shape = shapes[0]  # type: ignore[assignment]
         params: dict[str, Any] = pending.item.params
@@ -169,6 +173,19 @@ class ShapeInference:
         self.shapes[name] = shape
         if deferred:
             self.provisional.add(name)
+
+    def _infer_part(self, name: str, index: int, source: str, shape: Shape) -> None:
+        """`split.i`: the op reading part i (a narrow of the channels), from the split's op."""
+        split = self.ops.get(source)
+        if not isinstance(split, Parts):
+            return  # the split itself failed, reported already
+        try:
+            op = split.part(index, [shape])
+            self.shapes[name] = op.infer([shape])
+        except ShapeError as exc:
+            self.expander.fail(self.expander.nodes[name].path, f"from: {name}: {exc}")
+            return
+        self.ops[name] = op
 
 
 def _later(ref: Ref) -> str:

@@ -238,12 +238,23 @@ def is_expression(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("$")
 
 
+def has_expression(value: Any) -> bool:
+    """An expression, or a list holding one (`kernel_size: [1, $k]`), evaluated element-wise."""
+    if isinstance(value, list):
+        return any(has_expression(v) for v in value)
+    return is_expression(value)
+
+
 def evaluate(value: Any, scope: Mapping[str, Any]) -> Any:
     """Value of `value` in `scope`; non-expressions come back unchanged (lists element-wise)."""
     if isinstance(value, list):
         return [evaluate(v, scope) for v in value]
     if not is_expression(value):
         return value
+    ref = _REF.match(value)
+    if ref and isinstance(scope.get(ref.group(1)), list):
+        # `$kernel_size` passes a list parameter on whole; lists take part in no arithmetic
+        return [checked(v) for v in scope[ref.group(1)]]
     try:
         return _eval(_parse(value), scope)
     except RecursionError as exc:

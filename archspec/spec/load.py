@@ -14,7 +14,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from archspec.errors import ArchspecError, Problem, SpecValidationError
 from archspec.ops import get_op
-from archspec.spec.expr import is_expression
+from archspec.spec.expr import has_expression
 from archspec.spec.limits import check_structure
 from archspec.spec.model import PATTERN_WORDS, Item, Spec
 from archspec.spec.yamlsource import PathKey, Source, load_yaml, read_text
@@ -201,7 +201,7 @@ def _op_param_problems(spec: Spec) -> typing.Iterator[Problem]:
                     spec.locate(path + (key,), key=True),
                     f"{item.op} has no parameter {key!r}; {hint}",
                 )
-            elif not _has_expression(value):
+            elif not has_expression(value):
                 try:
                     field_adapter(item.op, key).validate_python({key: value}, strict=True)
                 except ValidationError as exc:
@@ -218,10 +218,3 @@ def field_adapter(op: str, field: str) -> TypeAdapter:
     """Validates `{field: value}` as that op field alone (validators see the field's name)."""
     info = get_op(op).model_fields[field]
     return TypeAdapter(pydantic.create_model(f"{op}.{field}", **{field: (info.annotation, info)}))
-
-
-def _has_expression(value: Any) -> bool:
-    """An expression, or a list holding one (`kernel_size: [1, $k]`): checked once evaluated."""
-    if isinstance(value, list):
-        return any(_has_expression(v) for v in value)
-    return is_expression(value)

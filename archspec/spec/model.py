@@ -15,12 +15,16 @@ NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # (torchvision's `block1-0`, `0`) made of letters, digits, `_` and `-` (`.` joins the path;
 # quotes and spaces could never reach generated code). The fx node name is sanitized by fx.
 ITEM_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
+# what `from:` reads: a layer name, or part i of a split or chunk (`halves.1`)
+FROM_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*(\.[0-9]+)?$"
 PATTERN_WORDS = {  # what a pattern means, for error messages
     NAME_PATTERN: "a name of letters, digits and _, not starting with a digit",
     ITEM_NAME_PATTERN: "a layer name of letters, digits, _ and - (no dots, no spaces)",
+    FROM_PATTERN: "a layer name (letters, digits, _ and -), or name.i for part i of a split",
 }
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 ItemName = Annotated[str, Field(pattern=ITEM_NAME_PATTERN, max_length=64)]
+FromName = Annotated[str, Field(pattern=FROM_PATTERN, max_length=72)]
 Expr = Annotated[str, Field(pattern=r"^\$", max_length=200)]
 PositiveInt = Annotated[int, Field(ge=1, le=1 << 20)]
 Multiplier = Annotated[float, Field(gt=0, le=16)]  # a width/depth/resolution factor
@@ -80,16 +84,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-ParamType = Literal["int", "float", "bool", "str", "channels", "kernel"]
+ParamType = Literal["int", "float", "bool", "str", "channels", "kernel", "pair", "list"]
 
 
 class ParamDef(_Strict):
     """A block parameter or model option. `channels` values are scaled by the width multiplier,
     `kernel` values can be replaced by a per-stage kernel choice; the other types never scale.
+    `pair` is an int or [h, w] (an asymmetric kernel_size), `list` a list of values.
     Shorthand: `out_channels: channels` for a required parameter of that type."""
 
     type: ParamType
-    default: int | float | bool | str | None = None
+    default: int | float | bool | str | list[int | float | bool | str] | None = None
     doc: str | None = None
 
     @property
@@ -122,7 +127,7 @@ class Item(BaseModel):
     )
 
     name: ItemName | None = None
-    from_: ItemName | list[ItemName] | None = Field(None, alias="from")
+    from_: FromName | list[FromName] | None = Field(None, alias="from")
     when: bool | Expr | None = None
     op: str | None = None
     block: Name | None = None
