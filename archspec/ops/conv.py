@@ -177,26 +177,30 @@ def _patches_to_tokens(x: torch.Tensor) -> torch.Tensor:
 
 @register
 class PatchEmbed(Op):
-    """Non-overlapping patches to tokens: conv with kernel = stride = patch_size, then (N,L,C)."""
+    """Non-overlapping patches to tokens: conv with kernel = stride = patch_size (an int or
+    [h, w]), then (N,L,C)."""
 
     op = "patch_embed"
     layouts = ("CHW",)
-    examples = (example({"out_channels": 6, "patch_size": 4}, (3, 8, 12)),)
+    examples = (
+        example({"out_channels": 6, "patch_size": 4}, (3, 8, 12)),
+        example({"out_channels": 4, "patch_size": [2, 3], "bias": False}, (3, 8, 9)),
+    )
 
     out_channels: Channels
-    patch_size: PositiveInt
+    patch_size: PositivePair
     bias: bool = True
 
     def infer(self, inputs: list[Shape]) -> Shape:
-        h, w = inputs[0].spatial
-        if h % self.patch_size or w % self.patch_size:
+        (h, w), (ph, pw) = inputs[0].spatial, pair(self.patch_size)
+        if h % ph or w % pw:
             raise ShapeError(f"input {h}x{w} is not divisible by patch_size {self.patch_size}")
-        return Shape("LC", ((h // self.patch_size) * (w // self.patch_size), self.out_channels))
+        return Shape("LC", ((h // ph) * (w // pw), self.out_channels))
 
     def build(self, inputs: list[Shape]) -> nn.Module:
         from torch import nn
 
-        p = self.patch_size
+        p = pair(self.patch_size)
         return nn.Conv2d(inputs[0].channels, self.out_channels, p, p, bias=self.bias)
 
     def emit(
@@ -205,13 +209,14 @@ class PatchEmbed(Op):
         return graph.call_function(_patches_to_tokens, (graph.call_module(target, tuple(args)),))
 
     def count_params(self, inputs: list[Shape]) -> int:
-        cin = inputs[0].channels
-        return self.out_channels * cin * self.patch_size**2 + (
-            self.out_channels if self.bias else 0
-        )
+        ph, pw = pair(self.patch_size)
+        weights = self.out_channels * inputs[0].channels * ph * pw
+        return weights + (self.out_channels if self.bias else 0)
 
     def macs(self, inputs: list[Shape], output: Shape) -> int:
-        return output.numel * inputs[0].channels * self.patch_size**2
+        ph, pw = pair(self.patch_size)
+        return output.numel * inputs[0].channels * ph * pw
 
-    def window(self, inputs: list[Shape]) -> Window:
-        return Window(self.patch_size, self.patch_size)
+    def windows(self, inputs: list[Shape]) -> tuple[Window, Window]:
+        ph, pw = pair(self.patch_size)
+        return Window(ph, ph), Window(pw, pw)
