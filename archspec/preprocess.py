@@ -100,6 +100,8 @@ class Preprocessing(BaseModel):
             raise ImageError(f"{path}: is a folder, not an image") from None
         except UnidentifiedImageError:
             raise ImageError(f"{path}: not an image Pillow can read") from None
+        except Image.DecompressionBombError as exc:  # bounded work: Pillow's pixel limit
+            raise ImageError(f"{path}: too large to read ({exc})") from None
         except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt files
             raise ImageError(f"{path}: cannot read the image ({exc})") from exc
         x = torch.from_numpy(array)
