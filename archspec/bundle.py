@@ -69,7 +69,7 @@ class Manifest(_Record):
     input_size: tuple[int, int]  # (height, width)
     preprocessing: Preprocessing
     class_names: list[str]
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, float | int] = Field(default_factory=dict)
     provenance: Provenance
 
 
@@ -105,7 +105,7 @@ def save_bundle(
     *,
     preprocessing: Preprocessing,
     class_names: list[str] | None = None,
-    metrics: dict[str, float] | None = None,
+    metrics: dict[str, float | int] | None = None,
     provenance: Provenance | None = None,
     overwrite: bool = False,
 ) -> Path:

@@ -83,8 +83,15 @@ def search(
         Path | None, typer.Option("-o", "--output", help="best spec (default: the file's export)")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+    save_top: Annotated[
+        int, typer.Option(min=0, help="also bundle the K best trials as runs/STUDY/trial-N/")
+    ] = 0,
+    save_family: Annotated[
+        bool, typer.Option("--save-family", help="also bundle the family as runs/STUDY/phi-K/")
+    ] = False,
 ) -> None:
-    """Run an Optuna search (re-running resumes the study), print the result, export the best."""
+    """Run an Optuna search (re-running resumes the study), print the result, export the best
+    spec, and write the winner as a bundle (runs/STUDY/best/) with its evaluated weights."""
     from archspec.errors import ExportError
     from archspec.search import export_trial, load_search, run_search
     from archspec.search.report import print_report
@@ -94,7 +101,14 @@ def search(
         raise typer.BadParameter("--trials must be >= 0")
     try:
         result = run_search(
-            defn, trials=trials, storage=storage, seed=seed, timeout=timeout, quiet=quiet
+            defn,
+            trials=trials,
+            storage=storage,
+            seed=seed,
+            timeout=timeout,
+            quiet=quiet,
+            save_top=save_top,
+            save_family=save_family,
         )
     except KeyboardInterrupt:
         err.print("interrupted; finished trials are stored: run the same command to resume")
@@ -110,6 +124,11 @@ def search(
             out.print(f"best spec written to {path}", highlight=False)
         except ExportError as exc:
             err.print(f"nothing exported: {exc.message}", highlight=False)
+        for bundle in result.bundles:
+            if bundle.path is None:
+                err.print(f"no bundle {bundle.label}: {bundle.note}", highlight=False)
+            else:
+                written.append(f"{bundle.path}/")
     storage_opt = "" if storage is None else f" --storage {storage}"
     out.print(
         "next steps:\n"

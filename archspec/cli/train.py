@@ -44,6 +44,9 @@ def train(
     device: Annotated[str | None, typer.Option(help="auto (default), cpu, cuda, cuda:N, mps")] = (
         None
     ),
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="CPU threads (default: torch's, one per core)")
+    ] = None,
     trial: Annotated[
         str | None, typer.Option(help="a study: 'best' (default) or a trial number")
     ] = None,
@@ -54,7 +57,8 @@ def train(
         typer.Option(
             "-o",
             "--output",
-            help="run folder: bundle/, metrics.csv, checkpoint.pt (default runs/train/NAME)",
+            help="run folder: bundle/, metrics.csv, checkpoint.pt (default runs/train/NAME; "
+            "a study: runs/STUDY/retrain/trial-N)",
         ),
     ] = None,
     force: Annotated[
@@ -79,6 +83,7 @@ def train(
                     ("--lr", lr),
                     ("--limit", limit),
                     ("--device", device),
+                    ("--threads", threads),
                 )
                 if value is not None
             ]
@@ -91,12 +96,9 @@ def train(
                 _usage(f"--trial is 'best' or a trial number; got {trial!r}")
             from archspec.search import load_study
 
-            study = load_study(source, storage)
-            label = f"phi-{phi}" if phi is not None else f"trial-{trial or 'best'}"
-            folder = output or Path("runs") / study.study_name / "retrain" / label
             result = fit_trial(
-                study,
-                folder,
+                load_study(source, storage),
+                output,
                 trial=trial or "best",
                 phi=phi,
                 storage=storage,
@@ -118,6 +120,7 @@ def train(
                         ("batch_size", batch_size),
                         ("lr", lr),
                         ("device", device),
+                        ("threads", threads),
                     )
                     if value is not None
                 }

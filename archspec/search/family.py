@@ -9,6 +9,7 @@ from __future__ import annotations
 import optuna
 
 from archspec.errors import ArchspecError
+from archspec.search.bundles import family_key
 from archspec.search.record import (
     FAMILY_KEY,
     FamilyMember,
@@ -76,7 +77,9 @@ def _member(runner: TrialRunner, unit: Candidate, phi: int) -> FamilyMember:
         spec = load_spec(text)  # exactly what an export of this member rebuilds
         model = runner.recipe.model(spec, runner.seed)
         metrics.latency_ms = runner.recipe.latency(model, spec)
-        result = runner.recipe.train(model, spec, runner.seed, desc=f"phi={phi}")
+        result = runner.recipe.train(
+            model, spec, runner.seed, desc=f"phi={phi}", keep=family_key(phi)
+        )
     except ArchspecError as exc:
         return FamilyMember(
             phi=phi,

@@ -127,7 +127,7 @@ def fit(
 
 def fit_trial(
     study: optuna.Study,
-    folder: str | Path,
+    folder: str | Path | None = None,
     *,
     trial: str | int = "best",
     phi: int | None = None,
@@ -137,7 +137,8 @@ def fit_trial(
     on_epoch: Callable[[list[EpochStats]], None] | None = None,
 ) -> FitResult:
     """Retrain a trial (or a compound family member) of `study` with the recipe, data and seed
-    the study recorded; on CPU it reproduces the trial's accuracy exactly."""
+    the study recorded; on CPU it reproduces the trial's accuracy exactly. The run folder
+    defaults to runs/<study>/retrain/trial-N (or phi-K)."""
     from archspec.search.pick import _family_member, _pick, trial_spec
     from archspec.search.record import read_study, read_trial
 
@@ -150,6 +151,9 @@ def fit_trial(
         record = read_trial(frozen)
         expected, number = (record.accuracy if record else None), frozen.number
     setup = info.setup
+    if folder is None:
+        label = f"phi-{phi}" if phi is not None else f"trial-{number}"
+        folder = Path("runs") / study.study_name / "retrain" / label
     provenance = Provenance(
         source="train", study=study.study_name, storage=storage, trial=number, phi=phi
     )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from archspec.compile import build
+from archspec.search.bundles import WeightStore
 from archspec.search.data import Dataset
 from archspec.search.definition import SearchDef
 from archspec.search.latency import measure_latency
@@ -32,9 +33,17 @@ class Scored:
 class Recipe:
     """How every network of a study is built, timed, trained and scored."""
 
-    def __init__(self, defn: SearchDef, dataset: Dataset, *, quiet: bool = False):
+    def __init__(
+        self,
+        defn: SearchDef,
+        dataset: Dataset,
+        *,
+        quiet: bool = False,
+        weights: WeightStore | None = None,
+    ):
         self.defn, self.dataset, self.quiet = defn, dataset, quiet
         self.device = pick_device(defn.training.device)
+        self.weights = weights  # where trained weights are kept, for the search's bundles
 
     def model(self, spec: Spec, seed: int) -> torch.nn.Module:
         seed_everything(seed)  # the same initial weights for the same architecture and seed
@@ -53,8 +62,11 @@ class Recipe:
         *,
         report: Callable[[int, float], None] | None = None,
         desc: str = "",
+        keep: str | None = None,
     ) -> TrainResult:
-        return train(
+        """Train with the study's recipe; `keep` names the trained weights in the weight store
+        (the weights the network was evaluated with)."""
+        result = train(
             model,
             self.dataset.split(spec.input.hw, spec.input.channels, self.device),
             self.defn.training,
@@ -64,6 +76,9 @@ class Recipe:
             progress=not self.quiet,
             desc=desc,
         )
+        if keep is not None and self.weights is not None:
+            self.weights.save(keep, model)
+        return result
 
     def test_accuracy(self, model: torch.nn.Module, spec: Spec) -> float:
         """Top-1 on the held-out test split: only the final re-evaluation calls this."""

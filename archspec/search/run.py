@@ -9,12 +9,13 @@ import math
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import optuna
 import torch
 from optuna.trial import FrozenTrial
 
+from archspec.search.bundles import WeightStore, Written, study_folder, write_bundles
 from archspec.search.data import load_dataset
 from archspec.search.definition import SearchDef
 from archspec.search.evaluation import run_evaluation
@@ -32,6 +33,7 @@ class SearchResult:
     seconds: float
     family: FamilyRecord | None = None
     evaluation: EvaluationRecord | None = None
+    bundles: list[Written] = field(default_factory=list)
 
 
 def run_search(
@@ -42,15 +44,21 @@ def run_search(
     seed: int | None = None,
     timeout: float | None = None,
     quiet: bool = False,
+    save_top: int = 0,
+    save_family: bool = False,
 ) -> SearchResult:
     """Run (or resume) the study of `defn`: `trials` more trials (default: the definition's),
-    then, in compound mode, the family phi = 1..K. Returns the study."""
+    then, in compound mode, the family phi = 1..K, then the seeds re-evaluation; last, the
+    winner is written as a bundle (runs/<study>/best/; with `save_top`, the best trials as
+    runs/<study>/trial-N/; with `save_family`, the members as runs/<study>/phi-K/)."""
     start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = defn.seed if seed is None else seed
     dataset = load_dataset(defn.data, seed)
     study = open_study(defn, dataset, storage=storage, seed=seed)
-    runner = TrialRunner(defn, dataset, seed=seed, quiet=quiet)
+    folder = study_folder(defn.study)
+    store = WeightStore(folder / "weights")
+    runner = TrialRunner(defn, dataset, seed=seed, quiet=quiet, weights=store)
     n_trials = defn.trials if trials is None else trials
     before = len(study.trials)
     if before == 0:  # trial 0: the unscaled base, the reference every table compares with
@@ -68,8 +76,11 @@ def run_search(
             )
         family = run_family(study, runner) if defn.mode == "compound" else None
         evaluation = run_evaluation(study, runner, family)
+        bundles = write_bundles(
+            study, dataset, store, folder, top=save_top, family=save_family, storage=storage
+        )
     seconds = time.perf_counter() - start
-    return SearchResult(study, len(study.trials) - before, seconds, family, evaluation)
+    return SearchResult(study, len(study.trials) - before, seconds, family, evaluation, bundles)
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from archspec.analysis import analyze
 from archspec.budget import effective, fit_flops
 from archspec.errors import ArchspecError, Location, SearchError
 from archspec.search import objectives
+from archspec.search.bundles import WeightStore, trial_key
 from archspec.search.data import Dataset
 from archspec.search.definition import SearchDef
 from archspec.search.objectives import Metrics
@@ -79,9 +80,17 @@ def effective_record(base: Spec, spec: Spec) -> tuple[Effective, Metrics]:
 class TrialRunner:
     """The objective of the study's trials."""
 
-    def __init__(self, defn: SearchDef, dataset: Dataset, *, seed: int, quiet: bool = False):
+    def __init__(
+        self,
+        defn: SearchDef,
+        dataset: Dataset,
+        *,
+        seed: int,
+        quiet: bool = False,
+        weights: WeightStore | None = None,
+    ):
         self.defn, self.dataset, self.seed, self.quiet = defn, dataset, seed, quiet
-        self.recipe = Recipe(defn, dataset, quiet=quiet)
+        self.recipe = Recipe(defn, dataset, quiet=quiet, weights=weights)
         self.base = reference_spec(defn.base_spec, dataset.num_classes)
         cost = analyze(self.base)
         self.base_params, self.base_flops = cost.params, cost.flops
@@ -153,6 +162,7 @@ class TrialRunner:
                 self.seed,
                 report=self._reporter(trial, record, text, metrics),
                 desc=f"trial {trial.number}",
+                keep=trial_key(trial.number),
             )
         except torch.OutOfMemoryError:  # too big for the device: infeasible, not a crash
             if self.recipe.device.type == "cuda":
@@ -181,7 +191,9 @@ class TrialRunner:
         eff, metrics = effective_record(self.base, self.base)
         model = self.recipe.model(self.base, self.seed)
         metrics.latency_ms = self.recipe.latency(model, self.base)
-        result = self.recipe.train(model, self.base, self.seed, desc="base")
+        result = self.recipe.train(
+            model, self.base, self.seed, desc="base", keep=trial_key(trial.number)
+        )
         constraints = objectives.cost_constraints(self.defn, metrics)
         if self.defn.mode == "compound":
             constraints |= objectives.compound_constraints(self.defn, 1.0, 1.0)

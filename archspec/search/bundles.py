@@ -1,0 +1,190 @@
+"""Bundles out of a search. While a study runs, the weights of every network it trains are kept
+beside it (`runs/<study>/weights/<key>.safetensors`); at the end the winner, and on request the
+top-k trials and the compound family, are written as bundles from the weights they were
+evaluated with: `runs/<study>/best/`, `runs/<study>/trial-N/`, `runs/<study>/phi-K/`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import optuna
+
+from archspec.bundle import Provenance, save_bundle
+from archspec.search.data import Dataset
+from archspec.search.record import (
+    read_evaluation,
+    read_family,
+    read_study,
+    read_trial,
+    trial_spec_text,
+)
+from archspec.search.train import MEMORY_FORMAT, evaluate
+from archspec.spec import load_spec
+from archspec.spec.dump import write_text_atomic
+
+if TYPE_CHECKING:
+    import torch
+    from optuna.trial import FrozenTrial
+    from torch import nn
+
+
+def study_folder(study_name: str) -> Path:
+    """Where a study's files go (plots, weights, bundles), whatever its storage."""
+    return Path("runs") / study_name
+
+
+def trial_key(number: int) -> str:
+    return f"trial-{number}"
+
+
+def family_key(phi: int) -> str:
+    return f"phi-{phi}"
+
+
+class WeightStore:
+    """The trained weights of a study, one safetensors file per network (written atomically)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.safetensors"
+
+    def save(self, key: str, model: nn.Module) -> Path:
+        import safetensors.torch
+
+        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        return write_text_atomic(self.path(key), safetensors.torch.save(tensors))
+
+    def load(self, key: str) -> dict[str, torch.Tensor] | None:
+        import safetensors.torch
+
+        path = self.path(key)
+        return safetensors.torch.load_file(path) if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class Written:
+    path: Path | None
+    label: str
+    note: str = ""  # why nothing was written
+
+
+def write_bundles(
+    study: optuna.Study,
+    dataset: Dataset,
+    store: WeightStore,
+    folder: str | Path,
+    *,
+    top: int = 0,
+    family: bool = False,
+    storage: str | None = None,
+) -> list[Written]:
+    """The winner as `folder/best`; with `top`, the `top` best trials as `folder/trial-N`;
+    with `family`, the compound family members phi >= 2 as `folder/phi-K`."""
+    folder = Path(folder)
+    ranked = ranked_trials(study)
+    if not ranked:
+        return [Written(None, "best", "no feasible trained trial")]
+    jobs: list[tuple[str, FrozenTrial | None, int | None]] = [("best", ranked[0], None)]
+    jobs += [(trial_key(t.number), t, None) for t in ranked[:top]]
+    if family:
+        record = read_family(study)
+        for member in record.members if record else []:
+            if member.phi >= 2:
+                jobs.append((family_key(member.phi), None, member.phi))
+    return [_write(study, dataset, store, folder / name, t, phi, storage) for name, t, phi in jobs]
+
+
+def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Feasible, trained, distinct trials, best first (several objectives: the Pareto front,
+    by the first objective)."""
+    from archspec.search.results import feasible_trials, pareto_trials
+
+    pool = feasible_trials(study) if len(study.directions) == 1 else pareto_trials(study)
+    trained = []
+    for t in pool:
+        record = read_trial(t)
+        if record is not None and record.trained and record.same_as is None:
+            trained.append(t)
+    sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
+    return sorted(trained, key=lambda t: (sign * t.values[0], t.number))
+
+
+def _write(
+    study: optuna.Study,
+    dataset: Dataset,
+    store: WeightStore,
+    path: Path,
+    frozen: FrozenTrial | None,
+    phi: int | None,
+    storage: str | None,
+) -> Written:
+    from archspec.compile import build
+
+    info = read_study(study)
+    label = path.name
+    if phi is not None:
+        member = next(m for m in read_family(study).members if m.phi == phi)
+        text, accuracy, key, number = member.spec, member.accuracy, family_key(phi), None
+    else:
+        record = read_trial(frozen)
+        text, accuracy = trial_spec_text(frozen), record.accuracy
+        key, number = trial_key(frozen.number), frozen.number
+    weights = store.load(key)
+    if text is None or accuracy is None or weights is None:
+        return Written(None, label, f"no weights kept for {key} (trained by an earlier archspec?)")
+    spec = load_spec(text)
+    split = dataset.split(spec.input.hw, spec.input.channels, "cpu")
+    model = build(spec)
+    model.load_state_dict(weights)
+    model.to(memory_format=MEMORY_FORMAT)  # as it was validated during the search
+    metrics: dict[str, float | int] = {"val_accuracy": accuracy}
+    if len(split.test_y):
+        import torch
+
+        metrics["test_accuracy"] = evaluate(model, split.test_x, split.test_y, torch.device("cpu"))
+    metrics |= _reevaluated(study, number, phi)
+    provenance = Provenance(
+        source="search",
+        study=study.study_name,
+        storage=storage,
+        trial=number,
+        phi=phi,
+        seed=info.seed,
+        data=info.setup.get("data"),
+        recipe=info.setup.get("training"),
+    )
+    save_bundle(
+        path,
+        spec,
+        weights,
+        preprocessing=split.preprocessing,
+        class_names=dataset.class_names,
+        metrics=metrics,
+        provenance=provenance,
+        overwrite=True,
+    )
+    return Written(path, label)
+
+
+def _reevaluated(
+    study: optuna.Study, number: int | None, phi: int | None
+) -> dict[str, float | int]:
+    """The seeds re-evaluation of this network, when the study has one: mean and std."""
+    import statistics
+
+    evaluation = read_evaluation(study)
+    if evaluation is None:
+        return {}
+    for entry in evaluation.entries:
+        if (phi is not None and entry.phi == phi) or (phi is None and entry.trial == number):
+            scores = entry.scores
+            out: dict[str, float | int] = {"seeds": len(scores.seeds)}
+            for name, values in (("val", scores.val), ("test", scores.test)):
+                out[f"{name}_accuracy_mean"] = statistics.fmean(values)
+                out[f"{name}_accuracy_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            return out
+    return {}

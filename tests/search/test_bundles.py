@@ -1,0 +1,78 @@
+"""The search writes its winner as a bundle from the weights it was evaluated with, and
+`archspec train STUDY` retrains a trial with the recorded recipe to the same accuracy and the
+same weights (CPU)."""
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import archspec
+import archspec.cli.search
+import archspec.cli.train
+from archspec.cli import app
+from archspec.search import load_search, load_study, run_search
+from archspec.search.data import load_dataset
+from archspec.search.pick import trial_spec
+from archspec.search.record import read_study, read_trial
+from archspec.search.results import best_trial
+from archspec.search.train import MEMORY_FORMAT, evaluate
+from archspec.spec.dump import dump_spec
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def searched(write_def, tmp_path):
+    path = write_def(
+        "bundled",
+        data={"dataset": "digits", "limit": 240},
+        training={"epochs": 1, "batch_size": 48, "precise_bn": 96},
+        evaluation={"seeds": 0},
+        trials=2,
+    )
+    defn = load_search(path)
+    result = run_search(defn, quiet=True, save_top=2)
+    return path, defn, result
+
+
+def test_the_winner_is_saved_with_the_weights_it_was_evaluated_with(searched, tmp_path):
+    _, defn, result = searched
+    study = result.study
+    best = best_trial(study)
+    record = read_trial(best)
+    bundle = archspec.load_bundle(tmp_path / "runs" / "bundled" / "best")
+    manifest = bundle.manifest
+    assert manifest.metrics["val_accuracy"] == record.accuracy
+    assert manifest.provenance.source == "search"
+    assert (manifest.provenance.study, manifest.provenance.trial) == ("bundled", best.number)
+    assert manifest.provenance.seed == read_study(study).seed
+    assert manifest.params == record.params
+    spec, _ = trial_spec(study, best.number)
+    assert dump_spec(bundle.spec) == dump_spec(spec)  # the network the trial trained
+    # the bundle's weights score exactly the recorded validation accuracy on the study's split
+    dataset = load_dataset(defn.data, defn.seed)
+    split = dataset.split(spec.input.hw, spec.input.channels, "cpu")
+    model = bundle.model.to(memory_format=MEMORY_FORMAT)
+    assert evaluate(model, split.val_x, split.val_y, torch.device("cpu")) == record.accuracy
+    assert manifest.metrics["test_accuracy"] == evaluate(
+        model, split.test_x, split.test_y, torch.device("cpu")
+    )
+    assert (tmp_path / "runs" / "bundled" / f"trial-{best.number}").is_dir()  # --save-top 2
+
+
+def test_retraining_a_trial_reproduces_its_accuracy_and_weights(searched, tmp_path):
+    path, _, result = searched
+    best = best_trial(result.study)
+    out = runner.invoke(
+        app, ["train", str(path), "--trial", "best", "-o", str(tmp_path / "re"), "-q"]
+    )
+    assert out.exit_code == 0, out.output
+    assert f"the study recorded {read_trial(best).accuracy:.4f} for this trial: identical" in (
+        out.output
+    )
+    retrained = (tmp_path / "re" / "bundle" / "weights.safetensors").read_bytes()
+    searched_weights = (tmp_path / "runs" / "bundled" / "best" / "weights.safetensors").read_bytes()
+    assert retrained == searched_weights
+    bundle = archspec.load_bundle(tmp_path / "re" / "bundle")
+    assert bundle.manifest.provenance.trial == best.number
+    assert load_study(str(path)).study_name == "bundled"
