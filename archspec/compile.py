@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -98,14 +99,37 @@ def _class_name(name: str) -> str:
 def build(
     spec: Spec | str | Path,
     *,
+    outputs: Sequence[str] | None = None,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     memory_format: torch.memory_format | None = None,
     **options: Any,
 ) -> fx.GraphModule:
     """Build a torch module from a spec (path, YAML text or Spec); `options` set spec options
-    such as num_classes. `memory_format=torch.channels_last` stores conv weights NHWC."""
-    module = compile_graph(build_graph(spec, **options))
+    such as num_classes. `memory_format=torch.channels_last` stores conv weights NHWC.
+
+    Backbones: `outputs=["layer2", "layer4"]` returns a dict of those layers' outputs,
+    `features_only=True` a list of the feature maps (one per reduction, timm's rule;
+    `out_indices` picks some); what does not feed them (the head) is left out, and
+    `module.feature_info` gives each output's channels and reduction."""
+    from archspec.errors import GraphError
+    from archspec.features import feature_info, features_graph
+
+    graph = build_graph(spec, **options)
+    returns: Returns = "auto"
+    if out_indices is not None and not features_only:
+        raise GraphError("out_indices picks feature maps: pass features_only=True too")
+    if features_only and outputs is not None:
+        raise GraphError("give outputs or features_only, not both")
+    if features_only:
+        graph, returns = features_graph(graph, out_indices), "list"
+    elif outputs is not None:
+        graph, returns = graph.with_outputs(outputs), "dict"
+    module = compile_graph(graph, returns=returns)
+    if returns != "auto":
+        module.feature_info = feature_info(graph)
     if device is not None or dtype is not None:
         module = module.to(device=device, dtype=dtype)
     if memory_format is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,9 +55,18 @@ def spec_path(name_or_path: str | Path) -> Path:
     return find_file(name_or_path, spec_dir(), "model", SpecError)
 
 
-def create_model(name: str, *, scale: str | None = None, **options: Any) -> fx.GraphModule:
+def create_model(
+    name: str,
+    *,
+    scale: str | None = None,
+    features_only: bool = False,
+    out_indices: Sequence[int] | None = None,
+    **options: Any,
+) -> fx.GraphModule:
     """Build a zoo model by name, timm-style: `create_model("resnet50", num_classes=10)`.
-    `scale` picks one of the spec's named presets (e.g. efficientnet_b0's "b3")."""
+    `scale` picks one of the spec's named presets (e.g. efficientnet_b0's "b3");
+    `features_only=True` returns the list of feature maps instead of the logits (timm's
+    backbones; `out_indices` picks some, `model.feature_info` describes them)."""
     from archspec.compile import build
     from archspec.spec import load_spec
 
@@ -65,4 +75,4 @@ def create_model(name: str, *, scale: str | None = None, **options: Any) -> fx.G
         from archspec.scale import apply_preset
 
         spec = apply_preset(spec, scale)
-    return build(spec, **options)
+    return build(spec, features_only=features_only, out_indices=out_indices, **options)

@@ -336,9 +336,9 @@ def stride_over_kernel(ctx: Context) -> Iterator[Hit]:
 def small_receptive_field(ctx: Context) -> Iterator[Hit]:
     # The field of the features the head pools or flattens; global pooling averages local
     # features without enlarging what each one saw. Attention mixes globally: not checked.
-    graph, first = ctx.graph, ctx.graph.outputs[0]
-    if ctx.shape(first).layout != "C":
-        return
+    graph = ctx.graph
+    if not any(ctx.shape(out).layout == "C" for out in graph.outputs):
+        return  # no classifier output (a backbone)
     for name in ctx.nodes:
         if ctx.whole(name) and not _spatial(ctx.shape(ctx.inputs(name)[0])):
             return

@@ -12,6 +12,7 @@ from rich.table import Table
 from archspec.analysis.cost import CostReport, NodeCost, analyze
 from archspec.analysis.groups import stages
 from archspec.errors import ArchspecError
+from archspec.features import FeatureInfo, feature_info
 from archspec.graph import build_graph
 
 FORMATS = ("table", "json", "markdown")
@@ -61,7 +62,9 @@ def stage_runs(report: CostReport, stage_of: dict[str, str]) -> list[Stage]:
     return runs
 
 
-def _report(spec: str, scale: str | None, batch: int) -> tuple[str, CostReport, list[Stage]]:
+def _report(
+    spec: str, scale: str | None, batch: int, outputs: list[str] | None
+) -> tuple[str, CostReport, list[Stage], FeatureInfo]:
     from archspec.spec import load_spec
     from archspec.zoo import spec_path
 
@@ -70,9 +73,9 @@ def _report(spec: str, scale: str | None, batch: int) -> tuple[str, CostReport, 
         from archspec.scale import apply_preset
 
         loaded = apply_preset(loaded, scale)
-    graph = build_graph(loaded)
+    graph = build_graph(loaded, outputs=outputs)
     report = analyze(graph, batch=batch)
-    return loaded.name, report, stage_runs(report, stages(graph))
+    return loaded.name, report, stage_runs(report, stages(graph)), feature_info(graph)
 
 
 def _rf(cost: NodeCost) -> str:
@@ -109,8 +112,8 @@ def summary_rows(
         if not single:
             label = f"{len(stage.nodes)} nodes"
             rows.append(("stage", _row(f"{stage.name} total", label, stage, stage.output)))
-    out = report.nodes[report.outputs[0]]
-    total = ["total", "", str(out.shape), f"{report.params:,}", f"{report.flops / 1e6:.2f}"]
+    shapes = " ".join(str(report.nodes[o].shape) for o in report.outputs)
+    total = ["total", "", shapes, f"{report.params:,}", f"{report.flops / 1e6:.2f}"]
     rows.append(("total", [*total, f"{report.activation_bytes / 1024:.0f}", ""]))
     return rows
 
@@ -122,15 +125,27 @@ def render_summary(
     fmt: str = "table",
     batch: int = 1,
     stages_only: bool = False,
+    outputs: list[str] | None = None,
     console: Console | None = None,
 ) -> str | None:
-    """The summary as text (json, markdown) or printed on `console` (table, returns None)."""
+    """The summary as text (json, markdown) or printed on `console` (table, returns None).
+    `outputs` names the layers to summarize up to (a backbone); the rest is left out."""
     if fmt not in FORMATS:
         raise ArchspecError(f"--format must be table, json or markdown (got {fmt!r})")
-    name, report, runs = _report(spec, scale, batch)
+    name, report, runs, info = _report(spec, scale, batch, outputs)
     if fmt == "json":
         data = {"name": name, **report.to_dict()}
         data["stages"] = [s.to_dict() for s in runs]
+        data["outputs"] = [
+            {
+                "name": f.name,
+                "node": f.node,
+                "shape": list(f.shape.dims),
+                "channels": f.channels,
+                "reduction": f.reduction,
+            }
+            for f in info
+        ]
         return json.dumps(data, indent=2) + "\n"
     rows = summary_rows(report, runs, stages_only=stages_only)
     if fmt == "markdown":

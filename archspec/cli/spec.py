@@ -41,12 +41,19 @@ def summary(
     fmt: Annotated[str, typer.Option("--format", help="table, json or markdown")] = "table",
     batch: Annotated[int, typer.Option(help="batch size for activation memory")] = 1,
     stages: Annotated[bool, typer.Option("--stages", help="stage subtotals only")] = False,
+    outputs: Annotated[
+        str | None,
+        typer.Option(help="comma-separated layers to stop at (a backbone: layer2,layer3)"),
+    ] = None,
 ) -> None:
     """Per-node table: op, output shape, params, FLOPs, memory, receptive field; a subtotal
     per stage (a top-level name such as layer3); totals."""
     from archspec.analysis.summary import render_summary
 
-    text = render_summary(spec, scale=scale, fmt=fmt, batch=batch, stages_only=stages, console=out)
+    names = [n.strip() for n in outputs.split(",") if n.strip()] if outputs is not None else None
+    text = render_summary(
+        spec, scale=scale, fmt=fmt, batch=batch, stages_only=stages, outputs=names, console=out
+    )
     if text is not None:
         sys.stdout.write(text)
 

@@ -36,7 +36,7 @@ def test_blocks_collapse_into_repeated_instances(resnet50):
     assert names == [
         "conv1",
         "bn1",
-        "2",
+        "relu",
         "maxpool",
         *(f"layer{i}" for i in range(1, 5)),
         "avgpool",

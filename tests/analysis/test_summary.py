@@ -32,7 +32,7 @@ def test_resnet50_stages():
     assert list(runs) == [
         "conv1",
         "bn1",
-        "2",
+        "relu",
         "maxpool",
         "layer1",
         "layer2",

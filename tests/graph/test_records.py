@@ -43,7 +43,7 @@ def test_records_carry_op_inputs_shapes_and_location():
     assert node.path == ("blocks", "basic", "layers", 5, "layers", 0)
     assert graph.shape(INPUT).dims == (3, 224, 224)
     assert graph.users("layer1.1.6") == ["layer2.0.conv1", "layer2.0.downsample.0"]
-    assert [n.name for n in graph][:4] == ["conv1", "bn1", "2", "maxpool"]
+    assert [n.name for n in graph][:4] == ["conv1", "bn1", "relu", "maxpool"]
     assert graph.outputs == ("fc",) and len(graph) == 69
 
 

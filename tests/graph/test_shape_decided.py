@@ -39,7 +39,7 @@ blocks:
 layers:
   - {op: conv2d, name: conv1, out_channels: 64, kernel_size: 7, stride: 2, padding: 3, bias: false}
   - {op: batchnorm, name: bn1}
-  - {op: relu}
+  - {op: relu, name: relu}
   - {op: maxpool, name: maxpool, kernel_size: 3, stride: 2, padding: 1}
   - {block: basic, name: layer1, repeat: 2, args: {out_channels: 64}}
   - {block: basic, name: layer2, repeat: 2, args: {out_channels: 128}, first: {stride: 2}}
