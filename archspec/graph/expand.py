@@ -192,6 +192,7 @@ class Expander:
         self.problems: list[Problem] = []
         self.depth_index = 0
         self.finished = False
+        self.max_nodes = MAX_NODES.value  # read once: it is an environment lookup
         self.shape_of: Callable[[str | Ref], Shape] = _no_shapes
         self.env = Env(self._options(options))
 
@@ -300,9 +301,9 @@ class Expander:
     ) -> str | Ref:
         if item.op is not None:
             self.nodes[name] = Pending(name, item, path, env, inputs, within.place(name))
-            if len(self.nodes) > MAX_NODES.value:  # a repeat only known during expansion
+            if len(self.nodes) > self.max_nodes:  # a repeat only known during expansion
                 raise MAX_NODES.error(
-                    f"this spec expands to more than {MAX_NODES.value:,} nodes",
+                    f"this spec expands to more than {self.max_nodes:,} nodes",
                     self.spec.locate(path),
                 )
             self.parts[name] = ("op", path, name)
@@ -318,7 +319,7 @@ class Expander:
             if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
                 self.fail(path + ("repeat",), f"repeat must be a positive integer (got {repeat!r})")
                 return inputs[0]
-            if repeat > MAX_NODES.value:
+            if repeat > self.max_nodes:
                 where = self.spec.locate(path + ("repeat",))
                 MAX_NODES.check(repeat, "repeat: this stage expands to at least", where)
         kind: PartKind = "group" if item.layers is not None else "block"
