@@ -16,7 +16,6 @@ from archspec.search.record import (
     FamilyRecord,
     Scores,
     read_evaluation,
-    read_trial,
     spec_hash,
     trial_spec_text,
     write_study_record,
@@ -59,7 +58,7 @@ def run_evaluation(
     entries = []
     for label, trial, phi, text in wanted:
         spec = load_spec(text)
-        digest = _hash(study, trial, text)
+        digest = spec_hash(text)  # the stored YAML: the same hash as the trial's record
         scores = done.get(digest)
         if scores is None:
             results = [runner.recipe.score(spec, s, desc=f"{label} seed {s}") for s in seeds]
@@ -83,14 +82,6 @@ def run_evaluation(
     )
     write_study_record(study, EVALUATION_KEY, record)
     return record
-
-
-def _hash(study: optuna.Study, trial: int | None, text: str) -> str:
-    if trial is not None:
-        record = read_trial(study.trials[trial])
-        if record is not None and record.spec_hash:
-            return record.spec_hash
-    return spec_hash(text)
 
 
 def _compare(a: Evaluated, b: Evaluated, what: str) -> str:
