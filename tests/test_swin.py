@@ -1,5 +1,7 @@
 """Swin-T at its own resolution (the zoo test runs it at 32 pixels, where windows are padded)."""
 
+import re
+
 import pytest
 import torch
 import torchvision
@@ -16,3 +18,27 @@ def test_swin_t_is_torchvision_swin_t_at_224():
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))
+
+
+@pytest.mark.parametrize(
+    ("layer", "message"),
+    [
+        (
+            "{op: window_attention, num_heads: 2}",
+            "window_attention expects a channels-last tensor (N,H,W,C); got an image tensor "
+            "(N,C,H,W) (8,14,14); add {op: permute, to: HWC} first",
+        ),
+        (
+            "{op: permute, to: HWC}\n  - {op: window_attention, num_heads: 3}",
+            "num_heads 3 must divide the 8 channels",
+        ),
+        (
+            "{op: permute, to: HWC}\n  - {op: window_attention, num_heads: 2, shift_size: 7}",
+            "shift_size 7 must be smaller than window_size 7",
+        ),
+    ],
+)
+def test_window_attention_mistakes(layer, message):
+    text = f"name: w\ninput: {{channels: 8, size: 14}}\nlayers:\n  - {layer}\n"
+    with pytest.raises(archspec.GraphError, match=re.escape(message)):
+        archspec.build_graph(text)

@@ -190,7 +190,11 @@ def _layout_message(op: str, shape: Shape, layouts: tuple[Layout, ...]) -> str:
     hint = ""
     if op in ("linear", "mlp") and shape.layout == "CHW":
         hint = "; add flatten or adaptive_avgpool first (or permute to channels-last)"
-    elif shape.layout in ("LC", "C", "HWC") and "CHW" in layouts:
+    elif shape.layout == "HWC" and "CHW" in layouts:
+        hint = "; add {op: permute, to: CHW} first"
+    elif shape.layout == "CHW" and "HWC" in layouts:
+        hint = "; add {op: permute, to: HWC} first"
+    elif shape.layout in ("LC", "C") and "CHW" in layouts:
         hint = "; this op needs an image tensor (N,C,H,W)"
     return f"{op} expects {wanted}; got {shape.describe()} {shape}{hint}"
 
