@@ -48,6 +48,7 @@ def build_graph(
     _check_size(shapes, order)
     final = expander.resolve(last, report=False)
     keep = _check_reach(expander, digraph, order, outs, final)
+    locate = spec._source.locate if spec._source is not None else spec.locate
     nodes = {
         name: Node(
             name=name,
@@ -55,7 +56,7 @@ def build_graph(
             inputs=tuple(inputs[name]),
             input_shapes=tuple(shapes.shapes[i] for i in inputs[name]),  # type: ignore[misc]
             shape=shapes.shapes[name],  # type: ignore[arg-type]
-            location=spec.locate(expander.nodes[name].path),
+            location=locate(expander.nodes[name].path),
             path=expander.nodes[name].path,
             place=expander.nodes[name].place,
         )

@@ -191,6 +191,7 @@ class Expander:
         self.parts: dict[str, tuple[PartKind, PathKey, str | Ref]] = {}
         self.problems: list[Problem] = []
         self.depth_index = 0
+        self.max_nodes = MAX_NODES.value  # read once: the environment variable may set it
         self.finished = False
         self.max_nodes = MAX_NODES.value  # read once: it is an environment lookup
         self.shape_of: Callable[[str | Ref], Shape] = _no_shapes

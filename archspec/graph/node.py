@@ -4,6 +4,7 @@ per expanded spec item, and the graph holding them (networkx kept inside, for gr
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -127,10 +128,8 @@ class ArchGraph:
         for name in names:
             part = self.parts.get(name)
             if part is None:
-                from archspec.ops.base import unknown_message
-
                 raise GraphError(
-                    "outputs: " + unknown_message("layer", name, self.parts), self.spec.locate(())
+                    f"outputs: {_unknown_layer(name, self.parts)}", self.spec.locate(())
                 )
             outputs.append(part.output)
         keep = feeding(self.digraph, outputs)
@@ -145,6 +144,14 @@ class ArchGraph:
 
     def __repr__(self) -> str:
         return f"<ArchGraph {self.spec.name}: {len(self)} nodes, outputs {list(self.outputs)}>"
+
+
+def _unknown_layer(name: str, parts: Mapping[str, Part]) -> str:
+    near = difflib.get_close_matches(name, list(parts), n=3, cutoff=0.6)
+    if near:
+        return f"unknown layer {name!r}; did you mean {', '.join(near)}?"
+    top = [p for p in parts if "." not in p][:12]
+    return f"unknown layer {name!r}; layers are named by their dotted path ({', '.join(top)}, ...)"
 
 
 def feeding(digraph: nx.DiGraph, outputs: Iterable[str]) -> set[str]:
