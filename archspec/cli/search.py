@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from archspec.cli import command, err, kept, out
 from archspec.errors import ScaleError
+
+if TYPE_CHECKING:
+    from archspec.search.definition import SearchDef
 
 StudyArg = Annotated[
     str, typer.Argument(help="a search definition (search/NAME.yaml) or a study name")
@@ -75,10 +79,23 @@ def search(
     definition: Annotated[
         str, typer.Argument(help="a search definition (search/NAME.yaml) or a shipped one's name")
     ],
-    trials: Annotated[int | None, typer.Option(help="trials to add (default: the file's)")] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            help="finished trials the study should hold besides the base (trial 0; default: "
+            "the file's); a rerun or a joining worker runs only the missing ones"
+        ),
+    ] = None,
     storage: StorageOpt = None,
     seed: Annotated[int | None, typer.Option(help="seed (default: the file's)")] = None,
     timeout: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    workers: Annotated[
+        int, typer.Option(help="worker processes on this machine, all on one study")
+    ] = 1,
+    gpus: Annotated[
+        str | None,
+        typer.Option(help="GPUs to spread the workers over, e.g. 0,1 (default: all visible)"),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="best spec (default: the file's export)")
     ] = None,
@@ -89,17 +106,40 @@ def search(
     save_family: Annotated[
         bool, typer.Option("--save-family", help="also bundle the family as runs/STUDY/phi-K/")
     ] = False,
+    as_worker: Annotated[bool, typer.Option("--as-worker", hidden=True)] = False,
+    threads: Annotated[int | None, typer.Option(hidden=True)] = None,
+    worker_seed: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
-    """Run an Optuna search (re-running resumes the study), print the result, export the best
+    """Run an Optuna search until the study holds its trials (re-running resumes it; the same
+    command with --storage on another machine joins it), print the result, export the best
     spec, and write the winner as a bundle (runs/STUDY/best/) with its evaluated weights."""
     from archspec.errors import ExportError
     from archspec.search import export_trial, load_search, run_search
     from archspec.search.report import print_report
+    from archspec.search.worker import Interrupted
 
     defn = load_search(definition)
     if trials is not None and trials < 0:
         raise typer.BadParameter("--trials must be >= 0")
     try:
+        if as_worker:  # one of --workers N: trials only; the launcher reports
+            run_search(
+                defn,
+                trials=trials,
+                storage=storage,
+                seed=seed,
+                timeout=timeout,
+                quiet=True,
+                threads=threads,
+                worker_seed=worker_seed,
+                finalize=False,
+            )
+            return
+        launched, start = 0, time.perf_counter()
+        if workers > 1:
+            launched = _run_workers(
+                definition, defn, workers, gpus, trials, storage, seed, timeout, quiet
+            )
         result = run_search(
             defn,
             trials=trials,
@@ -110,6 +150,11 @@ def search(
             save_top=save_top,
             save_family=save_family,
         )
+        result.added += launched
+        result.seconds = time.perf_counter() - start
+    except Interrupted as exc:
+        err.print(str(exc), highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err.print("interrupted; finished trials are stored: run the same command to resume")
         raise typer.Exit(130) from None
@@ -138,6 +183,53 @@ def search(
         f"  files written:  {', '.join(written) or 'none'}",
         highlight=False,
     )
+
+
+def _run_workers(
+    definition: str,
+    defn: SearchDef,
+    count: int,
+    gpus: str | None,
+    trials: int | None,
+    storage: str | None,
+    seed: int | None,
+    timeout: float | None,
+    quiet: bool,
+) -> int:
+    """`count` worker processes until the study holds its trials (the caller then runs the
+    family step and the re-evaluation, and prints the result); returns the trials they
+    finished."""
+    import os
+
+    from archspec.errors import SearchError
+    from archspec.search import launch
+    from archspec.search.storage import sampler_seed
+
+    on_gpu = defn.training.device in ("auto", "cuda")
+    plans = launch.plan_workers(
+        count,
+        cpus=os.cpu_count() or 1,
+        gpus=launch.visible_gpus(gpus, os.environ, launch.cuda_device_count()) if on_gpu else [],
+        threads=defn.training.threads,
+    )
+    options = [
+        *("--storage", storage or defn.storage_url),
+        *(("--trials", str(trials)) if trials is not None else ()),
+        *(("--seed", str(seed)) if seed is not None else ()),
+        *(("--timeout", str(timeout)) if timeout is not None else ()),
+    ]
+    target = (defn.trials if trials is None else trials) + 1  # and the base, trial 0
+    progress = launch.Progress(defn.study, storage or defn.storage_url, target, quiet)
+    seeds = [
+        sampler_seed(defn.seed if seed is None else seed, progress.started_at, plan.index)
+        for plan in plans
+    ]
+    codes = launch.run_workers(definition, plans, seeds, options, progress)
+    failed = [(i, code) for i, code in enumerate(codes) if code != 0]
+    if failed:
+        listed = ", ".join(f"worker {i} exited with {code}" for i, code in failed)
+        raise SearchError(f"{listed}; finished trials are stored: run the same command to resume")
+    return launch.finished(progress)
 
 
 @command

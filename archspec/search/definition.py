@@ -292,6 +292,25 @@ class Pruner(_Strict):
         return _one_of(value, PRUNERS)
 
 
+class Heartbeat(_Strict):
+    """Dead-worker detection (Optuna's heartbeat): a running trial records a heartbeat every
+    `interval` seconds; one silent for `grace_period` seconds (its worker was killed, lost
+    power or its machine) is failed and retried with the same parameters by any worker, at
+    most `max_retry` times."""
+
+    interval: Annotated[int, Field(ge=1, le=3600)] = 10
+    grace_period: Annotated[int, Field(ge=2, le=86_400)] = 60
+    max_retry: Annotated[int, Field(ge=0, le=100)] = 3
+
+    @model_validator(mode="after")
+    def _longer(self) -> Heartbeat:
+        if self.grace_period <= self.interval:
+            raise ValueError(
+                f"grace_period ({self.grace_period}) must exceed interval ({self.interval})"
+            )
+        return self
+
+
 class SearchDef(_Strict):
     """A whole search: what to scale, how to train and judge candidates, how Optuna searches."""
 
@@ -314,7 +333,12 @@ class SearchDef(_Strict):
     pruner: Pruner = Field(default_factory=Pruner)
     trials: Annotated[int, Field(ge=1, le=100_000)] = 20
     timeout: Annotated[float, Field(gt=0)] | None = Field(None, description="seconds")
-    storage: str | None = Field(None, description="Optuna storage URL; default runs/<study>.db")
+    storage: str | None = Field(
+        None,
+        description="Optuna storage: an SQLAlchemy URL (sqlite:///, postgresql://, mysql://) or "
+        "a JournalStorage file path; default sqlite:///runs/<study>.db",
+    )
+    heartbeat: Heartbeat = Field(default_factory=Heartbeat)
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
     export: str | None = Field(None, description="where the best spec goes; default runs/")
 

@@ -18,6 +18,7 @@ from archspec.search.record import (
 )
 from archspec.search.results import best_trial, pareto_trials
 from archspec.search.space import Candidate
+from archspec.search.worker import unfinished
 from archspec.spec import load_spec
 from archspec.spec.dump import dump_spec, write_text_atomic
 from archspec.spec.model import Spec
@@ -107,6 +108,9 @@ def _pick(study: optuna.Study, trial: str | int) -> optuna.trial.FrozenTrial:
             f"study {study.study_name!r} has trials 0..{len(trials) - 1}; got {number}"
         )
     frozen = trials[number]
+    note = unfinished(study).get(number)
+    if note is not None:  # nothing trained: its numbers would read as a result
+        raise ExportError(f"trial {number} never finished ({note}); export a finished trial")
     if read_trial(frozen) is None:
         raise ExportError(f"trial {number} has no archspec record ({frozen.state.name})")
     return frozen

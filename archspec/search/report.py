@@ -27,6 +27,7 @@ from archspec.search.record import (
 )
 from archspec.search.results import base_trial, pareto_trials, ranked_trials, records
 from archspec.search.space import Candidate
+from archspec.search.worker import unfinished
 
 
 def fairness_note(study: optuna.Study) -> str:
@@ -221,6 +222,8 @@ def print_report(study: optuna.Study, console: Console) -> None:
     if evaluation is not None:
         console.print(evaluation.verdict, highlight=False)
     console.print(counts(study), highlight=False)
+    for number, note in unfinished(study).items():
+        console.print(f"trial {number} never finished: {note}", highlight=False, soft_wrap=True)
     console.print(fairness_note(study), highlight=False, soft_wrap=False)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -16,14 +15,23 @@ import torch
 from optuna.trial import FrozenTrial
 
 from archspec.search.bundles import WeightStore, Written, study_folder, write_bundles
+from archspec.search.claims import claim, once
 from archspec.search.data import load_dataset
 from archspec.search.definition import SearchDef
 from archspec.search.evaluation import run_evaluation
 from archspec.search.family import run_family
-from archspec.search.record import ROLE_KEY, EvaluationRecord, FamilyRecord, read_trial
+from archspec.search.record import (
+    ROLE_KEY,
+    EvaluationRecord,
+    FamilyRecord,
+    read_evaluation,
+    read_family,
+    read_trial,
+)
 from archspec.search.results import best_trial, pareto_trials
 from archspec.search.storage import open_study
 from archspec.search.trial import TrialRunner
+from archspec.search.worker import Tally, interrupts, run_trials
 
 
 @dataclass
@@ -44,43 +52,65 @@ def run_search(
     seed: int | None = None,
     timeout: float | None = None,
     quiet: bool = False,
+    threads: int | None = None,
+    finalize: bool = True,
+    worker_seed: int | None = None,
     save_top: int = 0,
     save_family: bool = False,
 ) -> SearchResult:
-    """Run (or resume) the study of `defn`: `trials` more trials (default: the definition's),
-    then, in compound mode, the family phi = 1..K, then the seeds re-evaluation; last, the
-    winner is written as a bundle (runs/<study>/best/; with `save_top`, the best trials as
-    runs/<study>/trial-N/; with `save_family`, the members as runs/<study>/phi-K/)."""
+    """Run (or resume, or join) the study of `defn` until it holds the base (trial 0) and
+    `trials` more finished trials (default: the definition's), counting every worker's; then,
+    run by exactly one process, the family phi = 1..K (compound mode), the seeds
+    re-evaluation, and the winner written as a bundle (runs/<study>/best/; with `save_top`,
+    the best trials as runs/<study>/trial-N/; with `save_family`, the members as
+    runs/<study>/phi-K/). SIGTERM and Ctrl-C raise `Interrupted` after the running trial is
+    marked failed and queued again. `finalize=False`: trials only; `worker_seed`: this
+    worker's sampler seed (default: from its index among the workers)."""
     start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = defn.seed if seed is None else seed
     dataset = load_dataset(defn.data, seed)
-    study = open_study(defn, dataset, storage=storage, seed=seed)
+    study = open_study(defn, dataset, storage=storage, seed=seed, worker_seed=worker_seed)
     folder = study_folder(defn.study)
     store = WeightStore(folder / "weights")
     runner = TrialRunner(defn, dataset, seed=seed, quiet=quiet, weights=store)
-    n_trials = defn.trials if trials is None else trials
-    before = len(study.trials)
-    if before == 0:  # trial 0: the unscaled base, the reference every table compares with
+    # trial 0: the unscaled base, the reference every table compares with; it counts on top
+    # of the searched trials, and exactly one of the workers starting a fresh study queues it
+    target = (defn.trials if trials is None else trials) + 1
+    if len(study.trials) == 0 and claim(study, "base"):
         study.enqueue_trial({}, user_attrs={ROLE_KEY: "base"})
-        n_trials += 1
-    with _threads(defn.training.threads):
-        with _StudyProgress(study, n_trials, quiet) as progress, warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.optimize(
+    family = evaluation = None
+    bundles: list[Written] = []
+    with _threads(threads or defn.training.threads), interrupts():
+        with _StudyProgress(study, target, quiet) as progress:
+            added = run_trials(
+                study,
                 runner,
-                n_trials=n_trials,
+                target,
+                max_retry=defn.heartbeat.max_retry,
                 timeout=timeout if timeout is not None else defn.timeout,
                 callbacks=[progress.update],
-                gc_after_trial=False,
+                poll=min(2.0, defn.heartbeat.interval),
             )
-        family = run_family(study, runner) if defn.mode == "compound" else None
-        evaluation = run_evaluation(study, runner, family)
-        bundles = write_bundles(
-            study, dataset, store, folder, top=save_top, family=save_family, storage=storage
-        )
-    seconds = time.perf_counter() - start
-    return SearchResult(study, len(study.trials) - before, seconds, family, evaluation, bundles)
+        if finalize and Tally.of(study).finished >= target:
+            # one process runs the family, the re-evaluation and the bundles for this
+            # target; the others read what it stored
+            with once(study, f"final:{target}", lease=defn.heartbeat.grace_period) as mine:
+                if mine:
+                    family = run_family(study, runner) if defn.mode == "compound" else None
+                    evaluation = run_evaluation(study, runner, family)
+                    bundles = write_bundles(
+                        study,
+                        dataset,
+                        store,
+                        folder,
+                        top=save_top,
+                        family=save_family,
+                        storage=storage,
+                    )
+                else:
+                    family, evaluation = read_family(study), read_evaluation(study)
+    return SearchResult(study, added, time.perf_counter() - start, family, evaluation, bundles)
 
 
 @contextlib.contextmanager
@@ -96,14 +126,20 @@ def _threads(count: int | None) -> Iterator[None]:
 
 
 class _StudyProgress:
-    """One bar for the study: trials done, best so far (or the Pareto front's size)."""
+    """One bar for the study: finished trials (every worker's) towards the target, best so far
+    (or the Pareto front's size)."""
 
     def __init__(self, study: optuna.Study, total: int, quiet: bool):
         from tqdm.auto import tqdm
 
         self.study = study
         self.bar = tqdm(
-            total=total, desc=study.study_name, unit="trial", disable=quiet, dynamic_ncols=True
+            total=total,
+            initial=min(total, Tally.of(study).finished),
+            desc=study.study_name,
+            unit="trial",
+            disable=quiet,
+            dynamic_ncols=True,
         )
 
     def __enter__(self) -> _StudyProgress:
@@ -113,7 +149,8 @@ class _StudyProgress:
         self.bar.close()
 
     def update(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.bar.update(1)
+        self.bar.n = min(self.bar.total, Tally.of(study).finished)
+        self.bar.refresh()
         if len(study.directions) == 1:
             best = best_trial(study)
             value = best.values[0] if best else math.nan

@@ -10,13 +10,16 @@ import optuna
 
 from archspec.analysis import analyze
 from archspec.errors import Location, SearchError
+from archspec.search.claims import worker_index
 from archspec.search.data import Dataset
 from archspec.search.definition import SearchDef, default_storage
+from archspec.search.heartbeat import is_url, open_storage
 from archspec.search.record import KEY, StudyRecord, read_study, write_study_record
 from archspec.search.samplers import make_pruner, make_sampler
 from archspec.search.space import reference_spec
 from archspec.spec.dump import dump_spec
 
+WORKER_SEED_STRIDE = 1_000_003  # sampler seed = seed + trials at start + stride * worker index
 # Sections whose change makes new trials incomparable with the stored ones.
 FINGERPRINT = (
     "mode",
@@ -31,26 +34,31 @@ FINGERPRINT = (
 )
 
 
-def storage_url(url: str) -> str:
-    """The URL, with the folder of an SQLite file created."""
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
-        if str(path) not in ("", ":memory:"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-    return url
+def sampler_seed(seed: int, started_at: int, worker: int) -> int:
+    """The sampler seed of worker `worker` joining when the study held `started_at` trials:
+    a resumed study's sampler is seeded past its trials, so it does not repeat them, and each
+    worker draws its own sequence."""
+    return seed + started_at + WORKER_SEED_STRIDE * worker
 
 
 def open_study(
-    defn: SearchDef, dataset: Dataset, *, storage: str | None = None, seed: int | None = None
+    defn: SearchDef,
+    dataset: Dataset,
+    *,
+    storage: str | None = None,
+    seed: int | None = None,
+    worker_seed: int | None = None,
 ) -> optuna.Study:
-    """Create the study, or load it to add trials when it exists (refusing a changed setup)."""
+    """Create the study, or load it to add trials when it exists (refusing a changed setup).
+    The sampler is seeded with `worker_seed` (from the launcher of `--workers N`), else by
+    the worker's index among those joining at this point (atomic across machines)."""
     seed = defn.seed if seed is None else seed
-    url = storage_url(storage or defn.storage_url)
+    url = storage or defn.storage_url
     info = _study_info(defn, dataset, seed)
     try:
         study = optuna.create_study(
             study_name=defn.study,
-            storage=url,
+            storage=open_storage(url, defn.heartbeat),
             directions=defn.directions,
             load_if_exists=True,
             sampler=make_sampler(defn, seed),
@@ -71,8 +79,10 @@ def open_study(
         write_study_record(study, KEY, info)
     else:
         _check_resumable(defn, read_study(study), info, study)
-    # A resumed study gets a sampler seeded past its trials, so it does not repeat them.
-    study.sampler = make_sampler(defn, seed + len(study.trials))
+    if worker_seed is None:
+        started_at = len(study.trials)
+        worker_seed = sampler_seed(seed, started_at, worker_index(study, started_at))
+    study.sampler = make_sampler(defn, worker_seed)
     return study
 
 
@@ -125,15 +135,19 @@ def load_study(study: str, storage: str | None = None) -> optuna.Study:
         name, url = defn.study, storage or defn.storage_url
     else:
         name, url = study, storage or default_storage(study)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+    else:
+        path = None if is_url(url) else url  # a journal file
+    if path is not None and not Path(path).exists():
         raise SearchError(
-            f"no study database {url[len('sqlite:///') :]!r}; run `archspec search` first, "
-            "or pass --storage"
+            f"no study database {path!r}; run `archspec search` first, or pass --storage"
         )
+    backend = open_storage(url)
     try:
-        loaded = optuna.load_study(study_name=name, storage=url)
+        loaded = optuna.load_study(study_name=name, storage=backend)
     except KeyError as exc:
-        names = optuna.get_all_study_names(url)
+        names = optuna.get_all_study_names(backend)
         raise SearchError(
             f"no study {name!r} in {url}; it holds: {', '.join(names) or 'none'}"
         ) from exc

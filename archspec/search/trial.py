@@ -174,6 +174,15 @@ class TrialRunner:
                 }
             )
             return self._finish(trial, record, text, metrics)
+        if not all(bool(p.isfinite().all()) for p in model.parameters()):
+            # the loss went NaN/inf: the weights are garbage, its accuracy means nothing
+            record = record.model_copy(
+                update={
+                    "reason": "diverged: non-finite weights after training",
+                    "constraints": self._full({**constraints, "valid": 1.0}),
+                }
+            )
+            return self._finish(trial, record, text, metrics)
         metrics.accuracy = result.accuracy
         record = record.model_copy(
             update={

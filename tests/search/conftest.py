@@ -1,5 +1,9 @@
 """Tiny search definitions written into tmp_path: a few hundred digits, one or two epochs."""
 
+import os
+import subprocess
+import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -58,3 +62,59 @@ def write_def(tmp_path, monkeypatch):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL server for the multi-worker tests: ARCHSPEC_TEST_POSTGRES (set by .ci/run),
+    else a private one started here with .ci/postgres (needs the PostgreSQL binaries); skips
+    with the reason when there is none, fails instead under ARCHSPEC_REQUIRE_POSTGRES=1."""
+    url = os.environ.get("ARCHSPEC_TEST_POSTGRES")
+    if url:
+        yield url
+        return
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        _no_postgres("psycopg2 is not installed (pip install 'archspec[postgres]')")
+    folder = tempfile.mkdtemp(prefix="archspec-pg.", dir="/tmp")  # the postgres user reads it
+    started = subprocess.run(
+        [str(ROOT / ".ci" / "postgres"), "start", folder], capture_output=True, text=True
+    )
+    if started.returncode != 0:
+        subprocess.run([str(ROOT / ".ci" / "postgres"), "stop", folder], capture_output=True)
+        _no_postgres(f"could not start PostgreSQL: {started.stderr.strip()[-300:]}")
+    try:
+        yield started.stdout.strip()
+    finally:
+        subprocess.run([str(ROOT / ".ci" / "postgres"), "stop", folder], capture_output=True)
+
+
+def _no_postgres(reason: str) -> None:
+    if os.environ.get("ARCHSPEC_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"PostgreSQL was required (ARCHSPEC_REQUIRE_POSTGRES=1): {reason}")
+    pytest.skip(f"no PostgreSQL: {reason}; set ARCHSPEC_TEST_POSTGRES=postgresql://...")
+
+
+@pytest.fixture
+def storage_url(tmp_path, request):
+    """storage_url(kind) -> a fresh storage of that kind: sqlite, journal or postgresql (a new
+    database on the test server, so every test starts on an empty schema)."""
+
+    def make(kind: str) -> str:
+        if kind == "sqlite":
+            return f"sqlite:///{tmp_path / 'study.db'}"
+        if kind == "journal":
+            return str(tmp_path / "study.log")
+        assert kind == "postgresql", kind
+        server = request.getfixturevalue("postgres_url")
+        name = f"t{uuid.uuid4().hex[:12]}"
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+        engine.dispose()
+        return server.rsplit("/", 1)[0] + "/" + name
+
+    return make

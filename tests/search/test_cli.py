@@ -62,8 +62,11 @@ def test_search_report_export_round_trip(write_def, tmp_path):
     assert "optuna-dashboard sqlite:///runs/tiny.db" in tail
     assert "runs/tiny.db, runs/tiny_best.yaml" in tail
 
-    again = invoke("search", path, "--trials", 1, "--quiet")  # resumes
+    again = invoke("search", path, "--trials", 3, "--quiet")  # resumes: runs the missing one
     assert again.exit_code == 0 and "4 trials: the base (trial 0)" in again.output
+    assert "1 trials in" in again.output
+    same = invoke("search", path, "--trials", 3, "--quiet")  # the target is already held
+    assert same.exit_code == 0 and "0 trials in" in same.output
 
     report = invoke("report", "tiny", "--plots", tmp_path / "plots")
     assert report.exit_code == 0, report.output

@@ -162,13 +162,15 @@ def test_two_knob_settings_one_network_trained_once_same_feasibility(write_def, 
     assert calls == (["base", f"trial {first[0].number}"] if limit is None else ["base"])
 
 
-def test_resume_adds_trials_to_the_same_study(write_def, tmp_path, monkeypatch):
+def test_resume_runs_only_the_missing_trials(write_def, tmp_path, monkeypatch):
     monkeypatch.setattr(recipe, "train", _stub_train([]))
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     path = write_def(trials=2)
-    first = run_search(load_search(path), storage=storage, quiet=True).study
-    second = run_search(load_search(path), storage=storage, trials=1, quiet=True).study
-    assert first.study_name == second.study_name
+    first = run_search(load_search(path), storage=storage, quiet=True)
+    second = run_search(load_search(path), storage=storage, trials=3, quiet=True)
+    assert first.study.study_name == second.study.study_name
+    assert (first.added, second.added) == (3, 1)  # `trials` is a target, not "N more"
+    assert run_search(load_search(path), storage=storage, trials=3, quiet=True).added == 0
     assert len(load_study("tiny", storage).trials) == 4  # the base is trained once
     assert len(load_study(str(path), storage).trials) == 4
 

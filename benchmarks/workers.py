@@ -1,0 +1,158 @@
+"""Workers and storages: finished trials per minute with 1 and 2 worker processes (a tiny
+digits search, CPU), and the per-trial overhead of archspec's worker loop by storage next to
+Optuna's bare `study.optimize` measured the same way, in one process.
+
+    python benchmarks/workers.py                  # SQLite and Journal; PostgreSQL when
+    ARCHSPEC_TEST_POSTGRES=postgresql+psycopg2://... python benchmarks/workers.py
+    python benchmarks/workers.py --trials 200 --repeats 3 --search-trials 8
+
+The overhead rows time an objective that draws one parameter and returns: what is left is the
+storage round trips of one trial. "optuna" is `study.optimize(n_trials=N)` on the plain
+storage; "optuna + heartbeat" the same with Optuna's heartbeat; "archspec" is
+`archspec.search.worker.run_trials` on the storage `archspec search` opens (heartbeat, retry of
+stale trials, the target counted across workers, the surplus check). Medians of `--repeats`
+interleaved runs; ratios are against "optuna" on the same storage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from archspec.search.definition import Heartbeat  # noqa: E402
+from archspec.search.heartbeat import open_storage  # noqa: E402
+from archspec.search.worker import run_trials  # noqa: E402
+
+SEARCH = {
+    "study": "bench_workers",
+    "base": str(ROOT / "search" / "bases" / "tiny_effnet.yaml"),
+    "mode": "free",
+    "space": {"width": {"low": 0.5, "high": 1.0}},
+    "data": {"dataset": "digits", "limit": 600},
+    "training": {"epochs": 1, "batch_size": 64, "lr": 0.005, "precise_bn": 128},
+    "latency": {"warmup": 1, "repeats": 5},
+    "sampler": "random",
+    "seed": 0,
+}
+
+
+def objective(trial: optuna.Trial) -> float:
+    return trial.suggest_float("x", 0.0, 1.0)
+
+
+def per_trial_ms(make_storage: Callable[[], object], run: str, trials: int) -> float:
+    storage = make_storage()
+    study = optuna.create_study(storage=storage, study_name=f"b{uuid.uuid4().hex[:8]}")
+    start = time.perf_counter()
+    if run == "archspec":
+        run_trials(study, objective, trials, poll=0.05)
+    else:
+        study.optimize(objective, n_trials=trials)
+    return (time.perf_counter() - start) * 1000 / trials
+
+
+def overhead_table(storages: dict[str, Callable[[str], object]], trials: int, repeats: int) -> None:
+    beat = Heartbeat(interval=10, grace_period=60)
+    print(f"\nper-trial overhead, {trials} no-op trials, median of {repeats} (ms per trial)")
+    print("| storage | optuna | optuna + heartbeat | archspec | archspec / optuna |")
+    print("|---|---|---|---|---|")
+    for name, url_for in storages.items():
+        times: dict[str, list[float]] = {"optuna": [], "heartbeat": [], "archspec": []}
+        per_trial_ms(lambda u=url_for(name): open_storage(u, beat), "archspec", 5)  # warm-up
+        for _ in range(repeats):  # interleaved, so drift hits all three alike
+            url = url_for(name)
+            times["optuna"].append(per_trial_ms(lambda u=url: open_storage(u), "optuna", trials))
+            url = url_for(name)
+            times["heartbeat"].append(
+                per_trial_ms(lambda u=url: open_storage(u, beat), "optuna", trials)
+            )
+            url = url_for(name)
+            times["archspec"].append(
+                per_trial_ms(lambda u=url: open_storage(u, beat), "archspec", trials)
+            )
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(
+            f"| {name} | {med['optuna']:.1f} | {med['heartbeat']:.1f} | {med['archspec']:.1f} "
+            f"| {med['archspec'] / med['optuna']:.2f}x |",
+            flush=True,
+        )
+
+
+def throughput_table(folder: Path, trials: int, workers: tuple[int, ...]) -> None:
+    definition = folder / "bench_workers.yaml"
+    definition.write_text(yaml.safe_dump({**SEARCH, "trials": trials}, sort_keys=False))
+    print(f"\nfinished trials per minute, {trials} trials of a tiny digits search, CPU")
+    print("| workers | wall s (incl. start-up) | finished trials / min | vs 1 worker |")
+    print("|---|---|---|---|")
+    base = None
+    for count in workers:
+        storage = str(folder / f"throughput_{count}.log")
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "archspec", "search", str(definition), "--storage", storage,
+             "--workers", str(count), "-q"],
+            cwd=folder, check=True, stdout=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        wall = time.perf_counter() - start
+        rate = trials / wall * 60
+        base = base or rate
+        print(f"| {count} | {wall:.1f} | {rate:.1f} | {rate / base:.2f}x |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=100, help="no-op trials per overhead run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--search-trials", type=int, default=8, help="trials of the real search")
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.simplefilter("ignore")
+    server = os.environ.get("ARCHSPEC_TEST_POSTGRES")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+
+        def url_for(kind: str) -> str:
+            name = uuid.uuid4().hex[:12]
+            if kind == "SQLite":
+                return f"sqlite:///{folder / name}.db"
+            if kind == "Journal":
+                return str(folder / f"{name}.log")
+            return _fresh_database(server, f"b{name}")
+
+        kinds = ["SQLite", "Journal"] + (["PostgreSQL"] if server else [])
+        if not server:
+            print("(no ARCHSPEC_TEST_POSTGRES: PostgreSQL rows skipped)")
+        overhead_table(dict.fromkeys(kinds, url_for), args.trials, args.repeats)
+        if not args.skip_throughput:
+            throughput_table(folder, args.search_trials, (1, 2))
+
+
+def _fresh_database(server: str, name: str) -> str:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return server.rsplit("/", 1)[0] + "/" + name
+
+
+if __name__ == "__main__":
+    main()
