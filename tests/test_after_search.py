@@ -158,6 +158,7 @@ def test_bad_images_get_one_line_each_and_the_rest_still_run(trained, tmp_path):
         (["train", TINY], "--data is needed to train a spec", 2),
         (["train", TINY, "--data", "mnist"], "dataset is one of digits", 1),
         (["train", "no_such_model", "--data", "digits"], "unknown model 'no_such_model'", 1),
+        (["train", TINY, "--data", "digits", "--lr", "0"], "--lr 0.0: Input should be greater", 1),
         (["predict", "nowhere", "x.png"], "nowhere: not a model bundle (no such folder)", 1),
         (["evaluate", "nowhere"], "nowhere: not a model bundle (no such folder)", 1),
     ],

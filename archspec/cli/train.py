@@ -109,21 +109,9 @@ def train(
         else:
             if data is None:
                 _usage("--data is needed to train a spec (e.g. --data digits)")
-            from archspec.search.definition import Training
-
             spec = _spec_of(source)
-            recipe = Training(
-                **{
-                    key: value
-                    for key, value in (
-                        ("epochs", epochs),
-                        ("batch_size", batch_size),
-                        ("lr", lr),
-                        ("device", device),
-                        ("threads", threads),
-                    )
-                    if value is not None
-                }
+            recipe = _recipe(
+                epochs=epochs, batch_size=batch_size, lr=lr, device=device, threads=threads
             )
             result = fit(
                 spec,
@@ -242,6 +230,22 @@ def _data(name: str, limit: int | None):
         return Data(dataset=name, limit=limit)
     except ValidationError as exc:
         raise SearchError(f"--data {name}: {exc.errors()[0]['msg']}") from None
+
+
+def _recipe(**options):
+    """The search's `training:` defaults with the options given on the command line."""
+    from pydantic import ValidationError
+
+    from archspec.errors import SearchError
+    from archspec.search.definition import Training
+
+    given = {key: value for key, value in options.items() if value is not None}
+    try:
+        return Training(**given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = str(error["loc"][0])
+        raise SearchError(f"--{key.replace('_', '-')} {given.get(key)}: {error['msg']}") from None
 
 
 def _spec_of(source: str):

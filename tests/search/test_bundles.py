@@ -35,6 +35,7 @@ def searched(write_def, tmp_path):
     return path, defn, result
 
 
+@pytest.mark.slow
 def test_the_winner_is_saved_with_the_weights_it_was_evaluated_with(searched, tmp_path):
     _, defn, result = searched
     study = result.study
@@ -60,6 +61,7 @@ def test_the_winner_is_saved_with_the_weights_it_was_evaluated_with(searched, tm
     assert (tmp_path / "runs" / "bundled" / f"trial-{best.number}").is_dir()  # --save-top 2
 
 
+@pytest.mark.slow
 def test_retraining_a_trial_reproduces_its_accuracy_and_weights(searched, tmp_path):
     path, _, result = searched
     best = best_trial(result.study)

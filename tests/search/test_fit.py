@@ -28,6 +28,7 @@ def rows(folder: Path) -> list[dict]:
     ]
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_to_the_same_weights(spec, tmp_path):
     whole = fit(spec, DATA, RECIPE, tmp_path / "whole")
 
