@@ -21,6 +21,7 @@ REFERENCE = {
     "efficientnet_b0": ({}, 5_288_548, 32),
     "vit_b_16": ({}, 86_567_656, 224),
     "convnext_tiny": ({}, 28_589_128, 32),
+    "shufflenet_v2_x1_0": ({}, 2_278_604, 32),
     # 32 pixels: windows padded at every stage, shifts dropped where a window covers the map
     "swin_t": ({}, 28_288_354, 32),
 }

@@ -256,6 +256,9 @@ ZOO_FINDINGS = {
     # Simonyan & Zisserman (2015) trained VGG without normalization (deeper configurations
     # initialized from shallower ones); vgg16_bn is the normalized variant.
     ("vgg16", "AS104"),
+    # Ma et al. (2018) downsample by 8 before any stride-1 work (conv1, maxpool, the first unit
+    # of stage2), as the paper's table 5 does; an info finding
+    ("shufflenet_v2_x1_0", "AS103"),
 }
 
 
