@@ -73,3 +73,10 @@ def test_zoo_name_to_yaml(tmp_path):
     result = invoke("export", "resnet18", "-o", tmp_path / "r.yaml")
     assert result.exit_code == 0, result.output
     assert archspec.load_spec(tmp_path / "r.yaml").name == "resnet18"
+
+
+def test_the_help_names_every_format_of_the_table():
+    # the CLI keeps its own list (importing the table would import torch for `archspec --help`)
+    from archspec.export import FORMATS
+
+    assert export._FORMATS == ", ".join(FORMATS)
