@@ -151,10 +151,11 @@ def fit_flops(
     choices of the nominal multipliers: channel counts (multiples of the divisor), repeats
     (by `depth_rule`) and input sizes (multiples of `input.size_multiple`). Only axes whose
     multiplier is not 1 move. First every combination within one choice of the nominal on
-    each moving axis; while the nearest is outside `tolerance`, a walk one choice at a time
-    on the axis that brings it nearest (at most MAX_EVALUATIONS analyses). Ties go to the
-    choice nearest the nominal. Returns the nearest even when it is outside the tolerance:
-    the caller checks the band with `Effective.flops_ratio`.
+    each moving axis: of those within `tolerance`, the one nearest the nominal multipliers
+    (so that a compound step keeps its proportions), else the nearest to the target; while
+    that is outside `tolerance`, a walk one choice at a time on the axis that brings it
+    nearest (at most MAX_EVALUATIONS analyses). Returns the nearest even when it is outside
+    the tolerance: the caller checks the band with `Effective.flops_ratio`.
     """
     if not (isinstance(target_ratio, (int, float)) and target_ratio > 0):
         raise ScaleError(f"target FLOPs ratio must be positive; got {target_ratio!r}")
@@ -188,9 +189,18 @@ def fit_flops(
         distance = sum(abs(i - a.nominal) for i, a in zip(index, axes, strict=True))
         return round(abs(ratio(index) / target_ratio - 1), 12), distance
 
+    def rounding(index: tuple[int, int, int]) -> tuple[float, float, tuple[float, int]]:
+        """Inside the band, the choice nearest the nominal multipliers; outside, the nearest."""
+        outside = max(0.0, miss(index)[0] - tolerance)
+        moved = sum(
+            abs(math.log(a.multipliers[i] / a.multipliers[a.nominal]))
+            for i, a in zip(index, axes, strict=True)
+        )
+        return round(outside, 12), round(moved, 12), miss(index)
+
     # 1. the best rounding: every combination within one choice of the nominal
     ranges = [range(max(0, a.nominal - 1), min(len(a.multipliers), a.nominal + 2)) for a in axes]
-    best = min(((i, j, k) for i in ranges[0] for j in ranges[1] for k in ranges[2]), key=miss)
+    best = min(((i, j, k) for i in ranges[0] for j in ranges[1] for k in ranges[2]), key=rounding)
     # 2. where FLOPs do not follow the multipliers (a stem, a head, depthwise convs, strided
     # sizes), walk one choice at a time on one axis towards the target while that gets nearer
     while miss(best)[0] > tolerance and len(ratios) < MAX_EVALUATIONS:

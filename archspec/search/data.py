@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from archspec.errors import SearchError
 from archspec.preprocess import Preprocessing, prepare
 from archspec.search.definition import Data
+from archspec.search.shapes import CLASS_NAMES as SHAPES_CLASSES
+from archspec.search.shapes import make_shapes
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -87,6 +89,9 @@ def load_dataset(cfg: Data, seed: int = 0) -> Dataset:
     classes, load_size = None, None
     if name == "digits":
         images, labels = _digits()
+    elif name == "shapes":  # archspec/search/shapes.py: the same images for every study
+        images, labels = make_shapes(cfg.num_samples, seed=0)
+        classes = list(SHAPES_CLASSES)
     elif name == "synthetic":
         images, labels = _synthetic(cfg.num_samples, cfg.num_classes, seed)
     elif name.startswith("imagefolder:"):

@@ -29,7 +29,7 @@ from archspec.spec.yamlsource import PathKey, Source, load_yaml, read_text
 
 Metric = Literal["accuracy", "params", "flops", "latency_ms", "reward"]
 MAXIMIZED = {"accuracy", "reward"}
-DATASET = re.compile(r"^(digits|synthetic|imagefolder:.+|torchvision:[A-Za-z0-9_]+)$")
+DATASET = re.compile(r"^(digits|shapes|synthetic|imagefolder:.+|torchvision:[A-Za-z0-9_]+)$")
 # torchvision datasets with .data and .targets and a train split, and their class counts
 TORCHVISION_CLASSES = {
     "MNIST": 10, "FashionMNIST": 10, "KMNIST": 10, "QMNIST": 10, "CIFAR10": 10, "CIFAR100": 100,
@@ -136,7 +136,8 @@ class Evaluation(_Strict):
 
 
 class Data(_Strict):
-    """`digits` (scikit-learn's bundled 8x8 digits, offline), `synthetic`, `imagefolder:PATH`
+    """`digits` (scikit-learn's bundled 8x8 digits, offline), `shapes` (procedural, 64x64, 32
+    classes: archspec/search/shapes.py), `synthetic`, `imagefolder:PATH`
     (PATH/<class>/<image>, relative to the current folder) or `torchvision:NAME` (MNIST,
     CIFAR10, ...: downloads only with `download: true`)."""
 
@@ -146,7 +147,7 @@ class Data(_Strict):
         0.2, description="held out for the final re-evaluation; never used to select"
     )
     limit: PositiveInt | None = Field(None, description="use at most this many samples")
-    num_samples: PositiveInt = Field(2000, description="synthetic: number of images")
+    num_samples: PositiveInt = Field(2000, description="synthetic, shapes: number of images")
     num_classes: Annotated[int, Field(ge=2, le=1000)] = Field(10, description="synthetic only")
     image_size: PositiveInt = Field(64, description="imagefolder: images are loaded at this size")
     root: str = Field("data", description="torchvision: where the dataset lives")
@@ -157,7 +158,7 @@ class Data(_Strict):
     def _known(cls, value: str) -> str:
         if not DATASET.match(value):
             raise ValueError(
-                "dataset is one of digits, synthetic, imagefolder:PATH, torchvision:NAME"
+                "dataset is one of digits, shapes, synthetic, imagefolder:PATH, torchvision:NAME"
             )
         name = value.partition(":")[2]
         if value.startswith("torchvision:") and name not in TORCHVISION_CLASSES:
@@ -169,9 +170,14 @@ class Data(_Strict):
 
     @property
     def known_size(self) -> tuple[int, int] | None:
-        """(samples, classes) when known before loading: digits, synthetic, torchvision."""
+        """(samples, classes) when known before loading: digits, shapes, synthetic,
+        torchvision."""
         if self.dataset == "digits":
             samples, classes = 1797, 10
+        elif self.dataset == "shapes":
+            from archspec.search.shapes import NUM_CLASSES
+
+            samples, classes = self.num_samples, NUM_CLASSES
         elif self.dataset == "synthetic":
             samples, classes = self.num_samples, self.num_classes
         elif self.dataset.startswith("torchvision:"):

@@ -1,0 +1,83 @@
+"""The procedural `shapes` dataset: deterministic from its seed, balanced, and its three class
+factors really are in the pixels."""
+
+import pytest
+import torch
+
+from archspec.search.data import load_dataset
+from archspec.search.definition import Data
+from archspec.search.shapes import (
+    CLASS_NAMES,
+    KINDS,
+    LAYOUTS,
+    NATIVE_SIZE,
+    NUM_CLASSES,
+    TEXTURES,
+    make_shapes,
+)
+
+ANCHOR = 242  # the anchor's grey level (0.95); objects are 64..217, background ~31
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return make_shapes(640, seed=0)
+
+
+def test_same_seed_same_tensors_other_seed_other(shapes):
+    images, labels = shapes
+    again = make_shapes(640, seed=0)
+    assert torch.equal(images, again[0]) and torch.equal(labels, again[1])
+    other = make_shapes(640, seed=1)
+    assert not torch.equal(images, other[0]) and not torch.equal(labels, other[1])
+    # a longer run starts differently (the class order depends on the count) but stays valid
+    assert make_shapes(7, seed=0)[0].shape == (7, 1, NATIVE_SIZE, NATIVE_SIZE)
+
+
+def test_balanced_and_typed(shapes):
+    images, labels = shapes
+    assert images.shape == (640, 1, 64, 64) and images.dtype == torch.uint8
+    assert labels.dtype == torch.int64 and NUM_CLASSES == len(CLASS_NAMES) == 32
+    assert torch.bincount(labels, minlength=NUM_CLASSES).tolist() == [20] * 32
+    counts = torch.bincount(make_shapes(100, seed=0)[1], minlength=NUM_CLASSES)
+    assert counts.max() - counts.min() == 1 and int(counts.sum()) == 100
+
+
+def test_class_names_decode_the_label():
+    assert CLASS_NAMES[0] == f"{KINDS[0]}/{TEXTURES[0]}/{LAYOUTS[0]}"
+    label = (KINDS.index("ring") * 2 + TEXTURES.index("checks")) * 2 + LAYOUTS.index("anchor_right")
+    assert CLASS_NAMES[label] == "ring/checks/anchor_right"
+
+
+def _layout(labels):
+    return labels % len(LAYOUTS)
+
+
+def test_the_anchor_is_on_the_side_the_label_says(shapes):
+    images, labels = shapes
+    x = torch.arange(NATIVE_SIZE).float()
+    anchor = (images[:, 0] >= ANCHOR - 2).float()
+    obj = ((images[:, 0] > 60) & (images[:, 0] < 225)).float()
+    anchor_x = (anchor.sum(1) * x).sum(1) / anchor.sum((1, 2))
+    obj_x = (obj.sum(1) * x).sum(1) / obj.sum((1, 2)).clamp_min(1)
+    left = _layout(labels) == LAYOUTS.index("anchor_left")
+    assert bool((anchor_x[left] < obj_x[left]).all())
+    assert bool((anchor_x[~left] > obj_x[~left]).all())
+
+
+def test_texture_is_in_the_fine_detail(shapes):
+    """Checks have edges both ways, stripes one way: at native size the mean absolute
+    difference between neighbouring pixels separates them."""
+    images, labels = shapes
+    texture = (labels // len(LAYOUTS)) % len(TEXTURES)
+    x = images.float()
+    detail = (x.diff(dim=-1).abs().mean((1, 2, 3)) + x.diff(dim=-2).abs().mean((1, 2, 3))) / 2
+    checks, stripes = detail[texture == TEXTURES.index("checks")], detail[texture == 0]
+    assert (checks.mean() - stripes.mean()) / detail.std() > 1.0
+
+
+def test_registered_as_a_search_dataset():
+    data = load_dataset(Data(dataset="shapes", num_samples=320), seed=0)
+    assert data.num_classes == 32 and data.native_size == (64, 64)
+    assert data.class_names == list(CLASS_NAMES)
+    assert torch.equal(data.images, make_shapes(320, seed=0)[0])
