@@ -50,6 +50,7 @@ CNNS = {
     ),
     "efficientnet_b0": ({}, 64, EFFICIENT, None),
     "convnext_tiny": ({}, 64, ["features.1", "features.3", "features.5", "features"], None),
+    "shufflenet_v2_x1_0": ({}, 64, ["conv1", "maxpool", "stage2", "stage3", "conv5"], None),
 }
 SLOW = {"alexnet", "vgg16", "vgg16_bn", "densenet121", "convnext_tiny"}
 
