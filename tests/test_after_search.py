@@ -3,6 +3,7 @@ bundle -> `archspec evaluate` -> `archspec predict` on PNG files written here.""
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,9 @@ def test_evaluate_reproduces_the_recorded_accuracy(trained):
     held_out = "test_accuracy" if report["split"] == "test" else "val_accuracy"
     assert report["accuracy"] == manifest.metrics[held_out]
     assert report["images"] == 80 and report["dataset"] == "digits"
+    other = invoke("evaluate", folder / "bundle", "--data", "digits", "--limit", 100)
+    assert other.exit_code == 0, other.output
+    assert re.fullmatch(r"accuracy \d\.\d{4} on 100 images \(digits, all\)\n", other.output)
 
 
 def test_predict_applies_the_recorded_preprocessing(trained, tmp_path):
