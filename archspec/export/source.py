@@ -124,7 +124,39 @@ def _from_study(
             f"and as a study name: {exc.message}"
         ) from exc
     spec, header = trial_spec(study, trial, phi)
-    return from_spec(spec, header, weights)
+    if weights is not None:
+        return from_spec(spec, header, weights)
+    bundle, stored = _trained(study.study_name, spec, trial, phi)
+    if bundle is not None:
+        source = _from_bundle(bundle)
+        source.header = header
+        return source
+    if stored is not None:
+        return from_spec(spec, header, stored)
+    return from_spec(spec, header)
+
+
+def _trained(
+    study: str, spec: Spec, trial: str | int, phi: int | None
+) -> tuple[Path | None, Path | None]:
+    """(the bundle, else the weights file) the search kept for this trial or family member
+    (runs/STUDY/best, trial-N, phi-K; runs/STUDY/weights/KEY.safetensors), if any; a bundle
+    counts only when it holds this very network."""
+    from archspec.bundle import SPEC_FILE, is_bundle
+    from archspec.search.bundles import WeightStore, family_key, study_folder, trial_key
+    from archspec.spec import load_spec
+    from archspec.spec.dump import dump_spec
+
+    folder = study_folder(study)
+    if phi is not None:
+        key: str | None = family_key(phi)
+    else:
+        key = "best" if trial == "best" else trial_key(int(trial))
+    bundle = folder / key
+    if is_bundle(bundle) and dump_spec(load_spec(bundle / SPEC_FILE)) == dump_spec(spec):
+        return bundle, None
+    stored = WeightStore(folder / "weights").path(key)
+    return None, (stored if key != "best" and stored.is_file() else None)
 
 
 def _is_zoo_name(name: str) -> bool:

@@ -80,6 +80,19 @@ def test_search_report_export_round_trip(write_def, tmp_path):
     exported = invoke("export", path, "--trial", 1, "-o", out)
     assert exported.exit_code == 0, exported.output
     assert "trial 1" in out.read_text()
+    assert "weights: runs/tiny/weights/trial-1.safetensors" in exported.output  # trained ones
+
+    # the winner with the weights it was evaluated with: the search's bundle
+    best = invoke("export", path, "-o", tmp_path / "best.safetensors")
+    assert best.exit_code == 0, best.output
+    assert "weights: bundle runs/tiny/best" in best.output
+    from safetensors.torch import load_file
+
+    written, kept = (
+        load_file(tmp_path / "best.safetensors"),
+        load_file("runs/tiny/best/weights.safetensors"),
+    )
+    assert written.keys() == kept.keys() and all(written[k].equal(kept[k]) for k in kept)
 
 
 def test_search_bad_definition_exit_1_with_location(tmp_path):
