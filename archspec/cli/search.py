@@ -226,10 +226,15 @@ def _run_workers(
     ]
     codes = launch.run_workers(definition, plans, seeds, options, progress)
     failed = [(i, code) for i, code in enumerate(codes) if code != 0]
-    if failed:
-        listed = ", ".join(f"worker {i} exited with {code}" for i, code in failed)
+    listed = ", ".join(f"worker {i} exited with {code}" for i, code in failed)
+    added = launch.finished(progress)
+    if failed and progress.held() < target:
         raise SearchError(f"{listed}; finished trials are stored: run the same command to resume")
-    return launch.finished(progress)
+    if failed:  # the others retried its trial and reached the target
+        err.print(
+            f"{listed}; the other workers finished its trials", highlight=False, soft_wrap=True
+        )
+    return added
 
 
 @command

@@ -114,8 +114,7 @@ def run_workers(
 
 def finished(progress: Progress) -> int:
     """Trials the workers finished (every worker's, this launch's)."""
-    progress.update()
-    return (Tally.of(progress.study).finished if progress.study else 0) - progress.before
+    return progress.held() - progress.before
 
 
 @contextlib.contextmanager
@@ -158,6 +157,12 @@ class Progress:
             return optuna.load_study(study_name=self.study_name, storage=open_storage(self.storage))
         except KeyError:  # the workers have not created it yet
             return None
+
+    def held(self) -> int:
+        """Finished trials the study holds now (every worker's)."""
+        if self.study is None:
+            self.study = self._load()
+        return Tally.of(self.study).finished if self.study else 0
 
     @property
     def started_at(self) -> int:

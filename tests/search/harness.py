@@ -73,24 +73,30 @@ def load(storage: str, name: str = "workers") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage(storage))
 
 
-def running_trial(storage: str, pid: int, *, warm: bool = False, timeout: float = 300.0) -> int:
-    """The number of the trial process `pid` is training (once its parameters are drawn);
-    `warm`: a trial after its first finished one (torch's lazy imports are behind it)."""
+def running_trial(
+    storage: str, pid: int | None = None, *, warm: bool = False, timeout: float = 300.0
+) -> tuple[int, int]:
+    """(trial number, worker pid) of a trial that process `pid` (default: any worker) is
+    training, once its parameters are drawn; `warm`: a trial after that worker's first
+    finished one (torch's lazy imports are behind it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             trials = load(storage).get_trials(deepcopy=False)
-            mine = [t for t in trials if t.user_attrs.get("worker", "").endswith(f":{pid}")]
-            if warm and not any(t.state in FINISHED for t in mine):
-                continue
-            for t in mine:
+            for t in trials:
+                worker = t.user_attrs.get("worker", "")
+                owner = int(worker.rsplit(":", 1)[1]) if worker else None
+                if owner is None or (pid is not None and owner != pid):
+                    continue
+                mine = [u for u in trials if u.user_attrs.get("worker") == worker]
+                if warm and not any(u.state in FINISHED for u in mine):
+                    continue
                 if t.state == TrialState.RUNNING and t.params:
-                    return t.number
+                    return t.number, owner
         except Exception:  # the study, or its tables, are not there yet
             pass
-        finally:
-            time.sleep(0.1)
-    raise TimeoutError(f"process {pid} ran no trial within {timeout} s")
+        time.sleep(0.1)
+    raise TimeoutError(f"no worker ran a trial within {timeout} s")
 
 
 @dataclass
@@ -152,7 +158,7 @@ def kill_one(
     procs = [start(definition, storage) for _ in range(workers)]
     victim = procs[-1]
     # a lone worker is signalled in its second trial, so the time to exit is its own
-    killed = running_trial(storage, victim.pid, warm=workers == 1)
+    killed, _ = running_trial(storage, victim.pid, warm=workers == 1)
     sent = time.monotonic()
     victim.send_signal(signum)
     _, stderr = victim.communicate(timeout=60)
@@ -164,6 +170,23 @@ def kill_one(
             raise RuntimeError(f"a surviving worker failed ({proc.returncode}): {err[-2000:]}")
     outcome = Outcome.of(load(storage), killed, target + 1)  # and the base, trial 0
     return Killed(outcome, victim.returncode, seconds, stderr)
+
+
+def kill_launched(
+    folder: Path, storage: str, signum: int, *, workers: int = 3, target: int = 6
+) -> Killed:
+    """`archspec search DEF --workers N`; `signum` to one of its workers in the middle of a
+    trial; the launcher's other workers finish the study and the launcher exits 0."""
+    definition = write_def(folder, trials=target)
+    launcher = start(definition, storage, "--workers", str(workers))
+    killed, pid = running_trial(storage)
+    sent = time.monotonic()
+    os.kill(pid, signum)
+    _, stderr = launcher.communicate(timeout=600)
+    if launcher.returncode != 0:
+        raise RuntimeError(f"the launcher failed ({launcher.returncode}): {stderr[-2000:]}")
+    outcome = Outcome.of(load(storage), killed, target + 1)  # and the base, trial 0
+    return Killed(outcome, -signum, time.monotonic() - sent, stderr)
 
 
 def main() -> None:
