@@ -108,3 +108,15 @@ def test_piped_tables_are_not_cut_at_80_columns():
     row = next(line for line in proc.stdout.splitlines() if "layer4.1.conv2" in line)
     assert "2,359,296" in row and len(row) > 80
     assert "…" not in proc.stdout
+
+
+def test_no_progress_bar_control_codes_when_stderr_is_not_a_terminal(capsys):
+    import optuna
+
+    from archspec.search.run import _StudyProgress
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="t")
+    with _StudyProgress(study, 3, quiet=False) as progress:
+        progress.bar.update(1)
+    assert "\r" not in capsys.readouterr().err

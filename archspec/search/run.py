@@ -138,7 +138,7 @@ class _StudyProgress:
             initial=min(total, Tally.of(study).finished),
             desc=study.study_name,
             unit="trial",
-            disable=quiet,
+            disable=True if quiet else None,  # None: no bar when stderr is not a terminal
             dynamic_ncols=True,
         )
 

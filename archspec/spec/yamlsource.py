@@ -135,6 +135,9 @@ def _decode(raw: bytes, file: str) -> str:
         ) from exc
 
 
+_UNCLOSED = ("while parsing a flow", "while scanning a quoted scalar")
+
+
 def load_yaml(text: str, file: str = "<spec>") -> Source:
     """Parse one YAML document safely into a Source."""
     try:
@@ -153,6 +156,14 @@ def load_yaml(text: str, file: str = "<spec>") -> Source:
         what = exc.problem or "invalid YAML"
         if exc.context and "single document" in exc.context:
             what = "a spec file holds one YAML document; found a second one (---)"
+        opened = exc.context_mark
+        if opened is not None and exc.context and exc.context.startswith(_UNCLOSED):
+            # report the bracket or quote that is never closed, not where the parser gave up
+            opener = text[opened.index] if opened.index < len(text) else "?"
+            closer = {"[": "]", "{": "}"}.get(opener, opener)
+            later = f" at line {mark.line + 1}" if mark is not None else ""
+            what = f"this {opener} is never closed by a {closer} ({what}{later})"
+            mark = opened
         raise SpecSyntaxError(
             f"YAML syntax: {what}", _loc(file, mark) if mark else Location(file)
         ) from exc

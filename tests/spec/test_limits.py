@@ -115,3 +115,28 @@ def test_a_long_chain_of_switched_off_items(tmp_path):
     text = HEAD + "layers:\n  - {op: relu, name: s0}\n" + chain + "  - {op: tanh}\n"
     graph = archspec.build_graph(text)
     assert len(graph) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        (
+            "name: t\nlayers: [1, 2\n\n\nx: 1\n",
+            (2, 9),
+            "this [ is never closed by a ] (expected ',' or ']', but got ':' at line 5)",
+        ),
+        (
+            "name: t\nlayers:\n  - {op: relu\n  - {op: tanh}\n",
+            (3, 5),
+            "this { is never closed by a } (expected ',' or '}', but got '{' at line 4)",
+        ),
+        ("name: 't\nx: 1\n", (1, 7), "this ' is never closed by a ' (found unexpected end"),
+    ],
+)
+def test_an_unclosed_bracket_is_reported_at_the_bracket(text, where, message):
+    from archspec.errors import SpecSyntaxError
+
+    with pytest.raises(SpecSyntaxError) as info:
+        archspec.load_spec(text)
+    assert (info.value.line, info.value.column) == where
+    assert info.value.message.startswith(f"YAML syntax: {message}")
