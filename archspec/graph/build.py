@@ -38,10 +38,8 @@ def build_graph(
     names, outs = _outputs(expander, top, last)
     _raise(expander.problems)
     digraph = nx.DiGraph()
-    digraph.add_node(INPUT)
-    for name, sources in inputs.items():
-        digraph.add_node(name)
-        digraph.add_edges_from((s, name) for s in sources)
+    digraph.add_nodes_from([INPUT, *inputs])  # one call each: networkx's per-call cost is high
+    digraph.add_edges_from([(s, name) for name, sources in inputs.items() for s in sources])
     order = _order(expander, digraph)
     shapes.infer_all(order, inputs)
     _raise(expander.problems)

@@ -170,10 +170,8 @@ def _digraph(
     (the record), `op`, `shape`, `location`; the input is INPUT with op None."""
     if g is None:
         g = nx.DiGraph()
-        g.add_node(INPUT)
-        for node in nodes.values():
-            g.add_node(node.name)
-            g.add_edges_from((source, node.name) for source in node.inputs)
+        g.add_nodes_from([INPUT, *nodes])
+        g.add_edges_from([(s, node.name) for node in nodes.values() for s in node.inputs])
     g.graph["name"] = spec.name
     g.nodes[INPUT].update(node=None, op=None, shape=input_shape, location=spec.locate(("input",)))
     for node in nodes.values():
