@@ -54,7 +54,7 @@ def test_output_under_a_regular_file(tmp_path):
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("notaurl", "storage: Could not parse SQLAlchemy URL from given URL string"),
+        ("notaurl", "no study database 'notaurl'; run `archspec search` first, or pass --storage"),
         ("bogus://x", "storage: Can't load plugin: sqlalchemy.dialects:bogus"),
     ],
 )
