@@ -99,8 +99,8 @@ def _is_leaf(module: nn.Module) -> bool:
 class _Tracer(fx.Tracer):
     """Traces through every module except torch.nn leaves and the `copied` classes."""
 
-    def __init__(self, copied: set[type] = frozenset()):
-        super().__init__()
+    def __init__(self, copied: set[type] = frozenset(), functions: tuple = ()):
+        super().__init__(autowrap_functions=functions)
         self.copied = copied
 
     # decided by type alone: touching a module's attributes while tracing records them
@@ -124,11 +124,29 @@ def _untraceable(model: nn.Module) -> set[type]:
     return copied
 
 
-def _trace(model: nn.Module, copied: set[type]) -> fx.GraphModule:
+def _called_functions(model: nn.Module) -> tuple[types.FunctionType, ...]:
+    """archspec's own functions the generated forward calls (prepend_token, channel_shuffle,
+    ...): kept as calls, their source copied, rather than traced into (fx cannot always)."""
+    graph = getattr(model, "graph", None)
+    if not isinstance(graph, fx.Graph):
+        return ()
+    found = {
+        n.target
+        for n in graph.nodes
+        if n.op == "call_function"
+        and isinstance(n.target, types.FunctionType)
+        and n.target.__module__.startswith("archspec")
+    }
+    return tuple(sorted(found, key=lambda f: f.__qualname__))
+
+
+def _trace(
+    model: nn.Module, copied: set[type], functions: tuple[types.FunctionType, ...]
+) -> fx.GraphModule:
     if model.training:
         raise ExportError("standalone source is written from a model in eval mode")
     try:
-        graph = _Tracer(copied).trace(model)
+        graph = _Tracer(copied, functions).trace(model)
     except Exception as exc:
         raise ExportError(f"cannot trace the model into plain torch code: {exc}") from exc
     return fx.GraphModule(model, graph)
@@ -160,7 +178,7 @@ def _code_objects(obj: object) -> Iterator[types.CodeType]:
             stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
 
 
-def copied_source(classes: set[type]) -> tuple[list[str], set[str]]:
+def copied_source(classes: set[type] | set[object]) -> tuple[list[str], set[str]]:
     """(the source of each class and of the functions and classes it uses, dependencies first;
     the import lines they need). Raises ExportError for anything else they refer to."""
     order: list[str] = []
@@ -340,17 +358,35 @@ def _own_tensors(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, tor
             yield from _own_tensors(child, f"{prefix}{name}.")
 
 
-def _forward(traced: fx.GraphModule, skeleton: nn.Module) -> tuple[str, list[str]]:
-    """(the forward's source, the import lines it needs)."""
+def _forward(
+    traced: fx.GraphModule, skeleton: nn.Module, functions: tuple[types.FunctionType, ...]
+) -> tuple[str, list[str], list[str]]:
+    """(the forward's source, the import lines it needs, alias lines for copied functions)."""
     code = traced.graph.python_code(root_module="self")
+    # fx registers wrapped functions at module level (`torch.fx._symbolic_trace.wrap(...)`);
+    # a plain file just calls them
+    src = re.sub(r"^torch\.fx\._symbolic_trace\.wrap\(.*\)$", "", code.src, flags=re.MULTILINE)
+    aliases = []
+    for name, value in code.globals.items():
+        if value in functions:
+            short = value.__name__
+            # the function's own name, unless a local variable of the forward has it
+            free = next(
+                c
+                for c in (short, f"{short.lstrip('_')}_fn", name)
+                if not re.search(rf"\b{c}\b", src) or c == name
+            )
+            src = re.sub(rf"\b{name}\b", free, src)
+            if free != short:
+                aliases.append(f"{free} = {short}")
     unknown = set(code.globals) - _ALWAYS - set(_PROVIDED)
+    unknown -= {n for n, v in code.globals.items() if v in functions}
     if unknown:
         raise ExportError(
             "standalone source: the forward calls "
             + ", ".join(sorted(unknown))
             + ", which are not torch functions"
         )
-    src = code.src
     targets = {
         n.target
         for n in traced.graph.nodes
@@ -362,7 +398,8 @@ def _forward(traced: fx.GraphModule, skeleton: nn.Module) -> tuple[str, list[str
             fx.graph._format_target("self", target), _access("self", target.split("."), skeleton)
         )
     used = [line for name, line in _PROVIDED.items() if re.search(rf"\b{name}\b", src)]
-    return "\n".join(line.rstrip() for line in src.strip("\n").splitlines()), used
+    body = "\n".join(line.rstrip() for line in src.strip("\n").splitlines())
+    return body, used, aliases
 
 
 _TEMPLATE = '''"""{title}
@@ -424,12 +461,14 @@ def python_source(model: nn.Module, class_name: str, title: str, input_shape: st
     if not class_name.isidentifier() or keyword.iskeyword(class_name):
         class_name = "Model"
     copied = _untraceable(model)
-    traced = _trace(model, copied)
+    functions = _called_functions(model)
+    traced = _trace(model, copied, functions)
     leaves = {n for n, m in model.named_modules(remove_duplicate=False) if _is_leaf(m)}
     skeleton = _skeleton(model, leaves, copied)
     init = _init_lines(model, skeleton, copied, " " * 8) or [" " * 8 + "pass"]
-    forward, imports = _forward(traced, skeleton)
-    sources, source_imports = copied_source(copied)
+    forward, imports, aliases = _forward(traced, skeleton, functions)
+    sources, source_imports = copied_source(copied | set(functions))
+    sources += aliases
     imports = sorted(set(imports) | source_imports - {"import torch", "from torch import nn"})
     if copied:
         sources.append(_RESTORE)
