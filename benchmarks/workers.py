@@ -47,6 +47,7 @@ SEARCH = {
     "training": {"epochs": 1, "batch_size": 64, "lr": 0.005, "precise_bn": 128},
     "latency": {"warmup": 1, "repeats": 5},
     "sampler": "random",
+    "evaluation": {"seeds": 0},  # trials only: no re-evaluation after them
     "seed": 0,
 }
 
@@ -96,7 +97,8 @@ def overhead_table(storages: dict[str, Callable[[str], object]], trials: int, re
 def throughput_table(folder: Path, trials: int, workers: tuple[int, ...]) -> None:
     definition = folder / "bench_workers.yaml"
     definition.write_text(yaml.safe_dump({**SEARCH, "trials": trials}, sort_keys=False))
-    print(f"\nfinished trials per minute, {trials} trials of a tiny digits search, CPU")
+    finished = trials + 1  # and the base, trial 0
+    print(f"\nfinished trials per minute, {finished} trials (base included), digits, CPU")
     print("| workers | wall s (incl. start-up) | finished trials / min | vs 1 worker |")
     print("|---|---|---|---|")
     base = None
@@ -110,7 +112,7 @@ def throughput_table(folder: Path, trials: int, workers: tuple[int, ...]) -> Non
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
         wall = time.perf_counter() - start
-        rate = trials / wall * 60
+        rate = finished / wall * 60
         base = base or rate
         print(f"| {count} | {wall:.1f} | {rate:.1f} | {rate / base:.2f}x |", flush=True)
 
