@@ -381,6 +381,7 @@ def _forward(
                 aliases.append(f"{free} = {short}")
     unknown = set(code.globals) - _ALWAYS - set(_PROVIDED)
     unknown -= {n for n, v in code.globals.items() if v in functions}
+    unknown -= {n for n in unknown if getattr(builtins, n, None) is code.globals[n]}  # getattr
     if unknown:
         raise ExportError(
             "standalone source: the forward calls "
