@@ -1,11 +1,9 @@
 """archspec: declarative neural architectures, compiled to PyTorch and searched with Optuna.
-Names that need torch are imported on first use (PEP 562), so `import archspec` and the spec,
-graph and analysis stages stay torch-free (`archspec validate` does not pay torch's import)."""
+Public names are imported on first use (PEP 562): `import archspec` costs only the errors, and
+`archspec validate` loads the spec and graph stages alone, never torch."""
 
 from typing import TYPE_CHECKING, Any
 
-from archspec.analysis import analyze
-from archspec.bundle import Bundle, load_bundle, save_bundle
 from archspec.errors import (
     ArchspecError,
     BundleError,
@@ -17,38 +15,50 @@ from archspec.errors import (
     SpecSyntaxError,
     SpecValidationError,
 )
-from archspec.graph import build_graph
-from archspec.ops import Op, register
-from archspec.scale import scale
-from archspec.spec import Spec, load_spec
-from archspec.zoo import list_specs
 
 if TYPE_CHECKING:
+    from archspec.analysis import analyze
+    from archspec.bundle import Bundle, load_bundle, save_bundle
     from archspec.compile import build, compile_graph
+    from archspec.graph import build_graph
     from archspec.interop import load_torchvision_state_dict
-    from archspec.zoo import create_model
+    from archspec.ops import Op, register
+    from archspec.scale import scale
+    from archspec.spec import Spec, load_spec
+    from archspec.zoo import create_model, list_specs
 
 # public name -> the module that defines it, imported when the name is first used
-_NEEDS_TORCH = {
-    "build": "archspec.compile",
-    "compile_graph": "archspec.compile",
+_LAZY = {
+    "analyze": "archspec.analysis",
+    "Bundle": "archspec.bundle",
+    "load_bundle": "archspec.bundle",
+    "save_bundle": "archspec.bundle",
+    "build": "archspec.compile",  # torch
+    "compile_graph": "archspec.compile",  # torch
+    "build_graph": "archspec.graph",
+    "load_torchvision_state_dict": "archspec.interop",  # torch
+    "Op": "archspec.ops",
+    "register": "archspec.ops",
+    "scale": "archspec.scale",
+    "Spec": "archspec.spec",
+    "load_spec": "archspec.spec",
     "create_model": "archspec.zoo",
-    "load_torchvision_state_dict": "archspec.interop",
+    "list_specs": "archspec.zoo",
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _NEEDS_TORCH:
+    if name not in _LAZY:
         raise AttributeError(f"module 'archspec' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(_NEEDS_TORCH[name]), name)
+    value = getattr(importlib.import_module(_LAZY[name]), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_NEEDS_TORCH))
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __version__ = "0.1.0"
