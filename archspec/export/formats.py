@@ -174,14 +174,19 @@ def _write_pt2(source: Source, module: nn.Module, path: Path) -> None:
     program = torch.export.export(
         module, (example(source),), dynamic_shapes=({0: Dim("batch", min=1, max=4096)},)
     )
-    torch.export.save(program, path)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_STORAGE_WARNING)
+        torch.export.save(program, path)
+
+
+# torch warns about the storage grouping of channels_last weights; they save and load correctly
+_STORAGE_WARNING = "No complete tensor found"
 
 
 def load_pt2(path: str | Path) -> nn.Module:
     """The module of a saved torch.export program."""
     with warnings.catch_warnings():
-        # torch warns about the storage grouping of channels_last weights; they load correctly
-        warnings.filterwarnings("ignore", message="No complete tensor found")
+        warnings.filterwarnings("ignore", message=_STORAGE_WARNING)
         return torch.export.load(path).module()
 
 
