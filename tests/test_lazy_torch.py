@@ -44,3 +44,11 @@ def test_import_archspec_is_torch_free_until_a_module_is_built():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "True"]
+
+
+def test_public_names_are_the_functions_even_after_their_modules_are_imported():
+    import archspec.analysis
+    import archspec.scale
+    import archspec.spec
+
+    assert callable(archspec.scale) and callable(archspec.analyze) and callable(archspec.load_spec)
