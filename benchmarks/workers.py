@@ -5,6 +5,7 @@ Optuna's bare `study.optimize` measured the same way, in one process.
     python benchmarks/workers.py                  # SQLite and Journal; PostgreSQL when
     ARCHSPEC_TEST_POSTGRES=postgresql+psycopg2://... python benchmarks/workers.py
     python benchmarks/workers.py --trials 200 --repeats 3 --search-trials 8
+    python benchmarks/workers.py --skip-overhead --threads 1   # same threads per worker
 
 The overhead rows time an objective that draws one parameter and returns: what is left is the
 storage round trips of one trial. "optuna" is `study.optimize(n_trials=N)` on the plain
@@ -94,11 +95,17 @@ def overhead_table(storages: dict[str, Callable[[str], object]], trials: int, re
         )
 
 
-def throughput_table(folder: Path, trials: int, workers: tuple[int, ...]) -> None:
+def throughput_table(
+    folder: Path, trials: int, workers: tuple[int, ...], threads: int | None
+) -> None:
     definition = folder / "bench_workers.yaml"
-    definition.write_text(yaml.safe_dump({**SEARCH, "trials": trials}, sort_keys=False))
+    search = {**SEARCH, "trials": trials}
+    if threads is not None:  # the same torch threads per worker, whatever the worker count
+        search["training"] = {**SEARCH["training"], "threads": threads}
+    definition.write_text(yaml.safe_dump(search, sort_keys=False))
+    split = f"{threads} thread(s) each" if threads else "CPU threads split between workers"
     finished = trials + 1  # and the base, trial 0
-    print(f"\nfinished trials per minute, {finished} trials (base included), digits, CPU")
+    print(f"\nfinished trials per minute, {finished} trials (base included), digits, {split}")
     print("| workers | wall s (incl. start-up) | finished trials / min | vs 1 worker |")
     print("|---|---|---|---|")
     base = None
@@ -123,6 +130,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--search-trials", type=int, default=8, help="trials of the real search")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-overhead", action="store_true")
+    parser.add_argument("--threads", type=int, help="torch threads per worker (default: split)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.simplefilter("ignore")
@@ -141,9 +150,10 @@ def main() -> None:
         kinds = ["SQLite", "Journal"] + (["PostgreSQL"] if server else [])
         if not server:
             print("(no ARCHSPEC_TEST_POSTGRES: PostgreSQL rows skipped)")
-        overhead_table(dict.fromkeys(kinds, url_for), args.trials, args.repeats)
+        if not args.skip_overhead:
+            overhead_table(dict.fromkeys(kinds, url_for), args.trials, args.repeats)
         if not args.skip_throughput:
-            throughput_table(folder, args.search_trials, (1, 2))
+            throughput_table(folder, args.search_trials, (1, 2), args.threads)
 
 
 def _fresh_database(server: str, name: str) -> str:
