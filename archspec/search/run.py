@@ -4,14 +4,11 @@ Re-running the same definition resumes the same study."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import optuna
-import torch
 from optuna.trial import FrozenTrial
 
 from archspec.search.bundles import WeightStore, Written, study_folder, write_bundles
@@ -30,6 +27,7 @@ from archspec.search.record import (
 )
 from archspec.search.results import best_trial, pareto_trials
 from archspec.search.storage import open_study
+from archspec.search.train import cpu_threads
 from archspec.search.trial import TrialRunner
 from archspec.search.worker import Tally, interrupts, run_trials
 
@@ -81,7 +79,7 @@ def run_search(
         study.enqueue_trial({}, user_attrs={ROLE_KEY: "base"})
     family = evaluation = None
     bundles: list[Written] = []
-    with _threads(threads or defn.training.threads), interrupts():
+    with cpu_threads(threads or defn.training.threads), interrupts():
         with _StudyProgress(study, target, quiet) as progress:
             added = run_trials(
                 study,
@@ -111,18 +109,6 @@ def run_search(
                 else:
                     family, evaluation = read_family(study), read_evaluation(study)
     return SearchResult(study, added, time.perf_counter() - start, family, evaluation, bundles)
-
-
-@contextlib.contextmanager
-def _threads(count: int | None) -> Iterator[None]:
-    """torch's CPU threads set to `count` for the search, restored afterwards."""
-    before = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class _StudyProgress:
