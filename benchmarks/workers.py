@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from archspec.search.definition import Heartbeat  # noqa: E402
 from archspec.search.heartbeat import open_storage  # noqa: E402
 from archspec.search.worker import run_trials  # noqa: E402
+from tests.search.harness import fresh_database  # noqa: E402
 
 SEARCH = {
     "study": "bench_workers",
@@ -145,7 +146,7 @@ def main() -> None:
                 return f"sqlite:///{folder / name}.db"
             if kind == "Journal":
                 return str(folder / f"{name}.log")
-            return _fresh_database(server, f"b{name}")
+            return fresh_database(server, prefix="b")
 
         kinds = ["SQLite", "Journal"] + (["PostgreSQL"] if server else [])
         if not server:
@@ -154,16 +155,6 @@ def main() -> None:
             overhead_table(dict.fromkeys(kinds, url_for), args.trials, args.repeats)
         if not args.skip_throughput:
             throughput_table(folder, args.search_trials, (1, 2), args.threads)
-
-
-def _fresh_database(server: str, name: str) -> str:
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-    engine.dispose()
-    return server.rsplit("/", 1)[0] + "/" + name
 
 
 if __name__ == "__main__":

@@ -3,12 +3,13 @@
 import os
 import subprocess
 import tempfile
-import uuid
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+
+from .harness import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 BASES = ROOT / "search" / "bases"
@@ -107,14 +108,6 @@ def storage_url(tmp_path, request):
         if kind == "journal":
             return str(tmp_path / "study.log")
         assert kind == "postgresql", kind
-        server = request.getfixturevalue("postgres_url")
-        name = f"t{uuid.uuid4().hex[:12]}"
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-        engine.dispose()
-        return server.rsplit("/", 1)[0] + "/" + name
+        return fresh_database(request.getfixturevalue("postgres_url"))
 
     return make

@@ -208,7 +208,7 @@ def main() -> None:
                 elif kind == "journal":
                     storage = str(folder / "study.log")
                 else:
-                    storage = _fresh_database(server)
+                    storage = fresh_database(server)
                 r = kill_one(folder, storage, signum)
                 o = r.outcome
                 print(
@@ -219,12 +219,13 @@ def main() -> None:
                 )
 
 
-def _fresh_database(server: str) -> str:
+def fresh_database(server: str, prefix: str = "t") -> str:
+    """A new, empty database on the PostgreSQL `server` (a URL); its URL."""
     import uuid
 
     import sqlalchemy
 
-    name = f"t{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
     engine = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
