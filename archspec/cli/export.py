@@ -11,7 +11,7 @@ import typer
 from archspec.cli import command, err, out
 from archspec.errors import ExportError
 
-_FORMATS = "yaml, safetensors, onnx, pt2, torchscript, py"  # archspec.export.FORMATS
+_FORMATS = "yaml, safetensors, onnx, openvino, pt2, torchscript, py"  # archspec.export.FORMATS
 
 
 @command

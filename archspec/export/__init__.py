@@ -6,7 +6,7 @@ atomically and verified against the eager model right after writing.
     print(result.describe())                           # max abs difference per batch
 """
 
-from archspec.export.formats import FORMATS, Format, format_for, onnx_session
+from archspec.export.formats import FORMATS, Format, format_for, onnx_session, openvino_model
 from archspec.export.optimize import Optimized, fold_batchnorm, optimize
 from archspec.export.pipeline import ExportResult, export
 from archspec.export.source import Source, from_spec, load_source
@@ -23,5 +23,6 @@ __all__ = [
     "from_spec",
     "load_source",
     "onnx_session",
+    "openvino_model",
     "optimize",
 ]

@@ -7,7 +7,7 @@ import os
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,28 +37,47 @@ def signals_raise() -> Iterator[None]:
 
 
 @contextmanager
-def atomic_path(path: str | Path, *, force: bool = False) -> Iterator[Path]:
+def atomic_path(
+    path: str | Path, *, force: bool = False, companions: Sequence[str] = ()
+) -> Iterator[Path]:
     """A temporary path next to `path` to write (and check) the file at; on leaving normally it
     becomes `path`. An existing `path` is replaced only with `force` (without it the final step
     is a hard link, so a file that appeared meanwhile is not overwritten either). Any file the
-    writer created under the temporary name (e.g. `name.data` beside it) is removed."""
+    writer created under the temporary name (e.g. `name.data` beside it) is removed.
+    `companions` are suffixes of files the writer puts beside the temporary file (OpenVINO's
+    `.bin` beside the `.xml`): they are moved to `path` with that suffix, before `path` itself,
+    under the same rules."""
     path = Path(path)
     if path.is_dir():
         raise ExportError(f"{path} is a directory; give a file name")
-    if path.exists() and not force:
-        raise ExportError(f"{path} exists; not overwritten without force")
+    targets = [path.with_suffix(suffix) for suffix in companions]
+    for target in [path, *targets]:
+        if target.exists() and not force:
+            raise ExportError(f"{target} exists; not overwritten without force")
     path.parent.mkdir(parents=True, exist_ok=True)
     with signals_raise():
         # hidden, with the real extension (some writers check it)
         fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
         os.close(fd)
         tmp = Path(name)
+        moved: list[Path] = []
         try:
             yield tmp
+            for suffix, target in zip(companions, targets, strict=True):
+                part = tmp.with_suffix(suffix)
+                if not part.exists():
+                    raise ExportError(f"{path.name}: the writer left no {suffix} file")
+                os.chmod(part, 0o644)
+                _move(part, target, force)
+                moved.append(target)
             os.chmod(tmp, 0o644)  # mkstemp makes 0600; an export is an ordinary file
             _move(tmp, path, force)
+            moved.clear()
         finally:
-            for leftover in path.parent.glob(f"{tmp.name}*"):
+            for target in moved:  # companions of a file that did not arrive
+                target.unlink(missing_ok=True)
+            leftovers = {*path.parent.glob(f"{tmp.name}*"), *path.parent.glob(f"{tmp.stem}.*")}
+            for leftover in leftovers:
                 leftover.unlink(missing_ok=True)
 
 

@@ -34,6 +34,19 @@ class Format:
     write: Callable[[Source, nn.Module, Path], None]  # (source, module to write, path)
     run: Callable[[Path, Source, Sequence[torch.Tensor]], Runs]  # outputs per input
     graph: bool  # holds the computation (so --optimize applies), not only spec or weights
+    companions: tuple[str, ...] = ()  # suffixes of files written beside it (OpenVINO's .bin)
+    needs: tuple[str, ...] = ()  # modules of the optional extra named after the format
+
+    def check_installed(self) -> None:
+        """One ExportError line naming the extra to install when a module it needs is absent."""
+        import importlib.util
+
+        missing = [m for m in self.needs if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ExportError(
+                f"the {self.name} format needs {', '.join(missing)}: "
+                f"pip install 'archspec[{self.name}]'"
+            )
 
 
 def example(source: Source) -> torch.Tensor:
@@ -163,6 +176,48 @@ def _run_onnx(path: Path, source: Source, inputs: Sequence[torch.Tensor]) -> Run
     session = onnx_session(path)
     name = session.get_inputs()[0].name
     return [[torch.from_numpy(y) for y in session.run(None, {name: x.numpy()})] for x in inputs]
+
+
+# --- openvino: IR, model.xml (graph) + model.bin (weights) ------------------------------------
+
+
+def _write_openvino(source: Source, module: nn.Module, path: Path) -> None:
+    import openvino as ov
+
+    shape = ov.PartialShape([-1, source.spec.input.channels, *source.spec.input.hw])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ov.convert_model(module, example_input=(example(source),), input=[shape])
+    model.inputs[0].get_tensor().set_names({INPUT_NAME})
+    for index, port in enumerate(model.outputs):
+        port.get_tensor().set_names({OUTPUT_NAME if index == 0 else f"{OUTPUT_NAME}_{index}"})
+    for key, value in metadata(source).items():
+        model.set_rt_info(value, key.split("."))  # <rt_info><archspec><spec value=...>
+    ov.save_model(model, str(path), compress_to_fp16=False)  # float32 weights, as trained
+
+
+def openvino_model(path: str | Path, precision: str = "f32", threads: int | None = None):
+    """An OpenVINO model compiled for the CPU at `precision` ("f32", or "bf16", OpenVINO's own
+    default on CPUs with bfloat16 instructions), tuned for latency, with `threads` inference
+    threads (default: torch's thread count)."""
+    import openvino as ov
+
+    core = ov.Core()
+    config = {
+        "INFERENCE_PRECISION_HINT": precision,
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
+    }
+    return core.compile_model(core.read_model(str(path)), "CPU", config)
+
+
+def _run_openvino(path: Path, source: Source, inputs: Sequence[torch.Tensor]) -> Runs:
+    compiled = openvino_model(path)  # float32: the file must match the eager model exactly
+    runs = []
+    for x in inputs:
+        result = compiled(x.numpy())
+        runs.append([torch.from_numpy(result[port].copy()) for port in compiled.outputs])
+    return runs
 
 
 # --- pt2: torch.export ---------------------------------------------------------------------------
@@ -309,6 +364,17 @@ FORMATS: dict[str, Format] = {
             _write_onnx,
             _run_onnx,
             True,
+            needs=("onnx", "onnxruntime", "onnxscript"),
+        ),
+        Format(
+            "openvino",
+            (".xml",),
+            "OpenVINO IR (.xml graph beside a .bin of float32 weights), dynamic batch",
+            _write_openvino,
+            _run_openvino,
+            True,
+            companions=(".bin",),
+            needs=("openvino",),
         ),
         Format(
             "pt2",

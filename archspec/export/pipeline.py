@@ -29,8 +29,11 @@ class ExportResult:
 
     def describe(self) -> str:
         diffs = ", ".join(f"batch {c.batch}: {c.max_abs_diff:.2g}" for c in self.checks)
+        files = [self.path, *(self.path.with_suffix(s) for s in self.format.companions)]
+        size = sum(f.stat().st_size for f in files)
+        beside = "".join(f" and {f.name}" for f in files[1:])
         return (
-            f"wrote {self.path} ({self.format.name}, {self.path.stat().st_size:,} bytes, "
+            f"wrote {self.path}{beside} ({self.format.name}, {size:,} bytes, "
             f"{self.seconds:.1f} s); max abs difference from the eager model: {diffs}"
         )
 
@@ -48,9 +51,11 @@ def export(
     against `source.model` at batches 1 and 4; raises ExportError when anything differs."""
     start = time.perf_counter()
     fmt = format_for(path, format)
+    fmt.check_installed()
     path = Path(path)
-    if path.exists() and not force:
-        raise ExportError(f"{path} exists; not overwritten without force")
+    for target in [path, *(path.with_suffix(s) for s in fmt.companions)]:
+        if target.exists() and not force:
+            raise ExportError(f"{target} exists; not overwritten without force")
     optimized = None
     module = source.model
     if optimize_graph:
@@ -60,13 +65,13 @@ def export(
                 f"optimizing rewrites the computation; {fmt.name} files keep the spec's own "
                 f"layers and weights (optimize applies to {graphs})"
             )
-        # ONNX runtimes choose their own layout; for torch formats measure which is faster
-        timing = None if fmt.name == "onnx" else example(source)
+        # ONNX runtimes and OpenVINO choose their own layout; for torch formats measure it
+        timing = None if fmt.name in ("onnx", "openvino") else example(source)
         optimized = optimize(source.model, timing)
         module = optimized.module
     inputs = example_inputs(source.spec, BATCHES)
     expected = reference(source.model, inputs)
-    with atomic_path(path, force=force) as tmp:
+    with atomic_path(path, force=force, companions=fmt.companions) as tmp:
         try:
             fmt.write(source, module, tmp)
         except ExportError:

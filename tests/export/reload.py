@@ -36,6 +36,14 @@ def run_onnx(path: Path, state_dict: dict, x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(y)
 
 
+def run_openvino(path: Path, state_dict: dict, x: torch.Tensor) -> torch.Tensor:
+    import openvino as ov
+
+    core = ov.Core()  # float32 asked for: OpenVINO's CPU default is bf16 where the CPU has it
+    compiled = core.compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return torch.from_numpy(compiled(x.numpy())[compiled.output(0)].copy())
+
+
 def run_pt2(path: Path, state_dict: dict, x: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
         return torch.export.load(path).module()(x)
@@ -83,6 +91,7 @@ RUN = {
     "yaml": run_yaml,
     "safetensors": run_safetensors,
     "onnx": run_onnx,
+    "openvino": run_openvino,
     "pt2": run_pt2,
     "torchscript": run_torchscript,
     "py": run_py,

@@ -112,3 +112,35 @@ def test_sigterm_mid_write_leaves_nothing(tmp_path):
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=60) == 128 + signal.SIGTERM
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_companion_file_is_moved_with_its_file_and_never_left_alone(tiny, tmp_path, monkeypatch):
+    """OpenVINO writes model.xml and model.bin: both arrive, or neither; neither clobbers."""
+    target = tmp_path / "m.xml"
+    result = export(tiny, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]
+    assert "wrote " + str(target) + " and m.bin" in result.describe()
+    (tmp_path / "n.bin").write_text("someone else's weights")
+    with pytest.raises(ExportError, match=r"n\.bin exists; not overwritten without force"):
+        export(tiny, tmp_path / "n.xml")
+    assert (tmp_path / "n.bin").read_text() == "someone else's weights"
+    assert not (tmp_path / "n.xml").exists()
+    real = FORMATS["openvino"].run
+
+    def off(path, source, inputs):
+        return [[t + 1.0 for t in outs] for outs in real(path, source, inputs)]
+
+    _replace(monkeypatch, "openvino", run=off)
+    with pytest.raises(ExportError, match="verification failed"):
+        export(tiny, tmp_path / "o.xml")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml", "n.bin"]
+
+
+def test_a_format_whose_extra_is_missing_says_which_to_install(tiny, tmp_path, monkeypatch):
+    _replace(monkeypatch, "openvino", needs=("openvino", "no_such_module_here"))
+    with pytest.raises(
+        ExportError,
+        match=r"^the openvino format needs no_such_module_here: pip install 'archspec\[openvino\]'$",
+    ):
+        export(tiny, tmp_path / "m.xml")
+    assert list(tmp_path.iterdir()) == []

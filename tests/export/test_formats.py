@@ -17,7 +17,7 @@ from archspec.preprocess import Preprocessing
 from tests.export.conftest import inputs
 from tests.export.reload import RUN
 
-NAMES = ["safetensors", "onnx", "py"]
+NAMES = ["safetensors", "onnx", "openvino", "py"]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_each_is_written_and_verified_at_batch_1_and_4(exported):
         assert "max abs difference from the eager model: batch 1:" in result.describe()
     folder = exported["onnx"].path.parent
     assert sorted(p.name for p in folder.iterdir()) == sorted(  # no temporary files left
-        f"tiny{FORMATS[name].suffixes[0]}" for name in NAMES
+        [f"tiny{FORMATS[name].suffixes[0]}" for name in NAMES] + ["tiny.bin"]
     )
 
 
@@ -77,3 +77,21 @@ def test_py_is_plain_torch(exported):
     assert not re.search(r"^\s*(import|from)\s+archspec", text, re.MULTILINE)
     assert "class TinyEffnet(nn.Module):" in text and "def forward(self, x):" in text
     assert "mean [0.3], std [0.2]" in text  # the bundle's preprocessing, for the reader
+
+
+def test_openvino_ir_has_a_dynamic_batch_float32_weights_and_the_metadata(exported):
+    import openvino as ov
+
+    model = ov.Core().read_model(str(exported["openvino"].path))
+    assert model.inputs[0].get_any_name() == "input"
+    assert model.outputs[0].get_any_name() == "logits"
+    assert model.inputs[0].get_partial_shape()[0].is_dynamic
+    assert {
+        c.get_element_type().get_type_name()
+        for c in model.get_ops()
+        if c.get_type_name() == "Constant"
+    } <= {"f32", "i64", "i32"}  # not compressed to f16
+    spec = model.get_rt_info(["archspec", "spec"]).astype(str)
+    assert archspec.load_spec(spec).name == "tiny_effnet"
+    pre = model.get_rt_info(["archspec", "preprocessing"]).astype(str)
+    assert Preprocessing.model_validate_json(pre).mean == [0.3]

@@ -52,6 +52,8 @@ def test_optimized_export_is_verified_against_the_unoptimized_model(tiny, tmp_pa
 
 def test_optimize_refuses_formats_that_keep_the_spec(tiny, tmp_path):
     for name in ("w.safetensors", "s.yaml", "m.py"):
-        with pytest.raises(ExportError, match="optimize applies to onnx, pt2, torchscript"):
+        with pytest.raises(
+            ExportError, match="optimize applies to onnx, openvino, pt2, torchscript"
+        ):
             export(tiny, tmp_path / name, optimize_graph=True)
     assert list(tmp_path.iterdir()) == []
