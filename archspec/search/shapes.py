@@ -30,6 +30,8 @@ TEXTURES = ("stripes", "checks")
 LAYOUTS = ("anchor_left", "anchor_right")
 NUM_CLASSES = len(KINDS) * len(TEXTURES) * len(LAYOUTS)
 NATIVE_SIZE = 64
+RADIUS = (0.15, 0.21)  # the object's, as a fraction of the image side
+PERIOD = (0.06, 0.14)  # the texture's, as a fraction of the image side
 
 
 # label = (kind * len(TEXTURES) + texture) * len(LAYOUTS) + layout
@@ -51,7 +53,7 @@ def make_shapes(
         return low + (high - low) * torch.rand(count, generator=gen)
 
     # geometry in native pixels: the object and the anchor side by side, never overlapping
-    radius = uniform(0.15, 0.21) * size
+    radius = uniform(*RADIUS) * size
     anchor_radius = uniform(0.07, 0.1) * size
     gap = radius + anchor_radius + uniform(0.04, 0.2) * size  # centre to centre, along x
     anchor_left = layout == 0
@@ -63,12 +65,12 @@ def make_shapes(
     cy = radius + torch.rand(count, generator=gen) * (size - 2 * radius)
     ay = anchor_radius + torch.rand(count, generator=gen) * (size - 2 * anchor_radius)
     angle = uniform(0, 2 * math.pi)
-    period = uniform(0.06, 0.14) * size
+    period = uniform(*PERIOD) * size
     phase = uniform(0, 1)
     tex_angle = uniform(0, math.pi)
 
     # each object is drawn in a square patch around it, then pasted: (N, P, P) work, not (N, H, W)
-    patch = int(math.ceil(2 * 0.21 * size)) + 3
+    patch = int(math.ceil(2 * RADIUS[1] * size)) + 3
     offsets = torch.arange(patch) - patch // 2  # pixel offsets from the patch centre
 
     pad = patch  # drawn on a padded canvas, so that no patch leaves it (nor overlaps itself)
