@@ -45,12 +45,14 @@ def test_readme_export_commands_then_their_python_blocks(tmp_path, monkeypatch):
 
     from typer.testing import CliRunner
 
-    import archspec.cli.export  # registers the command
+    import archspec.cli.export  # noqa: F401 (registers the command)
     from archspec.cli import app
 
     monkeypatch.chdir(tmp_path)
     text = (ROOT / "README.md").read_text()
-    commands = re.findall(r"^(archspec export resnet18 -o resnet18\.(?:onnx|xml)[^#\n]*)", text, re.M)
+    commands = re.findall(
+        r"^(archspec export resnet18 -o resnet18\.(?:onnx|xml)[^#\n]*)", text, re.M
+    )
     assert len(commands) == 2, commands
     for command in commands:
         result = CliRunner().invoke(app, shlex.split(command)[1:])

@@ -174,6 +174,8 @@ def search(
                 err.print(f"no bundle {bundle.label}: {bundle.note}", highlight=False)
             else:
                 written.append(f"{bundle.path}/")
+                if bundle.note:
+                    out.print(f"bundle {bundle.label}: {bundle.note}", highlight=False)
     storage_opt = "" if storage is None else f" --storage {storage}"
     out.print(
         "next steps:\n"

@@ -5,6 +5,7 @@ evaluated with: `runs/<study>/best/`, `runs/<study>/trial-N/`, `runs/<study>/phi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +29,12 @@ if TYPE_CHECKING:
     import torch
     from optuna.trial import FrozenTrial
     from torch import nn
+
+    from archspec.spec.model import Spec
+
+# Trains a network with the study's recipe and seed and keeps its weights in the store under
+# the key: for a network whose weights another machine kept (a search over several machines).
+Retrain = Callable[["Spec", str], None]
 
 
 def study_folder(study_name: str) -> Path:
@@ -69,7 +76,7 @@ class WeightStore:
 class Written:
     path: Path | None
     label: str
-    note: str = ""  # why nothing was written
+    note: str = ""  # why nothing was written, or how the weights were come by
 
 
 def write_bundles(
@@ -81,9 +88,12 @@ def write_bundles(
     top: int = 0,
     family: bool = False,
     storage: str | None = None,
+    retrain: Retrain | None = None,
 ) -> list[Written]:
     """The winner as `folder/best`; with `top`, the `top` best trials as `folder/trial-N`;
-    with `family`, the compound family members phi >= 2 as `folder/phi-K`."""
+    with `family`, the compound family members phi >= 2 as `folder/phi-K`. A network whose
+    weights this machine does not have (another worker trained it) is retrained here with
+    `retrain` when given: the same recipe and seed, so on CPU the same weights."""
     folder = Path(folder)
     ranked = ranked_trials(study)
     if not ranked:
@@ -95,7 +105,10 @@ def write_bundles(
         for member in record.members if record else []:
             if member.phi >= 2:
                 jobs.append((family_key(member.phi), None, member.phi))
-    return [_write(study, dataset, store, folder / name, t, phi, storage) for name, t, phi in jobs]
+    return [
+        _write(study, dataset, store, folder / name, t, phi, storage, retrain)
+        for name, t, phi in jobs
+    ]
 
 
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -121,6 +134,7 @@ def _write(
     frozen: FrozenTrial | None,
     phi: int | None,
     storage: str | None,
+    retrain: Retrain | None,
 ) -> Written:
     from archspec.compile import build
 
@@ -133,10 +147,20 @@ def _write(
         record = read_trial(frozen)
         text, accuracy = trial_spec_text(frozen), record.accuracy
         key, number = trial_key(frozen.number), frozen.number
-    weights = store.load(key)
-    if text is None or accuracy is None or weights is None:
-        return Written(None, label, f"no weights kept for {key} (trained by an earlier archspec?)")
+    if text is None or accuracy is None:
+        return Written(None, label, f"{key} was not trained by this version of archspec")
     spec = load_spec(text)
+    weights, note = store.load(key), ""
+    if weights is None:
+        worker = frozen.user_attrs.get("worker") if frozen is not None else None
+        where = f"by worker {worker}" if worker else "elsewhere"
+        if retrain is None:
+            return Written(None, label, f"no weights for {key} here (trained {where})")
+        retrain(spec, key)
+        weights = store.load(key)
+        if weights is None:
+            return Written(None, label, f"retraining {key} kept no weights")
+        note = f"{key} was trained {where}; retrained here with the study's recipe and seed"
     split = dataset.split(spec.input.hw, spec.input.channels, "cpu")
     model = build(spec)
     model.load_state_dict(weights)
@@ -167,7 +191,7 @@ def _write(
         provenance=provenance,
         overwrite=True,
     )
-    return Written(path, label)
+    return Written(path, label, note)
 
 
 def _reevaluated(

@@ -30,6 +30,7 @@ from archspec.search.storage import open_study
 from archspec.search.train import cpu_threads
 from archspec.search.trial import TrialRunner
 from archspec.search.worker import Tally, interrupts, run_trials
+from archspec.spec.model import Spec
 
 
 @dataclass
@@ -105,10 +106,18 @@ def run_search(
                         top=save_top,
                         family=save_family,
                         storage=storage,
+                        retrain=lambda spec, key: _retrain(runner, spec, key),
                     )
                 else:
                     family, evaluation = read_family(study), read_evaluation(study)
     return SearchResult(study, added, time.perf_counter() - start, family, evaluation, bundles)
+
+
+def _retrain(runner: TrialRunner, spec: Spec, key: str) -> None:
+    """Train `spec` as its trial was trained (the study's recipe and seed) and keep the weights
+    under `key`: for a winner another machine trained."""
+    model = runner.recipe.model(spec, runner.seed)
+    runner.recipe.train(model, spec, runner.seed, desc=f"retrain {key}", keep=key)
 
 
 class _StudyProgress:

@@ -78,3 +78,34 @@ def test_retraining_a_trial_reproduces_its_accuracy_and_weights(searched, tmp_pa
     bundle = archspec.load_bundle(tmp_path / "re" / "bundle")
     assert bundle.manifest.provenance.trial == best.number
     assert load_study(str(path)).study_name == "bundled"
+
+
+@pytest.mark.slow
+def test_a_winner_trained_on_another_machine_is_retrained_to_the_same_weights(searched, tmp_path):
+    """A search over several machines: the worker that trained the winner kept its weights on
+    its own disk. The bundle step retrains it here with the recorded recipe and seed."""
+    from archspec.search.bundles import WeightStore, write_bundles
+    from archspec.search.trial import TrialRunner
+
+    _, defn, result = searched
+    study = result.study
+    best = best_trial(study)
+    folder = tmp_path / "runs" / "bundled"
+    kept = folder / "weights" / f"trial-{best.number}.safetensors"
+    original = kept.read_bytes()
+    kept.unlink()  # as on the machine that did not train it
+    dataset = load_dataset(defn.data, defn.seed)
+    store = WeightStore(folder / "weights")
+    (nothing,) = write_bundles(study, dataset, store, tmp_path / "elsewhere")
+    assert nothing.path is None and nothing.note.startswith(f"no weights for trial-{best.number}")
+    runner_ = TrialRunner(defn, dataset, seed=read_study(study).seed, quiet=True, weights=store)
+    from archspec.search.run import _retrain
+
+    (written,) = write_bundles(
+        study, dataset, store, tmp_path / "here", retrain=lambda s, k: _retrain(runner_, s, k)
+    )
+    assert written.path == tmp_path / "here" / "best"
+    assert "retrained here with the study's recipe and seed" in written.note
+    assert kept.read_bytes() == original  # bit-identical on CPU
+    bundle = archspec.load_bundle(written.path)
+    assert bundle.manifest.metrics["val_accuracy"] == read_trial(best).accuracy
