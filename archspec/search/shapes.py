@@ -3,12 +3,15 @@ download), built so that each scaling axis has something to find. Each grayscale
 (native 64x64) holds a textured object and a plain bright disc, the anchor; its class
 combines three factors (8 x 2 x 2 = 32 classes):
 
-- the object's silhouette, one of KINDS, 15-21% of the image in radius, rotated at random
+- the object's silhouette, one of KINDS, 22-28% of the image in radius, rotated at random
   (many distinct patterns: width);
-- its texture, stripes or checks with a period of 6-14% of the image (4-9 native pixels):
-  at a quarter of the native size most periods blur to a flat grey, so resolution decides how
-  many are seen (fine detail);
-- the side the anchor is on, left or right of the object, 26-51% of the image away centre to
+- its texture, sinusoidal stripes or checks (the product of two perpendicular waves), with
+  a period of 8-12.5% of the image (5-8 native pixels). The waves are band-limited, so a
+  shrunk image keeps what its resolution can carry and no more: at the base's 16x16 (a
+  quarter of native, where the antialiased resize keeps periods of about 8 native pixels
+  and up) checks fade to a flat grey and only the coarsest stripes survive; at 22x22 most
+  periods are seen, and at 32x32 all (fine detail: resolution);
+- the side the anchor is on, left or right of the object, 33-58% of the image away centre to
   centre, at any height (layout: receptive field and depth).
 
 Positions, sizes, angles, periods and phases are drawn per image; the background is dim
@@ -30,8 +33,8 @@ TEXTURES = ("stripes", "checks")
 LAYOUTS = ("anchor_left", "anchor_right")
 NUM_CLASSES = len(KINDS) * len(TEXTURES) * len(LAYOUTS)
 NATIVE_SIZE = 64
-RADIUS = (0.15, 0.21)  # the object's, as a fraction of the image side
-PERIOD = (0.06, 0.14)  # the texture's, as a fraction of the image side
+RADIUS = (0.22, 0.28)  # the object's, as a fraction of the image side
+PERIOD = (0.08, 0.125)  # the texture's, as a fraction of the image side
 
 
 # label = (kind * len(TEXTURES) + texture) * len(LAYOUTS) + layout
@@ -104,11 +107,14 @@ def make_shapes(
     tc, ts = col(tex_angle.cos()), col(tex_angle.sin())
     t = (dx * tc + dy * ts) / col(period) + col(phase)
     n = (-dx * ts + dy * tc) / col(period)
-    stripes = torch.frac(t) < 0.5
-    checks = (torch.floor(2 * t) + torch.floor(2 * n)) % 2 == 0
+    # sinusoids, not hard-edged bands: band-limited, so that what a resolution cannot carry is
+    # blurred away when the image is shrunk, instead of folding into coarse moire patterns
+    wave_t, wave_n = torch.sin(2 * math.pi * t), torch.sin(2 * math.pi * n)
+    stripes = 0.5 + 0.5 * wave_t
+    checks = 0.5 + 0.5 * wave_t * wave_n
     pattern = torch.where(col(texture) == 0, stripes, checks)
     where = (at, rows[:, :, None], cols[:, None, :])
-    image[where] = torch.where(mask, 0.25 + 0.6 * pattern.float(), image[where])
+    image[where] = torch.where(mask, 0.25 + 0.6 * pattern, image[where])
 
     # the anchor: a plain bright disc
     rows, cols, dx, dy = paste(ax, ay)
