@@ -24,6 +24,8 @@ from optuna.storages._heartbeat import BaseHeartbeat  # Optuna's heartbeat inter
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
+from archspec.errors import SearchError
+
 if TYPE_CHECKING:
     from archspec.search.definition import Heartbeat
 
@@ -41,7 +43,27 @@ def open_storage(storage: str, heartbeat: Heartbeat | None = None) -> BaseStorag
     stale ones are failed and retried (up to `heartbeat.max_retry` times) by any worker."""
     with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna since 2.8
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _open(storage, heartbeat)
+        try:
+            return _open(storage, heartbeat)
+        except ImportError as exc:  # Optuna's "Failed to import DB access module"
+            raise SearchError(_missing_driver(storage, exc)) from exc
+
+
+def _missing_driver(storage: str, exc: ImportError) -> str:
+    """One line: which database driver the URL asks for and how to get it."""
+    scheme = storage.partition("://")[0]
+    cause = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc
+    missing = getattr(cause, "name", None) or str(cause)
+    if scheme == "postgresql":  # SQLAlchemy 2.1's default PostgreSQL driver is psycopg 3
+        return (
+            f"storage {scheme}://...: its driver, {missing}, is not installed; write "
+            "postgresql+psycopg2://USER:PASSWORD@HOST/DB (psycopg2-binary, installed by "
+            "pip install 'archspec[postgres]') or pip install 'psycopg[binary]'"
+        )
+    return (
+        f"storage {scheme}://...: its database driver, {missing}, is not installed "
+        "(pip install it, or name an installed one: DIALECT+DRIVER://...)"
+    )
 
 
 def _open(storage: str, heartbeat: Heartbeat | None) -> BaseStorage:

@@ -116,3 +116,28 @@ def test_export_bad_trial_number(write_def, tmp_path):
     result = invoke("export", path, "--trial", 7, "-o", tmp_path / "x.yaml")
     assert result.exit_code == 1 and "has trials 0..1; got 7" in result.output
     assert invoke("export", path, "--trial", "worst", "-o", tmp_path / "x.yaml").exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        (
+            "postgresql+pg8000://u@127.0.0.1/db",
+            "storage postgresql+pg8000://...: its database driver, pg8000, is not installed",
+        ),
+        ("postgresql://u@127.0.0.1/db", "write postgresql+psycopg2://USER:PASSWORD@HOST/DB"),
+    ],
+)
+def test_a_storage_url_whose_driver_is_missing_gets_one_line(url, says, tmp_path, monkeypatch):
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg"):
+        pytest.skip("psycopg is installed here: the URL would try to connect")
+    digits = Path(__file__).resolve().parents[2] / "search" / "digits_compound.yaml"
+    monkeypatch.chdir(tmp_path)
+    for args in (["report", "somestudy", "--storage", url], ["search", digits, "--storage", url]):
+        result = invoke(*args)
+        assert result.exit_code == 1, result.output
+        assert says in result.output
+        assert "internal error" not in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
