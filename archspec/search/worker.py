@@ -99,7 +99,7 @@ def run_trials(
                 optuna.storages.fail_stale_trials(study)
                 time.sleep(poll)
                 continue
-            guard.trial_id, guard.surplus = None, False
+            guard.trial_id, guard.surplus, guard.lost = None, False, False
             try:
                 study.optimize(
                     guard,
@@ -115,6 +115,12 @@ def run_trials(
                 # another worker found this trial's heartbeat stale, failed it and queued a
                 # retry: the result is dropped, the retry counts
                 continue
+            except Exception:
+                # the same, noticed mid-trial (a report or attribute write refused): Optuna
+                # then cannot tell the trial FAIL a second time and raises; nothing is lost
+                if guard.lost:
+                    continue
+                raise
             if not guard.surplus:
                 done += 1
     return done
@@ -127,6 +133,7 @@ class _Guard:
         self.study, self.objective, self.target = study, objective, target
         self.trial_id: int | None = None
         self.surplus = False
+        self.lost = False  # another worker failed this trial as stale while it ran
 
     def __call__(self, trial: optuna.Trial) -> Any:
         self.trial_id = trial._trial_id
@@ -143,6 +150,9 @@ class _Guard:
         trial.set_user_attr("worker", WORKER)
         try:
             return self.objective(trial)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self.lost = True
+            raise
         except KeyboardInterrupt as exc:
             signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
             trial.set_user_attr("fail_reason", f"interrupted ({SIGNAL_NAMES[signum]})")
@@ -214,12 +224,14 @@ def _in_storage(frame: FrameType | None) -> bool:
 
 
 class _FailureFilter(logging.Filter):
-    """Drops Optuna's traceback for trials failed by an interrupt or as surplus: those are
-    reported by archspec in one line."""
+    """Drops Optuna's traceback for trials failed by an interrupt or as surplus (reported by
+    archspec in one line), or failed as stale by another worker while they ran (retried)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, (KeyboardInterrupt, Surplus)):
+        if isinstance(
+            exc, (KeyboardInterrupt, Surplus, optuna.exceptions.UpdateFinishedTrialError)
+        ):
             return False
         return not record.getMessage().endswith("failed with value None.")
 
