@@ -41,11 +41,17 @@ def test_a_lock_left_by_a_dead_worker_stalls_the_others_but_loses_nothing(tmp_pa
     others wait until Optuna breaks it (30 s), their own trials go stale meanwhile and are
     failed and retried by each other. Every worker carries on: none exits with an error."""
     import os
+    import time
 
     storage = str(tmp_path / "study.log")
     launcher = harness.start(harness.write_def(tmp_path, trials=6), storage, "--workers", "3")
     harness.running_trial(storage)
-    os.symlink(storage, storage + ".lock")  # the lock, as a worker killed inside a write left it
+    while True:  # the lock, as a worker killed inside a write left it (once it is free)
+        try:
+            os.symlink(storage, storage + ".lock")
+            break
+        except FileExistsError:
+            time.sleep(0.005)
     _, stderr = launcher.communicate(timeout=600)
     assert launcher.returncode == 0, stderr[-2000:]
     assert "exited with" not in stderr and "internal error" not in stderr, stderr[-2000:]
