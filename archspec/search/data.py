@@ -54,6 +54,12 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __getstate__(self) -> dict:
+        """Pickled (for a worker process) without the cached resized splits."""
+        state = dict(self.__dict__)
+        state["_cache"] = OrderedDict()
+        return state
+
     @property
     def native_size(self) -> tuple[int, int]:
         return tuple(self.images.shape[-2:])

@@ -133,6 +133,11 @@ class Evaluation(_Strict):
 
     top_k: Annotated[int, Field(ge=1, le=100)] = 3
     seeds: Annotated[int, Field(ge=0, le=100)] = 3
+    processes: Annotated[int, Field(ge=1, le=256)] | None = Field(
+        None,
+        description="trainings run side by side (default: on CPU, as many as the cores hold "
+        "at the search's thread count; on an accelerator, 1)",
+    )
 
 
 class Data(_Strict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import optuna
 
 from archspec.analysis import analyze
+from archspec.search.pool import Job, score_all
 from archspec.search.record import (
     EVALUATION_KEY,
     Evaluated,
@@ -52,31 +53,37 @@ def run_evaluation(
         if member.spec is not None:
             wanted.append((f"phi={member.phi}", None, member.phi, member.spec))
     stored = read_evaluation(study)
-    done = (
+    done = (  # by the stored YAML's hash: the same as the trial's record
         {e.spec_hash: e.scores for e in stored.entries} if stored and stored.seeds == seeds else {}
     )
-    entries = []
-    for label, trial, phi, text in wanted:
-        spec = load_spec(text)
-        digest = spec_hash(text)  # the stored YAML: the same hash as the trial's record
-        scores = done.get(digest)
-        if scores is None:
-            results = [runner.recipe.score(spec, s, desc=f"{label} seed {s}") for s in seeds]
-            scores = Scores(
-                seeds=seeds, val=[r.val for r in results], test=[r.test for r in results]
-            )
-        cost = analyze(spec)
-        entries.append(
-            Evaluated(
-                label=label,
-                trial=trial,
-                phi=phi,
-                params=cost.params,
-                flops=cost.flops,
-                spec_hash=digest,
-                scores=scores,
-            )
+    costs = {text: analyze(load_spec(text)) for _, _, _, text in wanted}
+    missing: dict[str, tuple[str, str]] = {}
+    for label, _, _, text in wanted:
+        if spec_hash(text) not in done:
+            missing.setdefault(spec_hash(text), (label, text))
+    jobs = [
+        Job(text, s, desc=f"{label} seed {s}", cost=costs[text].flops)
+        for label, text in missing.values()
+        for s in seeds
+    ]
+    scored = iter(score_all(runner.recipe, jobs, processes=cfg.processes, quiet=runner.quiet))
+    for digest in missing:  # a network two entries share (e.g. rank 1 and phi=1) trains once
+        results = [next(scored) for _ in seeds]
+        done[digest] = Scores(
+            seeds=seeds, val=[r.val for r in results], test=[r.test for r in results]
         )
+    entries = [
+        Evaluated(
+            label=label,
+            trial=trial,
+            phi=phi,
+            params=costs[text].params,
+            flops=costs[text].flops,
+            spec_hash=spec_hash(text),
+            scores=done[spec_hash(text)],
+        )
+        for label, trial, phi, text in wanted
+    ]
     record = EvaluationRecord(
         seeds=seeds, winner=top[0].number, entries=entries, verdict=verdict(entries)
     )
