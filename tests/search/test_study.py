@@ -329,7 +329,9 @@ def test_re_evaluation_is_stored_and_reported_without_retraining(write_def, monk
     calls = []
     monkeypatch.setattr(recipe, "train", _stub_train(calls, lambda n: 0.5 + 0.01 * (n % 7)))
     cheaper = {**COMPOUND, "compound": {"flops_ratio": 2.0, "phi": 2}, "trials": 3}
-    defn = load_search(write_def("compound", **cheaper, evaluation={"top_k": 2, "seeds": 2, "processes": 1}))
+    defn = load_search(
+        write_def("compound", **cheaper, evaluation={"top_k": 2, "seeds": 2, "processes": 1})
+    )
     result = run_search(defn, quiet=True)
     evaluation = result.evaluation
     assert evaluation == read_evaluation(result.study) and evaluation.seeds == [1, 2]
