@@ -22,7 +22,7 @@ from archspec.spec.dump import spec_data
 from archspec.spec.expr import is_expression
 from archspec.spec.load import spec_from_source
 from archspec.spec.model import Spec
-from archspec.spec.yamlsource import Source
+from archspec.spec.yamlsource import PathKey, Source
 
 
 def scale(
@@ -48,7 +48,7 @@ def scale(
         raise ScaleError(unknown_message("depth rule", depth_rule, DEPTH_RULES))
     data = copy.deepcopy(spec_data(spec))
     divisor = divisor or spec.scaling.divisor
-    _Rewrite(spec, width, divisor).spec_data(data)
+    _Rewrite(spec, width, divisor, keep=head_literals(spec)).spec_data(data)
     if depth != 1.0:
         items = repeat_items(data)
         counts = scale_depth([item["repeat"] for item in items], depth, depth_rule)
@@ -114,9 +114,39 @@ def channel_literals(spec: Spec) -> list[int]:
     return collect.seen
 
 
+def head_literals(spec: Spec) -> set[PathKey]:
+    """The op items whose literal channels are the task's, not the network's width: for each
+    network output that is a vector per sample, the layer that sets its length on a vector
+    (a classifier's or regressor's linear), found by walking back through length-preserving
+    layers (dropout, activations). `out_features: 10` on the last linear stays 10 at any
+    width; a backbone's channels scale, pooled or not. A head that sets its classes on a
+    feature map (SqueezeNet's conv) is not recognised: write its count as an int option
+    (`out_channels: $num_classes`). Empty when the spec needs option values."""
+    if any(pdef.required for pdef in spec.options.values()):
+        return set()
+    from archspec.graph import INPUT, build_graph
+
+    graph = build_graph(spec)
+    keep: set[PathKey] = set()
+    for out in graph.outputs:
+        node = graph[out]
+        if node.shape.layout != "C":
+            continue
+        while (
+            len(node.inputs) == 1
+            and node.inputs[0] != INPUT
+            and node.input_shapes[0].channels == node.shape.channels
+        ):
+            node = graph[node.inputs[0]]
+        if node.shape.layout == "C":
+            keep.add(node.path)
+    return keep
+
+
 class _Rewrite:
-    def __init__(self, spec: Spec, width: float, divisor: int):
+    def __init__(self, spec: Spec, width: float, divisor: int, keep: set[PathKey] | None = None):
         self.spec, self.width, self.divisor = spec, width, divisor
+        self.keep = keep or set()  # op items whose channels stay (head_literals)
 
     def spec_data(self, data: dict[str, Any]) -> None:
         """Rewrite every channels place of spec data in place: option and block parameter
@@ -124,9 +154,9 @@ class _Rewrite:
         blocks = data.get("blocks", {}).values()
         for params in [data.get("options", {})] + [b.get("params", {}) for b in blocks]:
             self.param_defaults(params)
-        for block in blocks:
-            self.items(block["layers"])
-        self.items(data["layers"])
+        for name, block in data.get("blocks", {}).items():
+            self.items(block["layers"], ("blocks", name, "layers"))
+        self.items(data["layers"], ("layers",))
 
     def channels(self, value: Any) -> Any:
         if self.width == 1.0 or is_expression(value) or not isinstance(value, int):
@@ -138,9 +168,9 @@ class _Rewrite:
             if isinstance(pdef, dict) and pdef.get("type") == "channels" and "default" in pdef:
                 pdef["default"] = self.channels(pdef["default"])
 
-    def items(self, items: list[dict[str, Any]]) -> None:
-        for item in items:
-            if "op" in item:
+    def items(self, items: list[dict[str, Any]], path: PathKey) -> None:
+        for index, item in enumerate(items):
+            if "op" in item and (*path, index) not in self.keep:
                 for key, field in get_op(item["op"]).model_fields.items():
                     if key in item and scalable_axis(field) == "width":
                         item[key] = self.channels(item[key])
@@ -151,7 +181,7 @@ class _Rewrite:
                         if types.get(key) == "channels":
                             item[group][key] = self.channels(value)
             if "layers" in item:
-                self.items(item["layers"])
+                self.items(item["layers"], (*path, index, "layers"))
 
     def _block_types(self, name: str) -> dict[str, str]:
         block = self.spec.blocks.get(name)

@@ -35,6 +35,31 @@ def test_width_depth_resolution(resnet18):
     assert graph["fc"].shape.dims == (1000,)  # $num_classes is not a channel literal
 
 
+HEADS = """\
+name: heads
+input: {channels: 3, size: 16}
+layers:
+  - {op: conv2d, name: stem, out_channels: 16, kernel_size: 3, padding: 1}
+  - {op: conv2d, name: features, out_channels: 32, kernel_size: 3, padding: 1}
+  - {op: adaptive_avgpool, name: pool}
+  - {op: flatten}
+  - {op: linear, name: hidden, out_features: 64}
+  - {op: relu}
+  - {op: dropout, p: 0.2}
+  - {op: linear, name: fc, out_features: 10}
+  - {op: relu, name: last}
+outputs: [pool, last]
+"""
+
+
+def test_a_literal_class_count_is_the_task_s_and_never_scaled():
+    scaled = archspec.build_graph(scale(archspec.load_spec(HEADS), width=1.5))
+    assert scaled["fc"].shape.dims == (10,)  # the head: walked back from the output vector
+    assert scaled["hidden"].shape.dims == (96,)  # a hidden layer of the head scales
+    assert scaled["features"].shape.channels == 48  # so does a pooled feature map's conv
+    assert scaled["stem"].shape.channels == 24
+
+
 def test_identity_scale_is_the_same_model(resnet18):
     again = scale(resnet18)
     assert spec_data(archspec.load_spec(dump_spec(again))) == spec_data(resnet18)
