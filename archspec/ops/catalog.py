@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from archspec.ops.base import REGISTRY, Example, Op, get_op
+from archspec.ops.base import REGISTRY, Example, Op, get_op, scalable_axis
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,11 @@ def describe(op: str | type[Op]) -> OpDoc:
     for name, field in cls.model_fields.items():
         key = field.alias or name
         default = "required" if field.is_required() else _yaml(field.get_default())
-        fields.append(FieldDoc(key, _type(properties.get(key, {})), default))
+        kind = _type(properties.get(key, {}))
+        axis = scalable_axis(field)  # places `archspec scale` rewrites, named as block params
+        if axis is not None and kind.startswith("int"):
+            kind = {"width": "channels", "kernel": "kernel"}[axis] + kind[3:]
+        fields.append(FieldDoc(key, kind, default))
     doc = " ".join((cls.__doc__ or "").split())
     return OpDoc(cls.op, _summary(doc), doc, tuple(fields), cls.examples)
 
