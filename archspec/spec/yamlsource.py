@@ -9,7 +9,9 @@ several documents, very deep nesting and huge numbers are refused.
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,15 +109,36 @@ class Source:
 def read_text(source: str | Path) -> tuple[str, str]:
     """(text, file name) from a path or from YAML text itself."""
     if isinstance(source, Path) or (
-        isinstance(source, str) and "\n" not in source and source.endswith((".yaml", ".yml"))
+        isinstance(source, str)
+        and "\n" not in source
+        and (source.lower().endswith((".yaml", ".yml")) or os.path.isfile(source))
     ):
         path = Path(source)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise SpecSyntaxError(f"cannot read spec: {exc.strerror}", Location(str(path))) from exc
-        return _decode(raw, str(path)), str(path)
+        return _decode(read_bounded(path, "spec"), str(path)), str(path)
     return source, "<spec>"
+
+
+def read_bounded(path: Path, what: str, limit: int = MAX_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; never reads more than that (a
+    FIFO, a device such as /dev/zero or a huge file is refused, not read)."""
+    where = Location(str(path))
+    try:  # non-blocking: opening a FIFO must not wait for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise SpecSyntaxError(f"cannot read {what}: {exc.strerror}", where) from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "is a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise SpecSyntaxError(f"cannot read {what}: {kind}", where)
+    with os.fdopen(fd, "rb", buffering=0) as stream:
+        try:
+            raw = stream.read(limit + 1)
+        except OSError as exc:
+            raise SpecSyntaxError(f"cannot read {what}: {exc.strerror}", where) from exc
+    if len(raw) > limit:
+        raise SpecSyntaxError(f"file is over {limit} bytes; {what}s are limited to {limit}", where)
+    return raw
 
 
 def _decode(raw: bytes, file: str) -> str:

@@ -1,6 +1,8 @@
 """Hostile or broken files: a clean, located SpecError; never a hang, crash or code execution."""
 
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +85,44 @@ def test_python_tag_is_never_executed(tmp_path):
 def test_missing_file_is_a_spec_error(tmp_path):
     with pytest.raises(SpecError, match="cannot read spec"):
         archspec.load_spec(tmp_path / "nope.yaml")
+
+
+def _fifo(tmp_path):
+    path = tmp_path / "fifo.yaml"
+    os.mkfifo(path)
+    return path
+
+
+def _sparse(tmp_path):
+    path = tmp_path / "huge.yaml"
+    with open(path, "wb") as f:
+        f.truncate(1 << 30)  # 1 GiB of zeros, no disk used
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (_fifo, "not a regular file"),  # opening must not wait for a writer
+        (lambda _: Path("/dev/zero"), "not a regular file"),  # endless
+        (_sparse, "limited to 4194304"),  # refused without reading a gigabyte
+        (lambda tmp: tmp, "is a directory"),
+    ],
+    ids=["fifo", "dev-zero", "1-gib", "directory"],
+)
+def test_files_that_cannot_be_specs_are_refused_without_reading_them(tmp_path, make, message):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match=message):
+        archspec.load_spec(make(tmp_path))
+    assert time.perf_counter() - start < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB
+
+
+def test_a_single_line_name_of_an_existing_file_is_read_as_a_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "NET.YML").write_text(GOOD)
+    (tmp_path / "net.txt").write_text(GOOD)
+    assert archspec.load_spec("NET.YML").name == archspec.load_spec("net.txt").name == "t"
