@@ -120,7 +120,7 @@ def _spec_property(text: str, run: bool) -> bool:
     with torch.no_grad():
         out = model(x)
     got = [tuple(t.shape[1:]) for t in (out if isinstance(out, tuple) else (out,))]
-    want = [tuple(report.nodes[name].shape.dims) for name in report.outputs]
+    want = [tuple(shape.dims) for shape in report.output_shapes]
     if got != want:
         raise AssertionError(f"forward gave {got}; static shapes {want}")
     return True

@@ -87,7 +87,17 @@ class CostReport:
 
     @property
     def receptive_field(self) -> ReceptiveField:
-        return self.nodes[self.outputs[0]].receptive_field
+        first = self.outputs[0]
+        return ReceptiveField() if first == INPUT else self.nodes[first].receptive_field
+
+    @property
+    def output_shapes(self) -> list[Shape]:
+        """The shape of each output; an output may be the input itself (`outputs: [input]`,
+        or every layer removed by `when`)."""
+        return [
+            self.input_shape if name == INPUT else self.nodes[name].shape  # type: ignore[misc]
+            for name in self.outputs
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -112,7 +112,7 @@ def summary_rows(
         if not single:
             label = f"{len(stage.nodes)} nodes"
             rows.append(("stage", _row(f"{stage.name} total", label, stage, stage.output)))
-    shapes = " ".join(str(report.nodes[o].shape) for o in report.outputs)
+    shapes = " ".join(str(shape) for shape in report.output_shapes)
     total = ["total", "", shapes, f"{report.params:,}", f"{report.flops / 1e6:.2f}"]
     rows.append(("total", [*total, f"{report.activation_bytes / 1024:.0f}", ""]))
     return rows

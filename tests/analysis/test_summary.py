@@ -80,3 +80,32 @@ def test_table():
 def test_bad_format():
     with pytest.raises(ArchspecError, match="--format must be table, json or markdown"):
         render_summary("resnet18", fmt="csv")
+
+
+@pytest.mark.parametrize(
+    ("layers", "outputs", "total"),
+    [
+        (
+            "  - {op: conv2d, name: a, out_channels: 4, kernel_size: 1}\n",
+            "[a, input]",
+            "(4,8,8) (3,8,8)",
+        ),
+        (
+            "  - {op: conv2d, name: a, out_channels: 4, kernel_size: 1, when: false}\n",
+            None,
+            "(3,8,8)",
+        ),
+    ],
+    ids=["input-as-an-output", "every-layer-removed"],
+)
+def test_an_output_that_is_the_input_itself(tmp_path, layers, outputs, total):
+    path = tmp_path / "net.yaml"
+    text = "name: net\ninput: {channels: 3, size: 8}\nlayers:\n" + layers
+    path.write_text(text + (f"outputs: {outputs}\n" if outputs else ""))
+    console = Console(record=True, width=200)
+    render_summary(str(path), console=console)
+    render_summary(str(path), stages_only=True, console=console)
+    assert total in console.export_text()
+    report = analyze(str(path))
+    assert report.receptive_field.size == 1  # a 1x1 conv, or the input itself
+    assert [str(s) for s in report.output_shapes] == total.split()
