@@ -140,7 +140,7 @@ def analyze(
     for node in graph:
         op, shape, shapes = node.op, node.shape, list(node.input_shapes)
         rf = tuple(
-            _receptive_field(window, [fields[i][axis] for i in node.inputs], shapes[0], axis)
+            _receptive_field(window, _local(node, fields, shape, axis), shapes[0], axis)
             for axis, window in enumerate(op.windows(shapes))
         )
         fields[node.name] = rf
@@ -153,6 +153,26 @@ def analyze(
             receptive_fields=rf,
         )
     return report
+
+
+def _local(
+    node: Any, fields: dict[str, tuple[ReceptiveField, ReceptiveField]], shape: Shape, axis: int
+) -> list[ReceptiveField]:
+    """The fields a node's output units build on along `axis`. A merge leaves out inputs it
+    broadcasts along that axis (size 1 against a larger output): a hand-written
+    squeeze-excite gate (pool, conv, sigmoid, mul) is a summary of the whole input that
+    scales each unit, left out as the built-in `squeeze_excitation` leaves it out; its
+    cumulative stride is not the output's."""
+    inputs = [fields[i][axis] for i in node.inputs]
+    if len(inputs) < 2 or shape.layout not in ("CHW", "HWC"):
+        return inputs
+    extent = shape.spatial[axis]
+    kept = [
+        rf
+        for rf, s in zip(inputs, node.input_shapes, strict=True)
+        if not (s.layout in ("CHW", "HWC") and s.spatial[axis] == 1 < extent)
+    ]
+    return kept or inputs
 
 
 def _union(fields: list[ReceptiveField]) -> ReceptiveField:

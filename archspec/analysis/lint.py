@@ -342,19 +342,30 @@ def small_receptive_field(ctx: Context) -> Iterator[Hit]:
     for name in ctx.nodes:
         if ctx.whole(name) and not _spatial(ctx.shape(ctx.inputs(name)[0])):
             return
+    # pooled: the head, where the spatial extent is gone (a global pool, a flatten, and what
+    # only reads those); a merge that broadcasts a pooled gate back over a feature map (a
+    # hand-written squeeze-excite) is not the head
     pooled: set[str] = set()
-    largest, head = 1.0, ""
     for name in ctx.nodes:
         ins = ctx.inputs(name)
-        spatial_in = all(_spatial(ctx.shape(i)) and i not in pooled for i in ins)
-        if any(i in pooled for i in ins) or not spatial_in:
+        if ctx.whole(name) or not _spatial(ctx.shape(name)) or all(i in pooled for i in ins):
             pooled.add(name)
-            continue
-        if ctx.whole(name) or not _spatial(ctx.shape(name)):
-            pooled.add(name)
-            head = head or name
-            continue
-        largest = max(largest, ctx.report.nodes[name].receptive_field.size)
+    largest = max(
+        [1.0] + [ctx.report.nodes[n].receptive_field.size for n in ctx.nodes if n not in pooled]
+    )
+    # the head starts at the first pooling none of whose results go back into a feature map
+    head = next(
+        (
+            n
+            for n in ctx.nodes
+            if n in pooled
+            and _spatial(ctx.shape(ctx.inputs(n)[0]))
+            and nx.descendants(graph.digraph, n) <= pooled
+        ),
+        "",
+    )
+    if head and not ctx.whole(head):
+        return  # flatten + linear: every output reads every pixel, with its own weights
     height = graph.input_shape.spatial[0]
     if head and largest < height / 2:
         yield Hit(

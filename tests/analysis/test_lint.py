@@ -183,6 +183,35 @@ def test_as106_small_receptive_field():
     assert findings(spec(64, SHALLOW)) == []  # not a classifier
 
 
+SE_GATE = """\
+  - {op: adaptive_avgpool, name: squeeze}
+  - {op: conv2d, out_channels: 8, kernel_size: 1}
+  - {op: sigmoid, name: gate}
+  - {op: mul, from: [SOURCE, gate]}
+"""
+
+
+def as106(text):
+    return [line for code, line, _ in findings(text) if code == "AS106"]
+
+
+def test_as106_sees_through_a_hand_written_squeeze_excite_and_a_flatten_head():
+    deep = (
+        "".join(
+            f"  - {{op: conv2d, out_channels: 8, kernel_size: 3, stride: {1 + i % 2}, padding: 1}}\n"
+            for i in range(6)
+        )
+        + "  - {op: conv2d, name: c3, out_channels: 8, kernel_size: 3, padding: 1}\n"
+    )
+    gated = deep + SE_GATE.replace("SOURCE", "c3")
+    assert as106(spec(32, gated + CLASSIFIER)) == []  # the gate's pool is not the head
+    shallow = SHALLOW + "  - {op: relu, name: features}\n"
+    shallow_gated = shallow + SE_GATE.replace("SOURCE", "features") + CLASSIFIER
+    assert as106(spec(64, shallow_gated)) == [HEAD_LINES + 9]  # the classifier's pool
+    flat = SHALLOW + "  - {op: flatten}\n  - {op: linear, out_features: 10}\n"
+    assert as106(spec(64, flat)) == []  # every logit reads every pixel, with its own weight
+
+
 FLAT = """\
   - {op: conv2d, out_channels: 8, kernel_size: 3, stride: 2, padding: 1}
   - {op: batchnorm}

@@ -135,3 +135,31 @@ def test_receptive_field_through_max_pooling():
         hit = model(x)[:, 0, centre, centre].isnan().view(size, size)
     assert _extent(hit) == (expected, expected)
     assert hit[expected.start : expected.stop, expected.start : expected.stop].all()
+
+
+SE = """\
+name: se
+input: {channels: 3, size: 32}
+layers:
+  - {op: conv2d, name: c0, out_channels: 8, kernel_size: 3, stride: 2, padding: 1}
+GATE
+  - {op: conv2d, name: c1, kernel_size: 3, padding: 1}
+"""
+HAND = """\
+  - {op: adaptive_avgpool}
+  - {op: conv2d, out_channels: 2, kernel_size: 1}
+  - {op: relu}
+  - {op: conv2d, out_channels: 8, kernel_size: 1}
+  - {op: sigmoid, name: gate}
+  - {op: mul, name: scaled, from: [c0, gate]}"""
+BUILT_IN = "  - {op: squeeze_excitation, name: scaled, squeeze_channels: 2}"
+
+
+def test_a_hand_written_squeeze_excite_gate_keeps_the_feature_map_s_field_and_stride():
+    hand = analyze(SE.replace("GATE", HAND))
+    built_in = analyze(SE.replace("GATE", BUILT_IN))
+    for name in ("scaled", "c1"):
+        assert hand.nodes[name].receptive_fields == built_in.nodes[name].receptive_fields
+    assert hand.nodes["c1"].receptive_field.jump == 2  # the conv's stride, not the pool's 16
+    model = archspec.build(SE.replace("GATE", HAND), features_only=True)
+    assert model.feature_info.reduction() == [2]
