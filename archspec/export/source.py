@@ -113,6 +113,7 @@ def _from_study(
 ) -> Source:
     from archspec.errors import SearchError
     from archspec.search import load_study, trial_spec
+    from archspec.search.pick import network_number
 
     try:
         study = load_study(name, storage)
@@ -126,6 +127,8 @@ def _from_study(
     spec, header = trial_spec(study, trial, phi)
     if weights is not None:
         return from_spec(spec, header, weights)
+    if phi is None and trial != "best":
+        trial = network_number(study, trial)  # a repeat's weights are its first trial's
     bundle, stored = _trained(study.study_name, spec, trial, phi)
     if bundle is not None:
         source = _from_bundle(bundle)

@@ -114,16 +114,12 @@ def write_bundles(
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Feasible, trained, distinct trials, best first (several objectives: the Pareto front,
     by the first objective)."""
-    from archspec.search.results import feasible_trials, pareto_trials
+    from archspec.search import results
 
-    pool = feasible_trials(study) if len(study.directions) == 1 else pareto_trials(study)
-    trained = []
-    for t in pool:
-        record = read_trial(t)
-        if record is not None and record.trained and record.same_as is None:
-            trained.append(t)
+    if len(study.directions) == 1:
+        return results.ranked_trials(study)  # distinct networks: each once, its first trial
     sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
-    return sorted(trained, key=lambda t: (sign * t.values[0], t.number))
+    return sorted(results.pareto_trials(study), key=lambda t: (sign * t.values[0], t.number))
 
 
 def _write(
@@ -144,9 +140,12 @@ def _write(
         member = next(m for m in read_family(study).members if m.phi == phi)
         text, accuracy, key, number = member.spec, member.accuracy, family_key(phi), None
     else:
+        from archspec.search.results import network_trial
+
         record = read_trial(frozen)
-        text, accuracy = trial_spec_text(frozen), record.accuracy
-        key, number = trial_key(frozen.number), frozen.number
+        source = network_trial(study, frozen)  # a repeat's network is kept by its first trial
+        text, accuracy = trial_spec_text(source), record.accuracy
+        key, number = trial_key(source.number), frozen.number
     if text is None or accuracy is None:
         return Written(None, label, f"{key} was not trained by this version of archspec")
     spec = load_spec(text)

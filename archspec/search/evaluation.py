@@ -21,7 +21,7 @@ from archspec.search.record import (
     trial_spec_text,
     write_study_record,
 )
-from archspec.search.results import base_trial, pareto_trials, ranked_trials
+from archspec.search.results import base_trial, network_trial, pareto_trials, ranked_trials
 from archspec.search.trial import TrialRunner
 from archspec.spec import load_spec
 
@@ -48,7 +48,10 @@ def run_evaluation(
     wanted: list[tuple[str, int | None, int | None, str]] = [
         ("base", base[0].number, None, trial_spec_text(base[0]))
     ]
-    wanted += [(f"rank {i + 1}", t.number, None, trial_spec_text(t)) for i, t in enumerate(top)]
+    wanted += [
+        (f"rank {i + 1}", t.number, None, trial_spec_text(network_trial(study, t)))
+        for i, t in enumerate(top)
+    ]
     for member in family.members[1:] if family else []:
         if member.spec is not None:
             wanted.append((f"phi={member.phi}", None, member.phi, member.spec))

@@ -20,7 +20,7 @@ from archspec.search.record import (
     trial_spec_text,
     write_study_record,
 )
-from archspec.search.results import best_trial
+from archspec.search.results import best_trial, network_trial
 from archspec.search.space import Candidate
 from archspec.search.trial import TrialRunner, effective_record, network
 from archspec.spec import load_spec
@@ -49,7 +49,7 @@ def run_family(study: optuna.Study, runner: TrialRunner) -> FamilyRecord | None:
             knobs=unit.to_attrs(),
             target_flops_ratio=cfg.flops_ratio,
             in_band=abs(eff.flops_ratio / cfg.flops_ratio - 1) <= cfg.tolerance,
-            spec=trial_spec_text(best),
+            spec=trial_spec_text(network_trial(study, best)),
             spec_hash=first.spec_hash,
             effective=eff,
             params=first.params,

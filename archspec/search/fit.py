@@ -181,7 +181,7 @@ def with_classes(spec: Spec, num_classes: int) -> Spec:
     if "num_classes" in spec.options:
         spec = scale(spec, options={"num_classes": num_classes})
     cost = analyze(spec)
-    shape = cost.nodes[cost.outputs[0]].shape
+    shape = cost.output_shapes[0]
     if shape.layout != "C" or shape.dims[0] != num_classes:
         raise SearchError(
             f"{spec.name}: its output is {shape.layout} {list(shape.dims)}; the dataset has "

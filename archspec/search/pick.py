@@ -16,7 +16,7 @@ from archspec.search.record import (
     read_trial,
     trial_spec_text,
 )
-from archspec.search.results import best_trial, pareto_trials
+from archspec.search.results import best_trial, network_trial, pareto_trials
 from archspec.search.space import Candidate
 from archspec.search.worker import unfinished
 from archspec.spec import load_spec
@@ -39,8 +39,11 @@ def trial_spec(
         record = read_trial(frozen)
         assert record is not None
         label = f"trial {frozen.number}" + (" (the base)" if record.role == "base" else "")
+        source = network_trial(study, frozen)
+        if source.number != frozen.number:
+            label += f" (the same network as trial {source.number})"
         text, params, flops, acc = (
-            trial_spec_text(frozen),
+            trial_spec_text(source),
             record.params,
             record.flops,
             record.accuracy,
@@ -86,6 +89,12 @@ def export_trial(
     """Write the spec of a trial (see trial_spec) atomically to `path`."""
     spec, header = trial_spec(study, trial, phi)
     return write_text_atomic(path, dump_spec(spec, header=header)), spec
+
+
+def network_number(study: optuna.Study, trial: str | int) -> int:
+    """The number of the trial whose spec and weights `trial` ("best" or a number) uses: a
+    repeat of an earlier network uses that trial's."""
+    return network_trial(study, _pick(study, trial)).number
 
 
 def _pick(study: optuna.Study, trial: str | int) -> optuna.trial.FrozenTrial:

@@ -19,6 +19,16 @@ def records(study: optuna.Study) -> list[tuple[FrozenTrial, TrialRecord]]:
     return out
 
 
+def network_trial(study: optuna.Study, trial: FrozenTrial) -> FrozenTrial:
+    """The trial that built and trained `trial`'s network, where its spec and weights are
+    kept: `trial` itself, or for a repeat of an earlier network the trial it repeats (which
+    may be the base, trial 0, when a candidate rebuilds the unscaled network)."""
+    record = read_trial(trial)
+    if record is None or record.same_as is None:
+        return trial
+    return study.get_trials(deepcopy=False)[record.same_as]
+
+
 def base_trial(study: optuna.Study) -> tuple[FrozenTrial, TrialRecord] | None:
     for trial, record in records(study):
         if record.role == "base":

@@ -162,6 +162,47 @@ def test_two_knob_settings_one_network_trained_once_same_feasibility(write_def, 
     assert calls == (["base", f"trial {first[0].number}"] if limit is None else ["base"])
 
 
+def test_a_candidate_that_rebuilds_the_base_uses_the_base_s_spec_and_weights(
+    write_def, monkeypatch
+):
+    """A grid with width 1.0 rebuilds the unscaled base: that candidate is a repeat of trial
+    0, which keeps the spec and the weights; winning with it breaks nothing downstream."""
+    from archspec.export.source import load_source
+    from archspec.search.pick import network_number, trial_spec
+
+    calls = []
+    monkeypatch.setattr(recipe, "train", _stub_train(calls, lambda n: 0.9 if n == 1 else 0.5))
+    space = {"width": {"low": 0.5, "high": 1.0, "step": 0.5}, "kernels": None}
+    defn = load_search(
+        write_def(
+            space=space,
+            sampler="grid",
+            trials=2,
+            evaluation={"top_k": 2, "seeds": 2, "processes": 1},
+        )
+    )
+    result = run_search(defn, quiet=True)
+    study = result.study
+    (again,) = [t for t, r in candidates(study) if r.same_as == 0]
+    assert best_trial(study).number == again.number
+    assert network_number(study, again.number) == network_number(study, "best") == 0
+    by_label = {e.label: e for e in result.evaluation.entries}
+    assert by_label["rank 1"].trial == again.number
+    assert by_label["rank 1"].scores == by_label["base"].scores  # one network, trained once
+    assert "within the noise" in result.evaluation.verdict
+    spec, header = trial_spec(study, again.number)
+    assert f"trial {again.number} (the same network as trial 0)" in header
+    assert archspec.analyze(spec).params == read_trial(study.trials[0]).params
+    (best,) = [b for b in result.bundles if b.label == "best"]
+    bundle = archspec.load_bundle(best.path)
+    assert bundle.manifest.provenance.trial == again.number
+    base_weights = load_source("tiny", trial=0).model.state_dict()
+    for key, value in bundle.model.state_dict().items():
+        assert torch.equal(value, base_weights[key])
+    exported = load_source("tiny", trial=again.number).model.state_dict()
+    assert all(torch.equal(v, base_weights[k]) for k, v in exported.items())
+
+
 def test_resume_runs_only_the_missing_trials(write_def, tmp_path, monkeypatch):
     monkeypatch.setattr(recipe, "train", _stub_train([]))
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
