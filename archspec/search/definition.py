@@ -68,6 +68,15 @@ class Range(_Strict):
             raise ValueError(f"low ({self.low}) is above high ({self.high})")
         if self.step is not None and self.log:
             raise ValueError("a range takes either step or log, not both")
+        span = self.high - self.low
+        if self.step is not None and span > 0:
+            steps = span / self.step
+            if abs(steps - round(steps)) > 1e-6 * max(1.0, steps) or round(steps) < 1:
+                raise ValueError(
+                    f"step {self.step:g} does not divide the range {self.low:g}..{self.high:g} "
+                    f"(a span of {span:g}): {self.high:g} would never be tried; use a step "
+                    "that divides it"
+                )
         if self.step is not None and self.values > MAX_RANGE_VALUES:
             raise ValueError(
                 f"step {self.step:g} gives {_count(self.values)} values from {self.low:g} to "
@@ -154,7 +163,9 @@ class Data(_Strict):
     limit: PositiveInt | None = Field(None, description="use at most this many samples")
     num_samples: PositiveInt = Field(2000, description="synthetic, shapes: number of images")
     num_classes: Annotated[int, Field(ge=2, le=1000)] = Field(10, description="synthetic only")
-    image_size: PositiveInt = Field(64, description="imagefolder: images are loaded at this size")
+    image_size: Annotated[int, Field(ge=1, le=4096)] = Field(
+        64, description="imagefolder: images are loaded at this size"
+    )
     root: str = Field("data", description="torchvision: where the dataset lives")
     download: bool = False
 

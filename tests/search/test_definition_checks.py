@@ -76,3 +76,20 @@ def test_cuda_without_a_gpu_is_one_line():
         pick_device("cuda")
     assert str(info.value) == "training.device: no CUDA device; use device: auto or cpu"
     assert pick_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("step", ["0.3", "5"])
+def test_a_step_that_does_not_divide_the_range(tmp_path, step):
+    """Optuna would warn and silently shrink the range to what the step reaches."""
+    found = problems(tmp_path, f"space: {{width: {{low: 0.5, high: 1.0, step: {step}}}}}\n")
+    assert [line.split(" (got ")[0] for line in found] == [
+        f"4:16: space.width: step {step} does not divide the range 0.5..1 (a span of 0.5): 1 "
+        "would never be tried; use a step that divides it"
+    ]
+
+
+def test_image_size_is_bounded(tmp_path):
+    body = "space: {width: [0.5, 1.0]}\ndata: {dataset: 'imagefolder:x', image_size: 100000}\n"
+    assert [line.split(" (got ")[0] for line in problems(tmp_path, body)] == [
+        "5:46: data.image_size: input should be less than or equal to 4096"
+    ]
