@@ -21,7 +21,13 @@ from archspec.search.record import (
     trial_spec_text,
     write_study_record,
 )
-from archspec.search.results import base_trial, network_trial, pareto_trials, ranked_trials
+from archspec.search.results import (
+    base_trial,
+    network_trial,
+    pareto_trials,
+    ranked_trials,
+    records,
+)
 from archspec.search.trial import TrialRunner
 from archspec.spec import load_spec
 
@@ -69,7 +75,15 @@ def run_evaluation(
         for label, text in missing.values()
         for s in seeds
     ]
-    scored = iter(score_all(runner.recipe, jobs, processes=cfg.processes, quiet=runner.quiet))
+    scored = iter(
+        score_all(
+            runner.recipe,
+            jobs,
+            processes=cfg.processes,
+            quiet=runner.quiet,
+            seconds_each=_trial_seconds(study),
+        )
+    )
     for digest in missing:  # a network two entries share (e.g. rank 1 and phi=1) trains once
         results = [next(scored) for _ in seeds]
         done[digest] = Scores(
@@ -92,6 +106,14 @@ def run_evaluation(
     )
     write_study_record(study, EVALUATION_KEY, record)
     return record
+
+
+def _trial_seconds(study: optuna.Study) -> float | None:
+    """The median training time of the trials that trained, None before any."""
+    import statistics
+
+    seconds = [r.train_s for _, r in records(study) if r.status == "trained" and r.train_s]
+    return statistics.median(seconds) if seconds else None
 
 
 def _compare(a: Evaluated, b: Evaluated, what: str) -> str:

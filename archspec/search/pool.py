@@ -14,6 +14,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
@@ -36,11 +38,22 @@ class Job:
     cost: int = 0
 
 
-def worker_count(recipe: Recipe, jobs: int, processes: int | None) -> int:
+# Starting a worker (Python, torch, the data) takes a few seconds: below this much expected
+# work, one after the other in this process is faster.
+MIN_PARALLEL_SECONDS = 30.0
+
+
+def worker_count(
+    recipe: Recipe, jobs: int, processes: int | None, expected_seconds: float | None = None
+) -> int:
     """`processes` if given; else, on CPU, as many workers as the cores hold trainings of the
-    current thread count; on an accelerator, 1. Never more than the jobs."""
+    current thread count, when the jobs are expected to take at least MIN_PARALLEL_SECONDS
+    in all (`expected_seconds`; unknown counts as long enough); on an accelerator, 1. Never
+    more than the jobs."""
     if processes is None:
         if recipe.device.type != "cpu":
+            return 1
+        if expected_seconds is not None and expected_seconds < MIN_PARALLEL_SECONDS:
             return 1
         processes = max(1, usable_cpus() // torch.get_num_threads())
     return max(1, min(processes, jobs))
@@ -54,10 +67,17 @@ def usable_cpus() -> int:
 
 
 def score_all(
-    recipe: Recipe, jobs: list[Job], *, processes: int | None = None, quiet: bool = False
+    recipe: Recipe,
+    jobs: list[Job],
+    *,
+    processes: int | None = None,
+    quiet: bool = False,
+    seconds_each: float | None = None,
 ) -> list[Scored]:
-    """Validation and test top-1 of each job, in the order given."""
-    workers = worker_count(recipe, len(jobs), processes)
+    """Validation and test top-1 of each job, in the order given; `seconds_each`: how long
+    one is expected to take (e.g. the trials' median), for the choice of worker count."""
+    expected = None if seconds_each is None else seconds_each * len(jobs)
+    workers = worker_count(recipe, len(jobs), processes, expected)
     if workers == 1:
         return [recipe.score(load_spec(job.spec), job.seed, desc=job.desc) for job in jobs]
     from tqdm.auto import tqdm
@@ -109,8 +129,18 @@ _recipe: Recipe | None = None  # the worker process's
 def _start_worker(defn: SearchDef, dataset: Dataset, threads: int) -> None:
     global _recipe
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     torch.set_num_threads(threads)
     _recipe = Recipe(defn, dataset, quiet=True)
+
+
+def _exit_with(parent: int) -> None:
+    """A worker whose main process died without stopping it (kill -9) stops within a second
+    instead of training on for nobody."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _score(spec: str, seed: int) -> Scored:

@@ -62,3 +62,55 @@ def test_ctrl_c_stops_the_workers_mid_training(jobs_and_recipe):
         timer.cancel()
     assert time.perf_counter() - start < 30  # 200 epochs each would take minutes
     assert multiprocessing.active_children() == []
+
+
+WORKERS_THEN_WAIT = """
+import sys
+from archspec.search import pool
+from archspec.search.data import load_dataset
+from archspec.search.definition import load_search
+from archspec.search.recipe import Recipe
+from archspec.search.space import Candidate
+from archspec.spec.dump import dump_spec
+
+if __name__ == "__main__":
+    defn = load_search(sys.argv[1])
+    slow = defn.model_copy(update={"training": defn.training.model_copy(update={"epochs": 500})})
+    recipe = Recipe(slow, load_dataset(defn.data, defn.seed), quiet=True)
+    spec = dump_spec(Candidate(width=0.5).spec(defn.base_spec, 10))
+    pool.score_all(recipe, [pool.Job(spec, s, "") for s in (1, 2)], processes=2)
+"""
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
+def test_workers_stop_when_the_main_process_is_killed(write_def, tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(WORKERS_THEN_WAIT)
+    main = subprocess.Popen([sys.executable, str(script), str(write_def())])
+    try:
+        deadline, workers = time.time() + 60, []
+        while time.time() < deadline and len(workers) < 2:
+            time.sleep(0.5)
+            with open(f"/proc/{main.pid}/task/{main.pid}/children") as f:
+                workers = [int(p) for p in f.read().split()]
+        assert len(workers) >= 2, "the workers did not start"
+        time.sleep(3)  # into their training
+        main.kill()  # kill -9: nothing in it runs to stop them
+        main.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers)
+    finally:
+        main.kill()
