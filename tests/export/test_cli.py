@@ -52,6 +52,33 @@ def test_weights_from_safetensors(tmp_path):
     assert torch.equal(load_file(out)["classifier.weight"], model.state_dict()["classifier.weight"])
 
 
+def test_weights_under_other_names_are_refused_never_paired_by_shape(tmp_path):
+    """A safetensors file stores tensors sorted by dtype and name, not in forward order:
+    BatchNorm's weight and bias (same shape) renamed must not land in each other's places."""
+    state = archspec.build(archspec.load_spec(TINY)).state_dict()
+    bn = next(k for k in state if k.endswith(".bias") and f"{k[:-5]}.running_mean" in state)
+    renamed = {
+        ("zz_" + k if k.startswith(bn[:-5]) else k): v.contiguous() for k, v in state.items()
+    }
+    save_file(renamed, tmp_path / "renamed.safetensors")
+    save_file(
+        {k: v.contiguous() for k, v in state.items() if k != bn}, tmp_path / "short.safetensors"
+    )
+    wrong = {k: (v[:1].contiguous() if k == bn else v.contiguous()) for k, v in state.items()}
+    save_file(wrong, tmp_path / "wrong.safetensors")
+    (tmp_path / "adir").mkdir()
+    for name, message in (
+        ("renamed.safetensors", "its tensor names are not this model's: missing "),
+        ("short.safetensors", f"missing 1 ({bn})"),
+        ("wrong.safetensors", f"{bn} is (1,); the model's is"),
+        ("adir", "cannot read weights: is a directory"),
+    ):
+        out = tmp_path / "out" / "x.safetensors"
+        result = invoke("export", TINY, "--weights", tmp_path / name, "-o", out)
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+
+
 def test_errors_are_one_line_and_exit_1(tmp_path):
     cases = [
         (["export", TINY, "-o", tmp_path / "x.bin"], "cannot tell the format from 'x.bin'"),

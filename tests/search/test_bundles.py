@@ -109,3 +109,20 @@ def test_a_winner_trained_on_another_machine_is_retrained_to_the_same_weights(se
     assert kept.read_bytes() == original  # bit-identical on CPU
     bundle = archspec.load_bundle(written.path)
     assert bundle.manifest.metrics["val_accuracy"] == read_trial(best).accuracy
+
+
+def test_export_of_the_best_trial_uses_its_kept_weights_without_the_best_bundle(searched, tmp_path):
+    import shutil
+
+    from archspec.export.source import load_source
+
+    _, _, result = searched
+    best = best_trial(result.study)
+    folder = tmp_path / "runs" / "bundled"
+    shutil.rmtree(folder / "best")
+    shutil.rmtree(folder / f"trial-{best.number}")
+    source = load_source("bundled", trial="best")
+    assert source.weights.endswith(f"trial-{best.number}.safetensors")
+    kept = load_source("bundled", trial=best.number).model.state_dict()
+    for key, value in source.model.state_dict().items():
+        assert torch.equal(value, kept[key])
