@@ -24,9 +24,6 @@ from archspec.errors import ExportError
 # torch.nn leaves whose repr() is their constructor call: kept as submodules; every other module
 # (archspec's SqueezeExcitation, LayerNorm2d, StochasticDepth, ...) is traced into.
 _REPR_IS_CONSTRUCTOR: tuple[type[nn.Module], ...] = (
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
     nn.BatchNorm1d,
     nn.BatchNorm2d,
     nn.BatchNorm3d,
@@ -65,10 +62,24 @@ def _layer_norm(m: nn.LayerNorm) -> str:
     )
 
 
-# torch.nn leaves whose repr leaves out constructor arguments, or that fx cannot trace into.
+def _conv(m: nn.Conv2d) -> str:
+    # repr() writes padding_mode=circular, unquoted
+    return (
+        f"nn.{type(m).__name__}({m.in_channels}, {m.out_channels}, "
+        f"kernel_size={m.kernel_size}, stride={m.stride}, padding={m.padding!r}, "
+        f"dilation={m.dilation}, groups={m.groups}, bias={m.bias is not None}, "
+        f"padding_mode={m.padding_mode!r})"
+    )
+
+
+# torch.nn leaves whose repr leaves out constructor arguments or is not valid Python, or that
+# fx cannot trace into.
 _CONSTRUCTORS: dict[type[nn.Module], Callable[[nn.Module], str]] = {
     nn.MultiheadAttention: _attention,
     nn.LayerNorm: _layer_norm,
+    nn.Conv1d: _conv,
+    nn.Conv2d: _conv,
+    nn.Conv3d: _conv,
 }
 
 # Names fx's generated code may use beyond torch, and the line that provides each.

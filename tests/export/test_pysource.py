@@ -34,3 +34,22 @@ def test_untraceable_module_is_copied_with_its_helpers_and_runs_without_archspec
         want = model(x)
     (got,), *_ = run_standalone(path, model.state_dict(), [x])
     assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_convolutions_with_every_padding_mode_are_valid_python(tmp_path):
+    """torch's repr writes padding_mode=circular unquoted: the file is written from the
+    module's attributes instead."""
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular"),
+        nn.Conv2d(4, 4, 3, padding="same", padding_mode="reflect", groups=2, bias=False),
+        nn.Conv2d(4, 2, (1, 3), padding=(0, 1), padding_mode="replicate", dilation=(1, 2)),
+    ).eval()
+    text = python_source(model, "Net", "padding modes", "(N, 3, 8, 8)")
+    assert "padding_mode='circular'" in text and "padding='same'" in text
+    path = tmp_path / "net.py"
+    path.write_text(text)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        want = model(x)
+    (got,), *_ = run_standalone(path, model.state_dict(), [x])
+    assert torch.equal(got, want)
