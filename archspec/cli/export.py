@@ -53,6 +53,8 @@ def export(
 
     if trial != "best" and not trial.isdigit():
         raise typer.BadParameter("--trial is 'best' or a trial number")
+    if not 0 <= tolerance < 1:  # NaN fails too
+        raise typer.BadParameter(f"--tolerance must be in [0, 1); got {tolerance}")
     fmt_name = format_for(output, fmt).name
     if output.exists() and not force:
         raise ExportError(f"{output} exists; pass --force to overwrite it")

@@ -54,10 +54,15 @@ def atomic_path(
     for target in [path, *targets]:
         if target.exists() and not force:
             raise ExportError(f"{target} exists; not overwritten without force")
-    path.parent.mkdir(parents=True, exist_ok=True)
     with signals_raise():
-        # hidden, with the real extension (some writers check it)
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # hidden, with the real extension (some writers check it)
+            fd, name = tempfile.mkstemp(
+                prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent
+            )
+        except OSError as exc:  # named after the file asked for, not the temporary one
+            raise ExportError(f"{path}: cannot write here: {exc.strerror}") from exc
         os.close(fd)
         tmp = Path(name)
         moved: list[Path] = []

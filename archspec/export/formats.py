@@ -36,6 +36,7 @@ class Format:
     graph: bool  # holds the computation (so --optimize applies), not only spec or weights
     companions: tuple[str, ...] = ()  # suffixes of files written beside it (OpenVINO's .bin)
     needs: tuple[str, ...] = ()  # modules of the optional extra named after the format
+    strict_suffix: bool = False  # its runtime reads only files with one of `suffixes`
 
     def check_installed(self) -> None:
         """One ExportError line naming the extra to install when a module it needs is absent."""
@@ -187,7 +188,10 @@ def _write_openvino(source: Source, module: nn.Module, path: Path) -> None:
     shape = ov.PartialShape([-1, source.spec.input.channels, *source.spec.input.hw])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = ov.convert_model(module, example_input=(example(source),), input=[shape])
+        try:  # OpenVINO's TorchScript frontend: the fastest IR where tracing works
+            model = ov.convert_model(module, example_input=(example(source),), input=[shape])
+        except Exception:  # e.g. attention fails the tracer's sanity check: torch.export's
+            model = ov.convert_model(_exported(source, module))
     model.inputs[0].get_tensor().set_names({INPUT_NAME})
     for index, port in enumerate(model.outputs):
         port.get_tensor().set_names({OUTPUT_NAME if index == 0 else f"{OUTPUT_NAME}_{index}"})
@@ -223,12 +227,17 @@ def _run_openvino(path: Path, source: Source, inputs: Sequence[torch.Tensor]) ->
 # --- pt2: torch.export ---------------------------------------------------------------------------
 
 
-def _write_pt2(source: Source, module: nn.Module, path: Path) -> None:
+def _exported(source: Source, module: nn.Module) -> torch.export.ExportedProgram:
+    """`module` through torch.export, with a dynamic batch axis."""
     from torch.export import Dim
 
-    program = torch.export.export(
+    return torch.export.export(
         module, (example(source),), dynamic_shapes=({0: Dim("batch", min=1, max=4096)},)
     )
+
+
+def _write_pt2(source: Source, module: nn.Module, path: Path) -> None:
+    program = _exported(source, module)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_STORAGE_WARNING)
         torch.export.save(program, path)
@@ -375,6 +384,7 @@ FORMATS: dict[str, Format] = {
             True,
             companions=(".bin",),
             needs=("openvino",),
+            strict_suffix=True,
         ),
         Format(
             "pt2",
@@ -383,6 +393,7 @@ FORMATS: dict[str, Format] = {
             _write_pt2,
             _run_pt2,
             True,
+            strict_suffix=True,
         ),
         Format(
             "torchscript",
@@ -411,7 +422,13 @@ def format_for(path: str | Path, name: str | None = None) -> Format:
     if name is not None:
         if name not in FORMATS:
             raise ExportError(unknown_message("format", name, list(FORMATS)))
-        return FORMATS[name]
+        fmt = FORMATS[name]
+        if fmt.strict_suffix and Path(path).suffix.lower() not in fmt.suffixes:
+            raise ExportError(
+                f"the {name} format is read only from files named *{fmt.suffixes[0]}; "
+                f"got {Path(path).name!r}"
+            )
+        return fmt
     suffix = Path(path).suffix.lower()
     for fmt in FORMATS.values():
         if suffix in fmt.suffixes:

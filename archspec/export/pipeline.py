@@ -3,7 +3,12 @@ the eager model, then move it into place. A file that fails verification is neve
 
 from __future__ import annotations
 
+import re
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +43,47 @@ class ExportResult:
         )
 
 
+@contextmanager
+def _noting_ctrl_c() -> Iterator[list[bool]]:
+    """SIGINT raises KeyboardInterrupt as usual and is also noted (the list becomes [True]):
+    an exporter that swallows the KeyboardInterrupt and fails otherwise is still seen as
+    interrupted. Only the main thread can set handlers; elsewhere nothing is noted."""
+    noted: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        noted.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _one_line(text: str) -> str:
+    """An exporter's message as one line: its first non-empty line, without colour codes."""
+    lines = [line.strip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
+    return lines[0] if lines else "(no message)"
+
+
 def export(
     source: Source,
     path: str | Path,
@@ -50,6 +96,8 @@ def export(
     """Write `source` to `path` in `format` (default: from the extension) and verify it
     against `source.model` at batches 1 and 4; raises ExportError when anything differs."""
     start = time.perf_counter()
+    if not 0 <= tolerance < 1:  # NaN fails too
+        raise ExportError(f"tolerance must be in [0, 1); got {tolerance}")
     fmt = format_for(path, format)
     fmt.check_installed()
     path = Path(path)
@@ -73,10 +121,15 @@ def export(
     expected = reference(source.model, inputs)
     with atomic_path(path, force=force, companions=fmt.companions) as tmp:
         try:
-            fmt.write(source, module, tmp)
+            with _noting_ctrl_c() as ctrl_c:
+                fmt.write(source, module, tmp)
+                runs = fmt.run(tmp, source, inputs)
         except ExportError:
             raise
         except Exception as exc:  # the exporters' own errors, one line
-            raise ExportError(f"{fmt.name} export failed: {type(exc).__name__}: {exc}") from exc
-        checks = compare(str(path), expected, fmt.run(tmp, source, inputs), inputs, tolerance)
+            if ctrl_c or _interrupted(exc):  # Ctrl-C that an exporter caught and wrapped
+                raise KeyboardInterrupt from None
+            text = _one_line(str(exc)).replace(str(tmp), str(path)).replace(tmp.name, path.name)
+            raise ExportError(f"{fmt.name} export failed: {type(exc).__name__}: {text}") from exc
+        checks = compare(str(path), expected, runs, inputs, tolerance)
     return ExportResult(path, fmt, checks, optimized, time.perf_counter() - start)

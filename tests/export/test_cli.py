@@ -107,3 +107,69 @@ def test_the_help_names_every_format_of_the_table():
     from archspec.export import FORMATS
 
     assert export._FORMATS == ", ".join(FORMATS)
+
+
+def test_exporter_failures_are_one_line_naming_the_file_asked_for(tmp_path, monkeypatch):
+    import tempfile
+
+    from archspec.export import formats
+
+    cases = [
+        (
+            ["--format", "openvino"],
+            "x.onnx",
+            "the openvino format is read only from files named *.xml",
+        ),
+        (["--format", "pt2"], "x.onnx", "the pt2 format is read only from files named *.pt2"),
+        (["--tolerance", "nan"], "x.onnx", "--tolerance must be in [0, 1)"),
+    ]
+    for extra, name, message in cases:
+        result = invoke("export", TINY, "-o", tmp_path / name, *extra)
+        assert result.exit_code != 0 and message in result.output, result.output
+    assert list(tmp_path.iterdir()) == []
+
+    def noisy(source, module, path):  # as onnx and OpenVINO fail: many lines, the temp name
+        raise RuntimeError(f"\x1b[96mCheck failed\x1b[0m for {path}\n  at serialize.cpp:36\n\n")
+
+    fmt = formats.FORMATS["onnx"]
+    monkeypatch.setitem(formats.FORMATS, "onnx", formats.Format(**{**vars(fmt), "write": noisy}))
+    out = tmp_path / "m.onnx"
+    result = invoke("export", TINY, "-o", out)
+    assert result.exit_code == 1
+    assert result.output.strip() == f"onnx export failed: RuntimeError: Check failed for {out}"
+    assert list(tmp_path.iterdir()) == []
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    result = invoke("export", TINY, "-o", tmp_path / "t.pt")
+    assert result.output.strip() == f"{tmp_path / 't.pt'}: cannot write here: Permission denied"
+
+
+def test_ctrl_c_that_an_exporter_swallows_is_still_an_interrupt(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from archspec.export import formats
+    from archspec.export.pipeline import export as export_model
+    from archspec.export.source import load_source
+
+    def swallowing(source, module, path):  # torch.onnx catches it and fails otherwise
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+        raise AttributeError("module 'torch._dynamo' has no attribute 'exc'")
+
+    fmt = formats.FORMATS["onnx"]
+    monkeypatch.setitem(
+        formats.FORMATS, "onnx", formats.Format(**{**vars(fmt), "write": swallowing})
+    )
+    try:
+        export_model(load_source(TINY), tmp_path / "m.onnx")
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("not seen as interrupted")
+    assert list(tmp_path.iterdir()) == []
