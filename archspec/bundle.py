@@ -202,10 +202,28 @@ def load_bundle(path: str | Path, *, device: str | torch.device | None = None) -
             f"{spec_file}: the input is {spec.input.channels}x{list(spec.input.hw)}; the manifest "
             f"records {manifest.input_channels}x{list(manifest.input_size)}"
         )
-    _load_weights(model, state_dict, str(weights_file))
+    from archspec.analysis import analyze
+
+    outputs = analyze(spec).output_shapes[0]
+    classes = outputs.dims[0] if outputs.layout == "C" else None
+    if classes is not None and len(manifest.class_names) != classes:
+        raise BundleError(
+            f"{path / MANIFEST_FILE}: {len(manifest.class_names)} class names for the model's "
+            f"{classes} outputs"
+        )
+    load_weights(model, state_dict, str(weights_file))
+    _check_finite(state_dict, weights_file)
     if device is not None:
         model = model.to(device)
     return Bundle(path, spec, model.eval(), manifest)
+
+
+def _check_finite(state_dict: dict[str, torch.Tensor], file: Path) -> None:
+    import torch
+
+    for name, tensor in state_dict.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise BundleError(f"{file}: {name} holds NaN or infinite values")
 
 
 def read_manifest(path: str | Path) -> Manifest:
@@ -239,12 +257,16 @@ def _model(spec: Spec, state_dict: dict[str, torch.Tensor], what: str) -> nn.Mod
     from archspec.compile import build
 
     model = build(spec)
-    _load_weights(model, state_dict, what)
+    load_weights(model, state_dict, what)
     return model
 
 
-def _load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
-    """Strict load with one readable line for any mismatch."""
+def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
+    """Strict load by name with one readable line for any mismatch (names, shapes, float
+    against integer tensors). Names must match exactly: a safetensors file keeps no forward
+    order (it stores tensors sorted by dtype and name), so pairing other names in order would
+    put tensors of one shape in each other's places; another framework's state_dict in memory,
+    in forward order, goes through `archspec.load_torchvision_state_dict`."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -253,7 +275,17 @@ def _load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], what: s
         for k, v in expected.items()
         if k in state_dict and state_dict[k].shape != v.shape
     ]
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+    kind = [
+        f"{k} {state_dict[k].dtype} (model: {v.dtype})"
+        for k, v in expected.items()
+        if k in state_dict and state_dict[k].is_floating_point() != v.is_floating_point()
+    ]
+    for label, keys in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("wrong shape", wrong),
+        ("wrong dtype", kind),
+    ):
         if keys:
             more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
             raise BundleError(f"{what} do not fit the spec: {label}: {', '.join(keys[:3])}{more}")

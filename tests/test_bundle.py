@@ -106,6 +106,30 @@ def test_a_spec_that_no_longer_fits_the_weights_is_refused(saved, spec):
         load_bundle(path)
 
 
+def test_class_names_that_do_not_fit_the_outputs_are_refused(saved):
+    path, _ = saved
+    manifest = json.loads((path / MANIFEST_FILE).read_text())
+    (path / MANIFEST_FILE).write_text(json.dumps({**manifest, "class_names": ["a", "b"]}))
+    with pytest.raises(BundleError, match=r"archspec\.json: 2 class names for the model's 10"):
+        load_bundle(path)
+
+
+def test_weights_with_nan_are_refused_even_with_a_matching_hash(saved, spec):
+    import safetensors.torch
+
+    path, model = saved
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name].view(-1)[0] = float("nan")
+    data = safetensors.torch.save(state, metadata={"format": "pt"})
+    (path / WEIGHTS_FILE).write_bytes(data)
+    manifest = json.loads((path / MANIFEST_FILE).read_text())
+    manifest["weights_sha256"] = hashlib.sha256(data).hexdigest()
+    (path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=f"{re.escape(name)} holds NaN or infinite values"):
+        load_bundle(path)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -42,41 +42,10 @@ def from_spec(spec: Spec, header: str, weights: str | Path | None = None) -> Sou
         model = build(spec)
     if weights is None:
         return Source(spec, model.eval(), header, f"random (seed {SEED})")
-    model.load_state_dict(_by_name(model, read_weights(weights), weights), strict=True)
+    from archspec.bundle import load_weights
+
+    load_weights(model, read_weights(weights), f"{weights}: the weights")
     return Source(spec, model.eval(), header, str(weights))
-
-
-def _by_name(
-    model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path
-) -> dict[str, torch.Tensor]:
-    """The file's tensors under the model's own names, each of the model's shape and dtype
-    kind. Names must match exactly: a safetensors file keeps no forward order (it stores
-    tensors sorted by dtype and name), so pairing other names in order would put tensors of
-    the same shape in each other's places. Another framework's state_dict in memory, in
-    forward order, goes through `archspec.load_torchvision_state_dict`."""
-    target = model.state_dict()
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target]
-    if missing or unexpected:
-        parts = [
-            f"{label} {len(names)} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
-            for label, names in (("missing", missing), ("unexpected", unexpected))
-            if names
-        ]
-        raise ExportError(
-            f"{path}: its tensor names are not this model's: {'; '.join(parts)}; give the "
-            "weights saved for this spec (a bundle's weights.safetensors, or an export with "
-            "--format safetensors)"
-        )
-    for name, tensor in state.items():
-        want = target[name]
-        if tuple(tensor.shape) != tuple(want.shape):
-            raise ExportError(
-                f"{path}: {name} is {tuple(tensor.shape)}; the model's is {tuple(want.shape)}"
-            )
-        if tensor.dtype.is_floating_point != want.dtype.is_floating_point:
-            raise ExportError(f"{path}: {name} is {tensor.dtype}; the model's is {want.dtype}")
-    return state
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:

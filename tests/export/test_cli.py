@@ -68,9 +68,9 @@ def test_weights_under_other_names_are_refused_never_paired_by_shape(tmp_path):
     save_file(wrong, tmp_path / "wrong.safetensors")
     (tmp_path / "adir").mkdir()
     for name, message in (
-        ("renamed.safetensors", "its tensor names are not this model's: missing "),
-        ("short.safetensors", f"missing 1 ({bn})"),
-        ("wrong.safetensors", f"{bn} is (1,); the model's is"),
+        ("renamed.safetensors", "the weights do not fit the spec: missing: "),
+        ("short.safetensors", f"the weights do not fit the spec: missing: {bn}"),
+        ("wrong.safetensors", f"wrong shape: {bn} [1] (model: "),
         ("adir", "cannot read weights: is a directory"),
     ):
         out = tmp_path / "out" / "x.safetensors"
