@@ -232,7 +232,13 @@ def _resume(
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged file, or one that is not a checkpoint
-        raise SearchError(f"{path}: not a readable checkpoint ({exc})") from exc
+        # torch's message runs over several lines and suggests weights_only=False: not that
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "Weights only load failed" in why or "weights_only" in str(exc):
+            why = "not a checkpoint written by archspec train"
+        raise SearchError(
+            f"{path}: not a readable checkpoint ({why}); remove it to start over"
+        ) from exc
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
         raise SearchError(f"{path}: not an archspec training checkpoint")
     if state["recipe"] != recipe or state["seed"] != seed:

@@ -78,3 +78,14 @@ def test_the_output_must_fit_the_classes(tmp_path):
     )
     with pytest.raises(SearchError, match=r"fixed: its output is C \[3\]; the dataset has 10"):
         fit(fixed, DATA, RECIPE, tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"garbage\n", b"PK\x03\x04" + b"\x00" * 40])
+def test_a_damaged_checkpoint_is_one_line_without_unsafe_advice(spec, tmp_path, content):
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "checkpoint.pt").write_bytes(content)
+    with pytest.raises(SearchError) as info:
+        fit(spec, DATA, RECIPE, tmp_path)
+    message = str(info.value)
+    assert "checkpoint.pt: not a readable checkpoint" in message and "\n" not in message
+    assert "weights_only=False" not in message and "weights_only set to False" not in message
