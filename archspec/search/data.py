@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from archspec.errors import SearchError
-from archspec.preprocess import Preprocessing, prepare
+from archspec.preprocess import IMAGE_MODES, Preprocessing, prepare
 from archspec.search.definition import Data
 from archspec.search.shapes import CLASS_NAMES as SHAPES_CLASSES
 from archspec.search.shapes import make_shapes
@@ -171,6 +171,11 @@ def _imagefolder(root: Path, size: int) -> tuple[torch.Tensor, torch.Tensor, lis
     for i, (path, _) in enumerate(files):
         try:
             with Image.open(path) as img:
+                if img.mode not in IMAGE_MODES:  # 16-bit or float: convert() would clip it
+                    raise SearchError(
+                        f"data.dataset: {path}: image mode {img.mode} is not 8-bit (expected "
+                        "L, RGB or another 8-bit mode); convert it first"
+                    )
                 rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
         except (OSError, UnidentifiedImageError) as exc:
             raise SearchError(f"data.dataset: cannot read image {path}: {exc}") from exc

@@ -58,6 +58,10 @@ def test_imagefolder(tmp_path, monkeypatch):
     assert data.split((8, 8), 1, "cpu").train_x.shape == (6, 1, 8, 8)
     with pytest.raises(SearchError, match="not a folder"):
         load_dataset(Data(dataset="imagefolder:nowhere"), seed=0)
+    deep = tmp_path / "pets" / "dog" / "deep.png"
+    Image.new("I;16", (20, 18), 40000).save(deep)  # convert("RGB") would clip it to white
+    with pytest.raises(SearchError, match=r"deep\.png: image mode I;16 is not 8-bit"):
+        load_dataset(Data(dataset="imagefolder:pets", image_size=16), seed=0)
 
 
 def test_torchvision_datasets_never_download_unless_asked(tmp_path):
