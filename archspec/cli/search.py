@@ -88,9 +88,14 @@ def search(
     ] = None,
     storage: StorageOpt = None,
     seed: Annotated[int | None, typer.Option(help="seed (default: the file's)")] = None,
-    timeout: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=0.001, help="stop after this many seconds")
+    ] = None,
     workers: Annotated[
-        int, typer.Option(help="worker processes on this machine, all on one study")
+        int,
+        typer.Option(
+            min=1, max=256, help="worker processes on this machine, all on one study (1-256)"
+        ),
     ] = 1,
     gpus: Annotated[
         str | None,

@@ -132,9 +132,13 @@ def _compare(a: Evaluated, b: Evaluated, what: str) -> str:
         judged = "within the noise"
     return (
         f"{diff:+.2f} points over {what} ({100 * mean_b:.2f}), {judged} (95% intervals "
-        f"[{100 * (mean_a - half_a):.2f}, {100 * (mean_a + half_a):.2f}] and "
-        f"[{100 * (mean_b - half_b):.2f}, {100 * (mean_b + half_b):.2f}])"
+        f"{_percent(Scores.interval(a.scores.test))} and "
+        f"{_percent(Scores.interval(b.scores.test))})"
     )
+
+
+def _percent(interval: tuple[float, float]) -> str:
+    return f"[{100 * interval[0]:.2f}, {100 * interval[1]:.2f}]"
 
 
 def verdict(entries: list[Evaluated]) -> str:

@@ -133,6 +133,13 @@ class Scores(_Record):
     test: list[float]
 
     @staticmethod
+    def interval(values: list[float]) -> tuple[float, float]:
+        """The 95% interval of the mean, within the [0, 1] an accuracy can take (with few
+        seeds the t interval runs past it); unbounded with one seed."""
+        mean, _, half = Scores.summary(values)
+        return max(0.0, mean - half), min(1.0, mean + half)
+
+    @staticmethod
     def summary(values: list[float]) -> tuple[float, float, float]:
         """(mean, sample std, half-width of the 95% Student-t interval of the mean)."""
         mean = statistics.fmean(values)

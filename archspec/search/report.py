@@ -183,7 +183,8 @@ def family_table(study: optuna.Study) -> Table | None:
 
 def _stat(values: list[float]) -> str:
     mean, std, half = Scores.summary(values)
-    interval = "" if math.isinf(half) else f" [{mean - half:.4f}, {mean + half:.4f}]"
+    low, high = Scores.interval(values)
+    interval = "" if math.isinf(half) else f" [{low:.4f}, {high:.4f}]"
     return f"{mean:.4f} +- {std:.4f}{interval}"
 
 

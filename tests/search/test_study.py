@@ -469,3 +469,13 @@ def test_out_of_memory_is_an_infeasible_candidate(write_def, monkeypatch):
     for t, r in candidates(study):
         assert t.state == COMPLETE and not r.feasible and t.constraints["valid"] == 1
         assert r.reason.startswith("out of memory") or r.status == "duplicate"
+
+
+def test_intervals_stay_within_what_an_accuracy_can_be():
+    from archspec.search.record import Scores
+
+    low, high = Scores.interval([0.99, 1.0])  # two seeds: the t interval runs past 1
+    assert 0.0 <= low < 0.99 and high == 1.0
+    mean, _, half = Scores.summary([0.99, 1.0])
+    assert mean + half > 1.0  # the comparison still uses the unclipped interval
+    assert Scores.interval([0.0, 0.02])[0] == 0.0
