@@ -42,6 +42,51 @@ def study_folder(study_name: str) -> Path:
     return Path("runs") / study_name
 
 
+OWNER_FILE = "study.json"
+
+
+def claim_folder(folder: Path, study: optuna.Study, url: str) -> None:
+    """Make `folder` (runs/<study>/) this study's, or refuse when it holds another study's
+    files: two studies of one name in different storages would overwrite each other's
+    weights and bundles. The owner is the storage (paths made absolute) and the study's id
+    in it, recorded in folder/study.json (a hash, and the URL without its password)."""
+    import hashlib
+    import json
+    import os
+
+    from archspec.errors import SearchError
+    from archspec.search.heartbeat import is_url
+    from archspec.spec.dump import write_text_atomic
+
+    shown = url
+    if not is_url(url):
+        where = os.path.abspath(url)
+    elif url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        where = "sqlite:///" + os.path.abspath(url[len("sqlite:///") :])
+    else:
+        from sqlalchemy.engine import make_url
+
+        where = make_url(url).render_as_string(hide_password=False)
+        shown = make_url(url).render_as_string(hide_password=True)
+    owner = hashlib.sha256(f"{where}#{study._study_id}".encode()).hexdigest()
+    file = folder / OWNER_FILE
+    try:
+        held = json.loads(file.read_text())
+    except (OSError, ValueError):
+        held = None
+    if isinstance(held, dict) and held.get("owner") not in (None, owner):
+        raise SearchError(
+            f"{folder}/ holds the files of another study named {study.study_name!r} (in "
+            f"{held.get('storage', '?')}); this one is in {shown}: give it another study "
+            "name, or move that folder away"
+        )
+    if held is None or held.get("owner") != owner:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(
+            file, json.dumps({"study": study.study_name, "storage": shown, "owner": owner})
+        )
+
+
 def trial_key(number: int) -> str:
     return f"trial-{number}"
 

@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import FrozenTrial
 
-from archspec.search.bundles import WeightStore, Written, study_folder, write_bundles
+from archspec.search.bundles import (
+    WeightStore,
+    Written,
+    claim_folder,
+    study_folder,
+    write_bundles,
+)
 from archspec.search.claims import claim, once
 from archspec.search.data import load_dataset
 from archspec.search.definition import SearchDef
@@ -71,6 +77,7 @@ def run_search(
     dataset = load_dataset(defn.data, seed)
     study = open_study(defn, dataset, storage=storage, seed=seed, worker_seed=worker_seed)
     folder = study_folder(defn.study)
+    claim_folder(folder, study, storage or defn.storage_url)
     store = WeightStore(folder / "weights")
     runner = TrialRunner(defn, dataset, seed=seed, quiet=quiet, weights=store)
     # trial 0: the unscaled base, the reference every table compares with; it counts on top

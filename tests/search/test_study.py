@@ -479,3 +479,19 @@ def test_intervals_stay_within_what_an_accuracy_can_be():
     mean, _, half = Scores.summary([0.99, 1.0])
     assert mean + half > 1.0  # the comparison still uses the unclipped interval
     assert Scores.interval([0.0, 0.02])[0] == 0.0
+
+
+def test_a_second_study_of_the_same_name_cannot_take_over_its_files(
+    write_def, tmp_path, monkeypatch
+):
+    """runs/<study>/ holds one study's weights and bundles: a study of the same name in another
+    storage is refused before it trains, and the first one's files stay as they were."""
+    monkeypatch.setattr(recipe, "train", _stub_train([]))
+    defn = load_search(write_def(trials=1))
+    run_search(defn, quiet=True)
+    weights = tmp_path / "runs" / "tiny" / "weights" / "trial-0.safetensors"
+    before = weights.read_bytes()
+    with pytest.raises(SearchError, match=r"holds the files of another study named 'tiny'"):
+        run_search(defn, storage=str(tmp_path / "other.log"), quiet=True)
+    assert weights.read_bytes() == before
+    run_search(defn, trials=2, quiet=True)  # the owner itself resumes
