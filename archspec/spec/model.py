@@ -31,6 +31,21 @@ Multiplier = Annotated[float, Field(gt=0, le=16)]  # a width/depth/resolution fa
 Value = int | float | bool | str | None | list[Any]
 
 RESERVED_NAMES = {"input"}
+# Names every block and the network already define in expressions (graph/expand.py): an option
+# or block parameter of the same name would be silently shadowed by them.
+SCOPE_NAMES = ("in_channels", "in_height", "in_width", "index", "depth_index", "depth_total")
+
+
+def _not_scope_names(names: dict[str, Any], what: str) -> dict[str, Any]:
+    taken = [name for name in names if name in SCOPE_NAMES]
+    if taken:
+        raise ValueError(
+            f"{what} {taken[0]!r} is a name archspec defines in every scope (one of "
+            f"{', '.join(SCOPE_NAMES)}); choose another name"
+        )
+    return names
+
+
 # A layer name becomes an attribute of the built fx.GraphModule (and of the nn.Module
 # containers on its path) and a name in its generated forward: none of these may be one.
 # Written out so that validation needs no torch; tests/spec/test_names.py checks it still
@@ -193,6 +208,11 @@ class BlockDef(_Strict):
             else params
         )
 
+    @field_validator("params")
+    @classmethod
+    def _own_names(cls, params: dict[str, Any]) -> dict[str, Any]:
+        return _not_scope_names(params, "block parameter")
+
 
 class Preset(_Strict):
     """A named scale of the model (EfficientNet-B3, YOLO's n/s/m/l/x...)."""
@@ -243,3 +263,8 @@ class Spec(_Strict):
             if isinstance(options, dict)
             else options
         )
+
+    @field_validator("options")
+    @classmethod
+    def _own_names(cls, options: dict[str, Any]) -> dict[str, Any]:
+        return _not_scope_names(options, "option")

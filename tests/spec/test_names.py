@@ -74,3 +74,25 @@ def test_names_torch_accepts_build_and_keep_their_state_dict_keys():
         "block1-0.bias",
         "block1-0.weight",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        (
+            "options:\n  in_channels: {type: int, default: 5}\n",
+            "options",
+            "option 'in_channels' is a name archspec defines in every scope",
+        ),
+        (
+            "blocks:\n  b:\n    params: {index: {type: int, default: 7}}\n    layers: [{op: relu}]\n",
+            "blocks.b.params",
+            "block parameter 'index' is a name archspec defines in every scope",
+        ),
+    ],
+)
+def test_options_and_params_cannot_take_names_every_scope_defines(text, where, message):
+    """They would be silently shadowed: `$in_channels` is always the input's channels."""
+    spec = "name: t\ninput: {channels: 3, size: 8}\n" + text + "layers:\n  - {op: relu}\n"
+    with pytest.raises(SpecValidationError, match=f"{where}: {message}"):
+        archspec.load_spec(spec)
