@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -91,7 +92,14 @@ def running_trial(
                 mine = [u for u in trials if u.user_attrs.get("worker") == worker]
                 if warm and not any(u.state in FINISHED for u in mine):
                     continue
-                if t.state == TrialState.RUNNING and t.params:
+                # running for a while: training, not a repeat of an earlier network (those
+                # replay its outcome in milliseconds and would finish before the signal lands)
+                if (
+                    t.state == TrialState.RUNNING
+                    and t.params
+                    and t.datetime_start is not None
+                    and (datetime.now() - t.datetime_start).total_seconds() > 0.5
+                ):
                     return t.number, owner
         except Exception:  # the study, or its tables, are not there yet
             pass
