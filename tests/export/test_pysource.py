@@ -27,13 +27,19 @@ def test_untraceable_module_is_copied_with_its_helpers_and_runs_without_archspec
     assert "def window_partition(" in text and "def shift_mask(" in text  # its helpers
     assert "'window': (2, 2), 'shift': (1, 1), 'num_heads': 2" in text
     assert not re.search(r"^\s*(import|from)\s+archspec", text, re.MULTILINE)
+    got, want = _standalone_and_eager(tmp_path, text, model, (2, 4, 4, 8))
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def _standalone_and_eager(tmp_path, text, model, shape):
+    """The written file's output in a fresh process, and the module's own, on one input."""
     path = tmp_path / "net.py"
     path.write_text(text)
-    x = torch.randn(2, 4, 4, 8, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         want = model(x)
     (got,), *_ = run_standalone(path, model.state_dict(), [x])
-    assert torch.allclose(got, want, atol=1e-6)
+    return got, want
 
 
 def test_convolutions_with_every_padding_mode_are_valid_python(tmp_path):
@@ -46,10 +52,5 @@ def test_convolutions_with_every_padding_mode_are_valid_python(tmp_path):
     ).eval()
     text = python_source(model, "Net", "padding modes", "(N, 3, 8, 8)")
     assert "padding_mode='circular'" in text and "padding='same'" in text
-    path = tmp_path / "net.py"
-    path.write_text(text)
-    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        want = model(x)
-    (got,), *_ = run_standalone(path, model.state_dict(), [x])
+    got, want = _standalone_and_eager(tmp_path, text, model, (2, 3, 8, 8))
     assert torch.equal(got, want)
