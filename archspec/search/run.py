@@ -101,7 +101,11 @@ def run_search(
         if finalize and Tally.of(study).finished >= target:
             # one process runs the family, the re-evaluation and the bundles for this
             # target; the others read what it stored
-            with once(study, f"final:{target}", lease=defn.heartbeat.grace_period) as mine:
+            # keyed by what it depends on: a rerun asking for other seeds or top_k redoes it
+            # (reusing every stored network's scores that still apply)
+            ev = defn.evaluation
+            final = f"final:{target}:seeds={ev.seeds}:top_k={ev.top_k}"
+            with once(study, final, lease=defn.heartbeat.grace_period) as mine:
                 if mine:
                     family = run_family(study, runner) if defn.mode == "compound" else None
                     evaluation = run_evaluation(study, runner, family)

@@ -495,3 +495,13 @@ def test_a_second_study_of_the_same_name_cannot_take_over_its_files(
         run_search(defn, storage=str(tmp_path / "other.log"), quiet=True)
     assert weights.read_bytes() == before
     run_search(defn, trials=2, quiet=True)  # the owner itself resumes
+
+
+def test_asking_a_finished_study_for_a_seeds_re_evaluation_runs_it(write_def, monkeypatch):
+    monkeypatch.setattr(recipe, "train", _stub_train([]))
+    run_search(load_search(write_def(trials=2)), quiet=True)
+    again = load_search(write_def(trials=2, evaluation={"seeds": 2, "top_k": 1, "processes": 1}))
+    result = run_search(again, quiet=True)
+    assert result.added == 0  # no trial ran again
+    assert result.evaluation is not None and result.evaluation.seeds == [1, 2]
+    assert read_evaluation(result.study) == result.evaluation
