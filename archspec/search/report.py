@@ -56,8 +56,10 @@ def counts(study: optuna.Study) -> str:
     seen = records(study)
     status = [r.status for _, r in seen if r.role == "candidate"]
     failed = sum(1 for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL)
+    base = next((t.number for t, r in seen if r.role == "base"), None)
+    named = "no base yet" if base is None else f"the base (trial {base})"
     return (
-        f"{len(study.trials)} trials: the base (trial 0), {status.count('trained')} trained, "
+        f"{len(study.trials)} trials: {named}, {status.count('trained')} trained, "
         f"{status.count('duplicate')} repeating an earlier network (not trained again), "
         f"{status.count('rejected')} rejected by constraints before training, "
         f"{status.count('pruned')} pruned, {failed} failed"
