@@ -20,15 +20,17 @@ from optuna.trial import TrialState
 ROOT = Path(__file__).resolve().parents[2]
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
-# A tiny free search: continuous width (so two workers never draw the same candidate), one
-# epoch on 300 digits, a short heartbeat so a killed worker's trial is retried within seconds.
+# A tiny free search: continuous width (so two workers rarely draw the same candidate; equal
+# channels after rounding still repeat a network), three epochs on 300 digits, a short
+# heartbeat so a killed worker's trial is retried within seconds.
 WORKER_DEF = {
     "study": "workers",
     "base": str(ROOT / "search" / "bases" / "tiny_effnet.yaml"),
     "mode": "free",
     "space": {"width": {"low": 0.5, "high": 1.0}},
     "data": {"dataset": "digits", "limit": 300},
-    "training": {"epochs": 1, "batch_size": 64, "lr": 0.005, "precise_bn": 128, "threads": 1},
+    # 3 epochs: a trained trial runs long enough (about a second) to be told from a repeat
+    "training": {"epochs": 3, "batch_size": 64, "lr": 0.005, "precise_bn": 128, "threads": 1},
     "latency": {"warmup": 1, "repeats": 2},
     "sampler": "random",
     "evaluation": {"seeds": 0},
@@ -98,7 +100,7 @@ def running_trial(
                     t.state == TrialState.RUNNING
                     and t.params
                     and t.datetime_start is not None
-                    and (datetime.now() - t.datetime_start).total_seconds() > 0.5
+                    and (datetime.now() - t.datetime_start).total_seconds() > 0.15
                 ):
                     return t.number, owner
         except Exception:  # the study, or its tables, are not there yet
