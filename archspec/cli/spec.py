@@ -39,7 +39,7 @@ def summary(
     spec: SpecArg,
     scale: Annotated[str | None, typer.Option(help="apply one of the spec's scale presets")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, json or markdown")] = "table",
-    batch: Annotated[int, typer.Option(help="batch size for activation memory")] = 1,
+    batch: Annotated[int, typer.Option(min=1, help="batch size for activation memory")] = 1,
     stages: Annotated[bool, typer.Option("--stages", help="stage subtotals only")] = False,
     outputs: Annotated[
         str | None,
