@@ -37,6 +37,27 @@ def signals_raise() -> Iterator[None]:
 
 
 @contextmanager
+def noting_ctrl_c() -> Iterator[list[bool]]:
+    """SIGINT raises KeyboardInterrupt as usual and is also noted (the list becomes [True]):
+    an exporter that swallows the KeyboardInterrupt and fails otherwise is still seen as
+    interrupted. Only the main thread can set handlers; elsewhere nothing is noted."""
+    noted: list[bool] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        noted.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
 def atomic_path(
     path: str | Path, *, force: bool = False, companions: Sequence[str] = ()
 ) -> Iterator[Path]:

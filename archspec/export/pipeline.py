@@ -4,16 +4,12 @@ the eager model, then move it into place. A file that fails verification is neve
 from __future__ import annotations
 
 import re
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from archspec.errors import ExportError
-from archspec.export.atomic import atomic_path
+from archspec.export.atomic import atomic_path, noting_ctrl_c
 from archspec.export.formats import FORMATS, Format, example, format_for
 from archspec.export.optimize import Optimized, optimize
 from archspec.export.source import Source
@@ -41,27 +37,6 @@ class ExportResult:
             f"wrote {self.path}{beside} ({self.format.name}, {size:,} bytes, "
             f"{self.seconds:.1f} s); max abs difference from the eager model: {diffs}"
         )
-
-
-@contextmanager
-def _noting_ctrl_c() -> Iterator[list[bool]]:
-    """SIGINT raises KeyboardInterrupt as usual and is also noted (the list becomes [True]):
-    an exporter that swallows the KeyboardInterrupt and fails otherwise is still seen as
-    interrupted. Only the main thread can set handlers; elsewhere nothing is noted."""
-    noted: list[bool] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield noted
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        noted.append(True)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield noted
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _interrupted(exc: BaseException) -> bool:
@@ -121,7 +96,7 @@ def export(
     expected = reference(source.model, inputs)
     with atomic_path(path, force=force, companions=fmt.companions) as tmp:
         try:
-            with _noting_ctrl_c() as ctrl_c:
+            with noting_ctrl_c() as ctrl_c:
                 fmt.write(source, module, tmp)
                 runs = fmt.run(tmp, source, inputs)
         except ExportError:

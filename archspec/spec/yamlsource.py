@@ -142,10 +142,6 @@ def read_bounded(path: Path, what: str, limit: int = MAX_BYTES) -> bytes:
 
 
 def _decode(raw: bytes, file: str) -> str:
-    if len(raw) > MAX_BYTES:
-        raise SpecSyntaxError(
-            f"file is {len(raw)} bytes; specs are limited to {MAX_BYTES}", Location(file)
-        )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
