@@ -94,7 +94,7 @@ def score_all(
         workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_start_worker,
-        initargs=(recipe.defn, recipe.dataset, torch.get_num_threads()),
+        initargs=(recipe.defn, recipe.dataset, torch.get_num_threads(), os.getpid()),
     )
     try:
         order = sorted(range(len(jobs)), key=lambda i: -jobs[i].cost)
@@ -133,10 +133,11 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 _recipe: Recipe | None = None  # the worker process's
 
 
-def _start_worker(defn: SearchDef, dataset: Dataset, threads: int) -> None:
+def _start_worker(defn: SearchDef, dataset: Dataset, threads: int, parent: int) -> None:
     global _recipe
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-    parent = os.getppid()
+    # `parent` comes from the main process: one killed while this worker was still starting
+    # is gone already, and getppid() here would name the process that adopted it
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     torch.set_num_threads(threads)
     _recipe = Recipe(defn, dataset, quiet=True)
