@@ -1,6 +1,6 @@
 """archspec: declarative neural architectures, compiled to PyTorch and searched with Optuna.
-Public names are imported on first use (PEP 562; `scale` eagerly, as its submodule has the same
-name), so `import archspec` and `archspec validate` load only what they use, never torch."""
+Public names are imported on first use (PEP 562), so `import archspec` and `archspec validate`
+load only what they use, never torch."""
 
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +16,6 @@ from archspec.errors import (
     SpecValidationError,
 )
 
-# eager: the submodule archspec.scale would otherwise shadow the function once imported
-from archspec.scale import scale
-
 if TYPE_CHECKING:
     from archspec.analysis import analyze
     from archspec.bundle import Bundle, load_bundle, save_bundle
@@ -26,6 +23,7 @@ if TYPE_CHECKING:
     from archspec.graph import build_graph
     from archspec.interop import load_torchvision_state_dict
     from archspec.ops import Op, register
+    from archspec.scaling import scale
     from archspec.spec import Spec, load_spec
     from archspec.zoo import create_model, list_specs
 
@@ -41,6 +39,7 @@ _LAZY = {
     "load_torchvision_state_dict": "archspec.interop",  # torch
     "Op": "archspec.ops",
     "register": "archspec.ops",
+    "scale": "archspec.scaling",
     "Spec": "archspec.spec",
     "load_spec": "archspec.spec",
     "create_model": "archspec.zoo",

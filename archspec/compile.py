@@ -115,7 +115,7 @@ def build(
     `out_indices` picks some); what does not feed them (the head) is left out, and
     `module.feature_info` gives each output's channels and reduction."""
     from archspec.errors import GraphError
-    from archspec.features import feature_info, features_graph
+    from archspec.graph.features import feature_info, features_graph
 
     graph = build_graph(spec, **options)
     returns: Returns = "auto"

@@ -1,8 +1,11 @@
-"""The one exception hierarchy of archspec; every error carries where in the spec it comes from."""
+"""The one exception hierarchy of archspec; every error carries where in the spec it comes from.
+Also the did-you-mean helper every unknown-name message uses."""
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -100,3 +103,10 @@ class BundleError(ArchspecError):
 
 class ImageError(ArchspecError):
     """An image that cannot be read or prepared as a model input."""
+
+
+def unknown_message(kind: str, name: Any, known: Any) -> str:
+    """`unknown op 'conv'; did you mean conv2d?`, or the known names when none is close."""
+    near = difflib.get_close_matches(str(name), list(known), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(near)}?" if near else f"; known: {', '.join(sorted(known))}"
+    return f"unknown {kind} {name!r}{hint}"

@@ -132,7 +132,7 @@ SCALINGS = [(0.25, 1.0, 1.0), (0.3, 1.0, 1.0), (0.5, 0.5, 0.75), (1.7, 2.0, 1.0)
 def _scale_property(spec: Any, text: str) -> None:
     """Scaling an accepted spec gives a valid spec or a ScaleError, never an invalid spec."""
     from archspec.graph import build_graph
-    from archspec.scale import scale
+    from archspec.scaling.rewrite import scale
 
     width, depth, resolution = SCALINGS[zlib.crc32(text.encode()) % len(SCALINGS)]
     try:
@@ -173,10 +173,10 @@ def _search_property(path: Path) -> None:
     import optuna
 
     from archspec.search import load_search
-    from archspec.search.data import load_dataset
-    from archspec.search.samplers import make_pruner, make_sampler
-    from archspec.search.space import suggest
+    from archspec.search.definition.samplers import make_pruner, make_sampler
+    from archspec.search.definition.space import suggest
     from archspec.search.trial import TrialRunner, effective_record, network
+    from archspec.train.data import load_dataset
 
     defn = load_search(path)
     dataset = load_dataset(defn.data, defn.seed)

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archspec.errors import ArchspecError, SpecError
-from archspec.ops.base import unknown_message
+from archspec.errors import ArchspecError, SpecError, unknown_message
 
 if TYPE_CHECKING:
     from torch import fx
@@ -72,7 +71,7 @@ def create_model(
 
     spec = load_spec(spec_path(name))
     if scale is not None:
-        from archspec.scale import apply_preset
+        from archspec.scaling.rewrite import apply_preset
 
         spec = apply_preset(spec, scale)
     return build(spec, features_only=features_only, out_indices=out_indices, **options)

@@ -3,7 +3,7 @@ compound scaling beats scaling width, depth or resolution alone.
 
 For each dataset the base spec, data split and training recipe come from a shipped search
 definition (search/shapes_compound.yaml, search/digits_compound.yaml). Each method scales the
-base to `target` times its FLOPs with `archspec.budget.fit_flops` (within +-5%, the same band
+base to `target` times its FLOPs with `archspec.search.budget.fit_flops` (within +-5%, the same band
 the search uses; the achieved ratio is printed):
 
 - compound: the paper's alpha, beta, gamma = 1.2, 1.1, 1.15 raised to phi, with
@@ -32,11 +32,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from archspec.budget import Effective, effective, fit_flops  # noqa: E402
-from archspec.scale import scale  # noqa: E402
-from archspec.search.data import load_dataset  # noqa: E402
-from archspec.search.definition import load_search  # noqa: E402
+from archspec.scaling.measured import Effective, effective  # noqa: E402
+from archspec.scaling.rewrite import scale  # noqa: E402
+from archspec.search.budget import fit_flops  # noqa: E402
+from archspec.search.definition.load import load_search  # noqa: E402
 from archspec.search.recipe import Recipe  # noqa: E402
+from archspec.train.data import load_dataset  # noqa: E402
 
 DEFINITIONS = {"shapes": "search/shapes_compound.yaml", "digits": "search/digits_compound.yaml"}
 ALPHA, BETA, GAMMA = 1.2, 1.1, 1.15  # Tan & Le 2019, sec. 4 (EfficientNet-B0's step 1)

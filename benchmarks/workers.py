@@ -10,7 +10,7 @@ Optuna's bare `study.optimize` measured the same way, in one process.
 The overhead rows time an objective that draws one parameter and returns: what is left is the
 storage round trips of one trial. "optuna" is `study.optimize(n_trials=N)` on the plain
 storage; "optuna + heartbeat" the same with Optuna's heartbeat; "archspec" is
-`archspec.search.worker.run_trials` on the storage `archspec search` opens (heartbeat, retry of
+`archspec.search.workers.run_trials` on the storage `archspec search` opens (heartbeat, retry of
 stale trials, the target counted across workers, the surplus check). Medians of `--repeats`
 interleaved runs; ratios are against "optuna" on the same storage.
 """
@@ -35,9 +35,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from archspec.search.definition import Heartbeat  # noqa: E402
-from archspec.search.heartbeat import open_storage  # noqa: E402
-from archspec.search.worker import run_trials  # noqa: E402
+from archspec.search.definition.model import Heartbeat  # noqa: E402
+from archspec.search.study.heartbeat import open_storage  # noqa: E402
+from archspec.search.workers.loop import run_trials  # noqa: E402
 from tests.search.harness import fresh_database  # noqa: E402
 
 SEARCH = {

@@ -125,8 +125,8 @@ def test_predict_applies_the_recorded_preprocessing(trained, tmp_path):
 
 def test_png_preprocessing_matches_the_training_data(trained, tmp_path):
     """A digit written as PNG and read back gives the model input its training image had."""
-    from archspec.search.data import load_dataset
-    from archspec.search.definition import Data
+    from archspec.train.config import Data
+    from archspec.train.data import load_dataset
 
     folder, _ = trained
     bundle = archspec.load_bundle(folder / "bundle")

@@ -19,7 +19,7 @@ from archspec.bundle import (
     save_bundle,
 )
 from archspec.errors import BundleError
-from archspec.scale import scale
+from archspec.scaling.rewrite import scale
 from archspec.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ from rich.table import Table
 from archspec.analysis.cost import CostReport, NodeCost, analyze
 from archspec.analysis.groups import stages
 from archspec.errors import ArchspecError
-from archspec.features import FeatureInfo, feature_info
 from archspec.graph import build_graph
+from archspec.graph.features import FeatureInfo, feature_info
 
 FORMATS = ("table", "json", "markdown")
 HEADER = ["node", "op", "output shape", "params", "MFLOPs", "act. KiB", "RF"]
@@ -70,7 +70,7 @@ def _report(
 
     loaded = load_spec(spec_path(spec))
     if scale is not None:
-        from archspec.scale import apply_preset
+        from archspec.scaling.rewrite import apply_preset
 
         loaded = apply_preset(loaded, scale)
     graph = build_graph(loaded, outputs=outputs)

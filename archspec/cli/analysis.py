@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from archspec.cli import command, err, out, print_problems
+from archspec.cli.app import command, err, out, print_problems
 from archspec.errors import ArchspecError
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from archspec.cli import command, err, out
+from archspec.cli.app import command, err, out
 from archspec.errors import ExportError
 
 _FORMATS = "yaml, safetensors, onnx, openvino, pt2, torchscript, py"  # archspec.export.FORMATS
@@ -49,7 +49,8 @@ def export(
     """Write a model to a file and verify it right away: the file is loaded back, run on fixed
     inputs at batch 1 and 4, and compared with the eager model (max abs difference printed)."""
     from archspec.export import export as export_model
-    from archspec.export import format_for, load_source
+    from archspec.export import format_for
+    from archspec.sources import load_source
 
     if trial != "best" and not trial.isdigit():
         raise typer.BadParameter("--trial is 'best' or a trial number")

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from archspec.cli import command, err, kept, out
+from archspec.cli.app import command, err, kept, out
 from archspec.errors import ScaleError
 
 if TYPE_CHECKING:
-    from archspec.search.definition import SearchDef
+    pass
 
 StudyArg = Annotated[
     str, typer.Argument(help="a search definition (search/NAME.yaml) or a study name")
@@ -40,7 +40,7 @@ def scale(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="write here")] = None,
 ) -> None:
     """Scale a spec by depth, width and resolution (EfficientNet rules); print or write YAML."""
-    from archspec.scale import scale as scale_spec
+    from archspec.scaling.rewrite import scale as scale_spec
     from archspec.spec import load_spec
     from archspec.spec.dump import dump_spec, write_text_atomic
     from archspec.zoo import spec_path
@@ -121,7 +121,7 @@ def search(
     from archspec.errors import ExportError
     from archspec.search import export_trial, load_search, run_search
     from archspec.search.report import print_report
-    from archspec.search.worker import Interrupted
+    from archspec.search.workers.signals import Interrupted
 
     defn = load_search(definition)
     if trials is not None and trials < 0:
@@ -142,9 +142,21 @@ def search(
             return
         launched, start = 0, time.perf_counter()
         if workers > 1:
-            launched = _run_workers(
-                definition, defn, workers, gpus, trials, storage, seed, timeout, quiet
+            from archspec.search.workers import launch_workers
+
+            launched, note = launch_workers(
+                definition,
+                defn,
+                workers,
+                gpus=gpus,
+                trials=trials,
+                storage=storage,
+                seed=seed,
+                timeout=timeout,
+                quiet=quiet,
             )
+            if note:
+                err.print(note, highlight=False, soft_wrap=True)
         result = run_search(
             defn,
             trials=trials,
@@ -190,58 +202,6 @@ def search(
         f"  files written:  {', '.join(written) or 'none'}",
         highlight=False,
     )
-
-
-def _run_workers(
-    definition: str,
-    defn: SearchDef,
-    count: int,
-    gpus: str | None,
-    trials: int | None,
-    storage: str | None,
-    seed: int | None,
-    timeout: float | None,
-    quiet: bool,
-) -> int:
-    """`count` worker processes until the study holds its trials (the caller then runs the
-    family step and the re-evaluation, and prints the result); returns the trials they
-    finished."""
-    import os
-
-    from archspec.errors import SearchError
-    from archspec.search import launch
-    from archspec.search.storage import sampler_seed
-
-    on_gpu = defn.training.device in ("auto", "cuda")
-    plans = launch.plan_workers(
-        count,
-        cpus=os.cpu_count() or 1,
-        gpus=launch.visible_gpus(gpus, os.environ, launch.cuda_device_count()) if on_gpu else [],
-        threads=defn.training.threads,
-    )
-    options = [
-        *("--storage", storage or defn.storage_url),
-        *(("--trials", str(trials)) if trials is not None else ()),
-        *(("--seed", str(seed)) if seed is not None else ()),
-        *(("--timeout", str(timeout)) if timeout is not None else ()),
-    ]
-    target = (defn.trials if trials is None else trials) + 1  # and the base, trial 0
-    progress = launch.Progress(defn.study, storage or defn.storage_url, target, quiet)
-    seeds = [
-        sampler_seed(defn.seed if seed is None else seed, progress.started_at, plan.index)
-        for plan in plans
-    ]
-    codes = launch.run_workers(definition, plans, seeds, options, progress)
-    failed = [(i, code) for i, code in enumerate(codes) if code != 0]
-    listed = ", ".join(f"worker {i} exited with {code}" for i, code in failed)
-    added = launch.finished(progress)
-    if failed and progress.held() < target:
-        raise SearchError(f"{listed}; finished trials are stored: run the same command to resume")
-    if failed:  # the others retried its trial and reached the target
-        err.print(
-            f"{listed}; the other workers finished its trials", highlight=False, soft_wrap=True
-        )
-    return added
 
 
 @command

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from archspec.cli import command, out, print_problems
+from archspec.cli.app import command, out, print_problems
 from archspec.errors import ArchspecError
 
 SpecArg = Annotated[str, typer.Argument(help="a spec file, or the name of a zoo model")]

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from archspec.cli import command, err, out
+from archspec.cli.app import command, err, out
 
 DataOpt = Annotated[
     str | None,
@@ -68,12 +68,14 @@ def train(
 ) -> None:
     """Train to completion and write a bundle; an interrupted run resumes when re-run. A study's
     trial is retrained with the study's recorded recipe, data and seed."""
-    from archspec.search.fit import fit, fit_trial
+    from archspec.sources import name_source, spec_of
+    from archspec.train.fit import fit
 
     log = None if quiet else _epoch_line
     progress = not quiet
     try:
-        if _is_study(source, trial, phi, storage):
+        named = name_source(source, storage=storage, study=trial is not None or phi is not None)
+        if named.kind == "study":
             changed = [
                 flag
                 for flag, value in (
@@ -95,6 +97,7 @@ def train(
             if trial is not None and trial != "best" and not trial.isdigit():
                 _usage(f"--trial is 'best' or a trial number; got {trial!r}")
             from archspec.search import load_study
+            from archspec.search.retrain import fit_trial
 
             result = fit_trial(
                 load_study(source, storage),
@@ -109,7 +112,7 @@ def train(
         else:
             if data is None:
                 _usage("--data is needed to train a spec (e.g. --data digits)")
-            spec = _spec_of(source)
+            spec = spec_of(named)
             recipe = _recipe(
                 epochs=epochs, batch_size=batch_size, lr=lr, device=device, threads=threads
             )
@@ -162,7 +165,7 @@ def evaluate(
 ) -> None:
     """Top-1 accuracy of a bundle, with its recorded preprocessing."""
     from archspec.bundle import load_bundle
-    from archspec.search.fit import evaluate_bundle
+    from archspec.train.evaluate import evaluate_bundle
 
     loaded = load_bundle(bundle)
     result = evaluate_bundle(loaded, _data(data, limit) if data is not None else None)
@@ -224,7 +227,7 @@ def _data(name: str, limit: int | None):
     from pydantic import ValidationError
 
     from archspec.errors import SearchError
-    from archspec.search.definition import Data
+    from archspec.train.config import Data
 
     try:
         return Data(dataset=name, limit=limit)
@@ -237,7 +240,7 @@ def _recipe(**options):
     from pydantic import ValidationError
 
     from archspec.errors import SearchError
-    from archspec.search.definition import Training
+    from archspec.train.config import Training
 
     given = {key: value for key, value in options.items() if value is not None}
     try:
@@ -248,38 +251,7 @@ def _recipe(**options):
         raise SearchError(f"--{key.replace('_', '-')} {given.get(key)}: {error['msg']}") from None
 
 
-def _spec_of(source: str):
-    """The spec of a spec file, a zoo name or a bundle folder."""
-    from archspec.bundle import SPEC_FILE, is_bundle, read_manifest
-    from archspec.spec import load_spec
-    from archspec.zoo import spec_path
-
-    if is_bundle(source):
-        read_manifest(source)  # a damaged bundle fails here, clearly
-        return load_spec(Path(source) / SPEC_FILE)
-    return load_spec(spec_path(source))
-
-
 def _provenance(source: str):
     from archspec.bundle import Provenance
 
     return Provenance(source="train", spec=source)
-
-
-def _is_study(source: str, trial: str | None, phi: int | None, storage: str | None) -> bool:
-    """A search definition file, a study name whose default database exists, or anything
-    given with --trial, --phi or --storage (which only make sense for a study)."""
-    from archspec.search.definition import default_storage
-    from archspec.zoo import list_specs
-
-    if trial is not None or phi is not None or storage is not None:
-        return True
-    path = Path(source)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        from archspec.spec.yamlsource import load_yaml, read_text
-
-        data = load_yaml(*read_text(path)).data
-        return isinstance(data, dict) and "base" in data and "layers" not in data
-    if path.exists() or source in list_specs():
-        return False
-    return Path(default_storage(source).removeprefix("sqlite:///")).exists()

@@ -1,6 +1,7 @@
 """Exporting a model (a bundle, a spec, a study's trial) to deployable files, each written
 atomically and verified against the eager model right after writing.
 
+    from archspec.sources import load_source           # a bundle, spec, zoo name or study
     source = load_source("specs/resnet18.yaml")        # random weights unless weights=...
     result = export(source, "resnet18.onnx")           # format from the extension
     print(result.describe())                           # max abs difference per batch
@@ -9,7 +10,7 @@ atomically and verified against the eager model right after writing.
 from archspec.export.formats import FORMATS, Format, format_for, onnx_session, openvino_model
 from archspec.export.optimize import Optimized, fold_batchnorm, optimize
 from archspec.export.pipeline import ExportResult, export
-from archspec.export.source import Source, from_spec, load_source
+from archspec.export.source import Source, from_bundle, from_spec
 
 __all__ = [
     "FORMATS",
@@ -20,8 +21,8 @@ __all__ = [
     "export",
     "fold_batchnorm",
     "format_for",
+    "from_bundle",
     "from_spec",
-    "load_source",
     "onnx_session",
     "openvino_model",
     "optimize",

@@ -417,7 +417,7 @@ FORMATS: dict[str, Format] = {
 
 def format_for(path: str | Path, name: str | None = None) -> Format:
     """The format called `name`, or the one `path`'s extension stands for."""
-    from archspec.ops.base import unknown_message
+    from archspec.errors import unknown_message
 
     if name is not None:
         if name not in FORMATS:

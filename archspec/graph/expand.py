@@ -15,10 +15,9 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from archspec.errors import GraphError, Problem
+from archspec.errors import GraphError, Problem, unknown_message
 from archspec.graph.node import INPUT, PartKind, Place
 from archspec.ops import get_op
-from archspec.ops.base import unknown_message
 from archspec.ops.split import Parts
 from archspec.shape import Shape
 from archspec.spec.expr import ExprError, evaluate, has_expression

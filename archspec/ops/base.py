@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import typing
 from collections.abc import Callable
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, WithJsonSchema
 
+from archspec.errors import unknown_message
 from archspec.shape import Layout, Shape
 
 if TYPE_CHECKING:  # torch is imported where a module is built, so validate stays torch-free
@@ -219,12 +219,6 @@ def get_op(name: str) -> type[Op]:
         return REGISTRY[name]
     except KeyError:
         raise KeyError(unknown_message("op", name, REGISTRY)) from None
-
-
-def unknown_message(kind: str, name: Any, known: Any) -> str:
-    near = difflib.get_close_matches(str(name), list(known), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(near)}?" if near else f"; known: {', '.join(sorted(known))}"
-    return f"unknown {kind} {name!r}{hint}"
 
 
 def torch_function(path: str) -> Callable[..., Any]:

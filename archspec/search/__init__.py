@@ -5,19 +5,22 @@
     result = run_search(defn)                    # resumes the study when it exists
     export_trial(result.study, "runs/best.yaml")
 
-Modules, one per concern: `run` (the run loop), `storage` (storage URL, create/resume/load),
-`record` (the versioned records a study stores), `samplers` (the sampler and pruner tables),
-`trial` (the objective: one trial), `recipe` (build, time, train, score one network),
-`family` (compound step 2), `evaluation` (the seeds re-evaluation), `results` (base, best
-trial, ranking, Pareto front), `pick` (a trial as a spec), `report` (tables, JSON, plots).
+Modules: `run` (the run loop), `trial` (the objective: one trial), `recipe` (build, time,
+train, score one network), `latency`, `budget` (the network nearest a FLOPs target), `family`
+(compound step 2), `evaluation` (the seeds re-evaluation), `bundles` (the winners' bundles),
+`resolve` (a stored trial as a spec), `retrain` (a stored trial trained to completion),
+`report` (tables, JSON, plots). Packages: `definition/` (the YAML model, space, sampler and
+pruner tables, objectives), `study/` (storages, records, queries, `runs/<study>/`),
+`workers/` (worker processes, signals, the re-evaluation pool).
 """
 
-from archspec.search.definition import SearchDef, load_search
-from archspec.search.pick import export_trial, trial_spec
-from archspec.search.results import best_trial, pareto_trials
+from archspec.search.definition.load import load_search
+from archspec.search.definition.model import SearchDef
+from archspec.search.definition.space import Candidate
+from archspec.search.resolve import export_trial, trial_spec
 from archspec.search.run import SearchResult, run_search
-from archspec.search.space import Candidate
-from archspec.search.storage import load_study
+from archspec.search.study.queries import best_trial, pareto_trials
+from archspec.search.study.storage import load_study
 
 __all__ = [
     "Candidate",

@@ -13,108 +13,26 @@ from typing import TYPE_CHECKING
 import optuna
 
 from archspec.bundle import Provenance, save_bundle
-from archspec.search.data import Dataset
-from archspec.search.record import (
+from archspec.search.study.records import (
     read_evaluation,
     read_family,
     read_study,
     read_trial,
     trial_spec_text,
 )
-from archspec.search.train import MEMORY_FORMAT, evaluate
+from archspec.search.study.runs import WeightStore, family_key, trial_key
 from archspec.spec import load_spec
-from archspec.spec.dump import write_text_atomic
+from archspec.train.data import Dataset
+from archspec.train.loop import MEMORY_FORMAT, evaluate
 
 if TYPE_CHECKING:
-    import torch
     from optuna.trial import FrozenTrial
-    from torch import nn
 
     from archspec.spec.model import Spec
 
 # Trains a network with the study's recipe and seed and keeps its weights in the store under
 # the key: for a network whose weights another machine kept (a search over several machines).
 Retrain = Callable[["Spec", str], None]
-
-
-def study_folder(study_name: str) -> Path:
-    """Where a study's files go (plots, weights, bundles), whatever its storage."""
-    return Path("runs") / study_name
-
-
-OWNER_FILE = "study.json"
-
-
-def claim_folder(folder: Path, study: optuna.Study, url: str) -> None:
-    """Make `folder` (runs/<study>/) this study's, or refuse when it holds another study's
-    files: two studies of one name in different storages would overwrite each other's
-    weights and bundles. The owner is the storage (paths made absolute) and the study's id
-    in it, recorded in folder/study.json (a hash, and the URL without its password)."""
-    import hashlib
-    import json
-    import os
-
-    from archspec.errors import SearchError
-    from archspec.search.heartbeat import is_url
-    from archspec.spec.dump import write_text_atomic
-
-    shown = url
-    if not is_url(url):
-        where = os.path.abspath(url)
-    elif url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        where = "sqlite:///" + os.path.abspath(url[len("sqlite:///") :])
-    else:
-        from sqlalchemy.engine import make_url
-
-        where = make_url(url).render_as_string(hide_password=False)
-        shown = make_url(url).render_as_string(hide_password=True)
-    owner = hashlib.sha256(f"{where}#{study._study_id}".encode()).hexdigest()
-    file = folder / OWNER_FILE
-    try:
-        held = json.loads(file.read_text())
-    except (OSError, ValueError):
-        held = None
-    if isinstance(held, dict) and held.get("owner") not in (None, owner):
-        raise SearchError(
-            f"{folder}/ holds the files of another study named {study.study_name!r} (in "
-            f"{held.get('storage', '?')}); this one is in {shown}: give it another study "
-            "name, or move that folder away"
-        )
-    if held is None or held.get("owner") != owner:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(
-            file, json.dumps({"study": study.study_name, "storage": shown, "owner": owner})
-        )
-
-
-def trial_key(number: int) -> str:
-    return f"trial-{number}"
-
-
-def family_key(phi: int) -> str:
-    return f"phi-{phi}"
-
-
-class WeightStore:
-    """The trained weights of a study, one safetensors file per network (written atomically)."""
-
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-
-    def path(self, key: str) -> Path:
-        return self.folder / f"{key}.safetensors"
-
-    def save(self, key: str, model: nn.Module) -> Path:
-        import safetensors.torch
-
-        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        return write_text_atomic(self.path(key), safetensors.torch.save(tensors))
-
-    def load(self, key: str) -> dict[str, torch.Tensor] | None:
-        import safetensors.torch
-
-        path = self.path(key)
-        return safetensors.torch.load_file(path) if path.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -159,7 +77,7 @@ def write_bundles(
 def ranked_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Feasible, trained, distinct trials, best first (several objectives: the Pareto front,
     by the first objective)."""
-    from archspec.search import results
+    from archspec.search.study import queries as results
 
     if len(study.directions) == 1:
         return results.ranked_trials(study)  # distinct networks: each once, its first trial
@@ -185,7 +103,7 @@ def _write(
         member = next(m for m in read_family(study).members if m.phi == phi)
         text, accuracy, key, number = member.spec, member.accuracy, family_key(phi), None
     else:
-        from archspec.search.results import network_trial
+        from archspec.search.study.queries import network_trial
 
         record = read_trial(frozen)
         source = network_trial(study, frozen)  # a repeat's network is kept by its first trial

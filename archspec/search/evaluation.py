@@ -9,8 +9,14 @@ from __future__ import annotations
 import optuna
 
 from archspec.analysis import analyze
-from archspec.search.pool import Job, score_all
-from archspec.search.record import (
+from archspec.search.study.queries import (
+    base_trial,
+    network_trial,
+    pareto_trials,
+    ranked_trials,
+    records,
+)
+from archspec.search.study.records import (
     EVALUATION_KEY,
     Evaluated,
     EvaluationRecord,
@@ -21,14 +27,8 @@ from archspec.search.record import (
     trial_spec_text,
     write_study_record,
 )
-from archspec.search.results import (
-    base_trial,
-    network_trial,
-    pareto_trials,
-    ranked_trials,
-    records,
-)
 from archspec.search.trial import TrialRunner
+from archspec.search.workers.pool import Job, score_all
 from archspec.spec import load_spec
 
 

@@ -1,6 +1,6 @@
 """Compound scaling's step 2 (EfficientNet, Tan & Le 2019, sec. 3.3): from the best trial's
 effective alpha, beta, gamma, the member phi is the network nearest flops_ratio^phi times the
-base's analysed FLOPs around alpha^phi, beta^phi, gamma^phi (archspec.budget.fit_flops),
+base's analysed FLOPs around alpha^phi, beta^phi, gamma^phi (archspec.search.budget.fit_flops),
 trained with the study's recipe. Target and achieved FLOPs ratios are stored for every member;
 the family is stored on the study and recomputed only when the best trial changes."""
 
@@ -9,8 +9,9 @@ from __future__ import annotations
 import optuna
 
 from archspec.errors import ArchspecError
-from archspec.search.bundles import family_key
-from archspec.search.record import (
+from archspec.search.definition.space import Candidate
+from archspec.search.study.queries import best_trial, network_trial
+from archspec.search.study.records import (
     FAMILY_KEY,
     FamilyMember,
     FamilyRecord,
@@ -20,8 +21,7 @@ from archspec.search.record import (
     trial_spec_text,
     write_study_record,
 )
-from archspec.search.results import best_trial, network_trial
-from archspec.search.space import Candidate
+from archspec.search.study.runs import family_key
 from archspec.search.trial import TrialRunner, effective_record, network
 from archspec.spec import load_spec
 from archspec.spec.dump import dump_spec

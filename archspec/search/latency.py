@@ -10,7 +10,7 @@ import time
 import torch
 from torch import nn
 
-from archspec.search.train import MEMORY_FORMAT, autocast
+from archspec.train.loop import MEMORY_FORMAT, autocast
 
 
 @torch.inference_mode()

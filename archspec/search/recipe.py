@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import torch
 
 from archspec.compile import build
-from archspec.search.bundles import WeightStore
-from archspec.search.data import Dataset
-from archspec.search.definition import SearchDef
+from archspec.search.definition.model import SearchDef
 from archspec.search.latency import measure_latency
-from archspec.search.train import TrainResult, evaluate, pick_device, seed_everything, train
+from archspec.search.study.runs import WeightStore
 from archspec.spec.model import Spec
+from archspec.train.data import Dataset
+from archspec.train.loop import TrainResult, evaluate, pick_device, seed_everything, train
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,15 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from archspec.search.record import (
+from archspec.search.definition.space import Candidate
+from archspec.search.study.queries import (
+    base_trial,
+    pareto_trials,
+    ranked_trials,
+    records,
+    unfinished,
+)
+from archspec.search.study.records import (
     Evaluated,
     Scores,
     TrialRecord,
@@ -25,9 +33,6 @@ from archspec.search.record import (
     read_study,
     read_trial,
 )
-from archspec.search.results import base_trial, pareto_trials, ranked_trials, records
-from archspec.search.space import Candidate
-from archspec.search.worker import unfinished
 
 
 def fairness_note(study: optuna.Study) -> str:
@@ -247,12 +252,6 @@ def _scores(entry: Evaluated | None) -> dict[str, Any]:
         "test_accuracy_std": test_std,
         "seeds": entry.scores.seeds,
     }
-
-
-def _ratio(record: TrialRecord | None) -> float | None:
-    if record is None or record.effective is None:
-        return None
-    return record.effective.flops_ratio
 
 
 def report_json(study: optuna.Study) -> dict[str, Any]:

@@ -11,19 +11,13 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import FrozenTrial
 
-from archspec.search.bundles import (
-    WeightStore,
-    Written,
-    claim_folder,
-    study_folder,
-    write_bundles,
-)
-from archspec.search.claims import claim, once
-from archspec.search.data import load_dataset
-from archspec.search.definition import SearchDef
+from archspec.search.bundles import Written, write_bundles
+from archspec.search.definition.model import SearchDef
 from archspec.search.evaluation import run_evaluation
 from archspec.search.family import run_family
-from archspec.search.record import (
+from archspec.search.study.claims import claim, once
+from archspec.search.study.queries import Tally, best_trial, pareto_trials
+from archspec.search.study.records import (
     ROLE_KEY,
     EvaluationRecord,
     FamilyRecord,
@@ -31,12 +25,14 @@ from archspec.search.record import (
     read_family,
     read_trial,
 )
-from archspec.search.results import best_trial, pareto_trials
-from archspec.search.storage import open_study
-from archspec.search.train import cpu_threads
+from archspec.search.study.runs import WeightStore, claim_folder, study_folder
+from archspec.search.study.storage import open_study
 from archspec.search.trial import TrialRunner
-from archspec.search.worker import Tally, interrupts, run_trials
+from archspec.search.workers.loop import run_trials
+from archspec.search.workers.signals import interrupts
 from archspec.spec.model import Spec
+from archspec.train.data import load_dataset
+from archspec.train.loop import cpu_threads
 
 
 @dataclass

@@ -3,8 +3,8 @@ latency -> train.
 
 Everything is judged on the network that was built, not on the sampled knobs: the compound
 FLOPs band and the alpha * beta^2 * gamma^2 rule on its analysed FLOPs and effective depth,
-width and resolution (archspec.budget), params/FLOPs limits from the analysis before anything
-is built, a latency limit after building, before training. Two knob settings that build the
+width and resolution (archspec.scaling.measured), params/FLOPs limits from the analysis before
+anything is built, a latency limit after building, before training. Two knob settings that build the
 same network (same sha256 of its resolved YAML) are trained once: the later trial replays
 the earlier one's outcome, so feasibility and accuracy are functions of the network.
 
@@ -24,25 +24,20 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from archspec.analysis import analyze
-from archspec.budget import effective, fit_flops
 from archspec.errors import ArchspecError, Location, SearchError
-from archspec.search import objectives
-from archspec.search.bundles import WeightStore, trial_key
-from archspec.search.data import Dataset
-from archspec.search.definition import SearchDef
-from archspec.search.objectives import Metrics
+from archspec.scaling.measured import Effective, effective
+from archspec.search.budget import fit_flops
+from archspec.search.definition import objectives
+from archspec.search.definition.model import SearchDef
+from archspec.search.definition.objectives import Metrics
+from archspec.search.definition.space import Candidate, reference_spec, suggest
 from archspec.search.recipe import Recipe
-from archspec.search.record import (
-    ROLE_KEY,
-    Effective,
-    TrialRecord,
-    read_trial,
-    spec_hash,
-    write_trial,
-)
-from archspec.search.space import Candidate, reference_spec, suggest
+from archspec.search.study.optuna_private import trial_id
+from archspec.search.study.records import ROLE_KEY, TrialRecord, read_trial, spec_hash, write_trial
+from archspec.search.study.runs import WeightStore, trial_key
 from archspec.spec.dump import dump_spec
 from archspec.spec.model import Spec
+from archspec.train.data import Dataset
 
 BASE_REASON = "the unscaled base: the reference every table compares with, not a candidate"
 # optuna-dashboard reads constraints from this system attribute only (the list that Optuna's
@@ -70,11 +65,8 @@ def network(defn: SearchDef, base: Spec, candidate: Candidate, target: float | N
 
 
 def effective_record(base: Spec, spec: Spec) -> tuple[Effective, Metrics]:
-    eff = effective(base, spec)
-    record = Effective(
-        depth=eff.depth, width=eff.width, resolution=eff.resolution, flops_ratio=eff.flops_ratio
-    )
-    return record, Metrics(eff.params, eff.flops, eff.size)
+    cost = analyze(spec)
+    return effective(base, spec, cost), Metrics(cost.params, cost.flops, spec.input.hw[0])
 
 
 class TrialRunner:
@@ -296,7 +288,7 @@ class TrialRunner:
         for key, value in record.constraints.items():
             trial.set_constraint(key, value)
         trial.storage.set_trial_system_attr(
-            trial._trial_id, DASHBOARD_CONSTRAINTS, list(record.constraints.values())
+            trial_id(trial), DASHBOARD_CONSTRAINTS, list(record.constraints.values())
         )
         write_trial(trial, record, text)
 

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from archspec.scaling import make_divisible
+from archspec.scaling.rules import make_divisible
 
 _REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 _EXPR = re.compile(r"^\$\{(.+)\}$", re.S)

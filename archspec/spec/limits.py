@@ -58,13 +58,6 @@ def check_structure(spec: Spec) -> None:
     _Walk(spec, {}).run()
 
 
-def estimate_nodes(spec: Spec, options: Mapping[str, Any] | None = None) -> int:
-    """The number of op nodes the spec expands to, counting every repeat and block instance:
-    an item switched off by `when` is counted, a repeat that cannot be computed before
-    expansion (it depends on shapes) counts once."""
-    return _Walk(spec, options or {}).run()
-
-
 def check_nodes(spec: Spec, options: Mapping[str, Any] | None = None) -> None:
     """LimitError, before expansion, when the spec would expand beyond MAX_NODES; located at
     the top-level item that contributes most."""

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from archspec.export import Source, load_source
+from archspec.export import Source
+from archspec.sources import load_source
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "search" / "bases" / "tiny_effnet.yaml"

@@ -95,7 +95,8 @@ def test_sigterm_mid_write_leaves_nothing(tmp_path):
     # a child process whose writer hangs after half a file; SIGTERM must clean up
     script = textwrap.dedent(f"""
         import dataclasses, time
-        from archspec.export import FORMATS, export, load_source
+        from archspec.export import FORMATS, export
+        from archspec.sources import load_source
         def hang(source, module, path):
             path.write_bytes(b"partial")
             time.sleep(120)

@@ -153,7 +153,7 @@ def test_ctrl_c_that_an_exporter_swallows_is_still_an_interrupt(tmp_path, monkey
 
     from archspec.export import formats
     from archspec.export.pipeline import export as export_model
-    from archspec.export.source import load_source
+    from archspec.sources import load_source
 
     def swallowing(source, module, path):  # torch.onnx catches it and fails otherwise
         try:

@@ -11,9 +11,10 @@ import torch
 from safetensors import safe_open
 
 import archspec
-from archspec.export import FORMATS, export, load_source
+from archspec.export import FORMATS, export
 from archspec.export.formats import ONNX_OPSET
 from archspec.preprocess import Preprocessing
+from archspec.sources import load_source
 from tests.export.conftest import inputs
 from tests.export.reload import RUN
 

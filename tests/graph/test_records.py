@@ -10,7 +10,7 @@ import archspec
 from archspec.graph import INPUT, ArchGraph, Node, Place
 from archspec.ops import REGISTRY
 from archspec.ops.base import Op
-from archspec.scale import scale
+from archspec.scaling.rewrite import scale
 
 SKIPPED_FIRST = """\
 name: skipped

@@ -70,7 +70,7 @@ def start(definition: Path, storage: str, *extra: str) -> subprocess.Popen:
 
 
 def load(storage: str, name: str = "workers") -> optuna.Study:
-    from archspec.search.heartbeat import open_storage
+    from archspec.search.study.heartbeat import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna.load_study(study_name=name, storage=open_storage(storage))

@@ -11,12 +11,12 @@ import archspec.cli.search
 import archspec.cli.train
 from archspec.cli import app
 from archspec.search import load_search, load_study, run_search
-from archspec.search.data import load_dataset
-from archspec.search.pick import trial_spec
-from archspec.search.record import read_study, read_trial
-from archspec.search.results import best_trial
-from archspec.search.train import MEMORY_FORMAT, evaluate
+from archspec.search.resolve import trial_spec
+from archspec.search.study.queries import best_trial
+from archspec.search.study.records import read_study, read_trial
 from archspec.spec.dump import dump_spec
+from archspec.train.data import load_dataset
+from archspec.train.loop import MEMORY_FORMAT, evaluate
 
 runner = CliRunner()
 
@@ -84,7 +84,8 @@ def test_retraining_a_trial_reproduces_its_accuracy_and_weights(searched, tmp_pa
 def test_a_winner_trained_on_another_machine_is_retrained_to_the_same_weights(searched, tmp_path):
     """A search over several machines: the worker that trained the winner kept its weights on
     its own disk. The bundle step retrains it here with the recorded recipe and seed."""
-    from archspec.search.bundles import WeightStore, write_bundles
+    from archspec.search.bundles import write_bundles
+    from archspec.search.study.runs import WeightStore
     from archspec.search.trial import TrialRunner
 
     _, defn, result = searched
@@ -114,7 +115,7 @@ def test_a_winner_trained_on_another_machine_is_retrained_to_the_same_weights(se
 def test_export_of_the_best_trial_uses_its_kept_weights_without_the_best_bundle(searched, tmp_path):
     import shutil
 
-    from archspec.export.source import load_source
+    from archspec.sources import load_source
 
     _, _, result = searched
     best = best_trial(result.study)

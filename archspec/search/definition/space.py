@@ -1,0 +1,133 @@
+"""The search space: what a trial chooses (a Candidate: nominal multipliers and kernels) and how
+Optuna proposes it.
+
+`free` mode samples depth, width and resolution multipliers independently. `compound` mode
+follows EfficientNet step 1 (Tan & Le 2019, sec. 3.3): it samples beta (width) and gamma
+(resolution) and solves alpha (depth) = flops_ratio / (beta^2 * gamma^2), clamped to the depth
+range; the trial then builds the network nearest the FLOPs target around these multipliers
+(archspec.search.budget.fit_flops), and its constraints are checked on what that network has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from archspec.scaling.rewrite import scale
+from archspec.spec.model import Spec
+
+if TYPE_CHECKING:
+    from archspec.search.definition.model import Range, SearchDef
+
+KERNEL_PREFIX = "kernel_"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One architecture of the search: multipliers applied to the base, kernels per stage."""
+
+    depth: float = 1.0
+    width: float = 1.0
+    resolution: float = 1.0
+    kernels: dict[str, int] = field(default_factory=dict)
+
+    def spec(self, base: Spec, num_classes: int | None = None) -> Spec:
+        """The base scaled by this candidate; `num_classes` becomes the default of the spec's
+        num_classes option, so the result builds the evaluated model with no arguments."""
+        options = None
+        if num_classes is not None and "num_classes" in base.options:
+            options = {"num_classes": num_classes}
+        return scale(
+            base,
+            depth=self.depth,
+            width=self.width,
+            resolution=self.resolution,
+            kernels=dict(self.kernels) or None,
+            options=options,
+        )
+
+    def power(self, phi: int) -> Candidate:
+        """EfficientNet step 2: alpha^phi, beta^phi, gamma^phi (kernels unchanged)."""
+        return replace(
+            self, depth=self.depth**phi, width=self.width**phi, resolution=self.resolution**phi
+        )
+
+    def to_attrs(self) -> dict[str, Any]:
+        return {
+            "depth": self.depth,
+            "width": self.width,
+            "resolution": self.resolution,
+            "kernels": dict(self.kernels),
+        }
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> Candidate:
+        return cls(
+            float(attrs["depth"]),
+            float(attrs["width"]),
+            float(attrs["resolution"]),
+            {k: int(v) for k, v in attrs.get("kernels", {}).items()},
+        )
+
+    def describe(self) -> str:
+        text = f"d={self.depth:.3g} w={self.width:.3g} r={self.resolution:.3g}"
+        return text + "".join(f" {k}:k{v}" for k, v in self.kernels.items())
+
+
+def reference_spec(base: Spec, num_classes: int) -> Spec:
+    """The base with the dataset's class count: trial 0's network, what every candidate's
+    effective multipliers are relative to."""
+    return Candidate().spec(base, num_classes)
+
+
+def _suggest(trial: optuna.Trial, name: str, rng: Range | None) -> float:
+    if rng is None:
+        return 1.0
+    if rng.low == rng.high:
+        return rng.low
+    return trial.suggest_float(name, rng.low, rng.high, step=rng.step, log=rng.log)
+
+
+def suggest(trial: optuna.Trial, defn: SearchDef) -> Candidate:
+    """The candidate (nominal multipliers and kernels) this trial proposes."""
+    space = defn.space
+    kernels = {
+        stage: int(trial.suggest_categorical(KERNEL_PREFIX + stage, choices))
+        for stage, choices in space.kernels.items()
+        if len(choices) > 1
+    }
+    kernels |= {stage: c[0] for stage, c in space.kernels.items() if len(c) == 1}
+    if defn.mode == "free":
+        return Candidate(
+            _suggest(trial, "depth", space.depth),
+            _suggest(trial, "width", space.width),
+            _suggest(trial, "resolution", space.resolution),
+            kernels,
+        )
+    assert space.depth is not None
+    beta = _suggest(trial, "beta", space.width)
+    gamma = _suggest(trial, "gamma", space.resolution)
+    ideal = defn.compound.flops_ratio / (beta**2 * gamma**2)
+    alpha = min(max(ideal, space.depth.low), space.depth.high)
+    return Candidate(alpha, beta, gamma, kernels)
+
+
+def grid_space(defn: SearchDef) -> dict[str, list[Any]]:
+    """The search space as the grid sampler wants it: every value of every parameter."""
+    space = defn.space
+    names = ("beta", "gamma") if defn.mode == "compound" else ("depth", "width", "resolution")
+    knobs = (
+        (space.width, space.resolution)
+        if defn.mode == "compound"
+        else (space.depth, space.width, space.resolution)
+    )
+    grid: dict[str, list[Any]] = {}
+    for name, rng in zip(names, knobs, strict=True):
+        if rng is not None and rng.low != rng.high:
+            grid[name] = rng.grid()
+    for stage, choices in space.kernels.items():
+        if len(choices) > 1:
+            grid[KERNEL_PREFIX + stage] = list(choices)
+    return grid

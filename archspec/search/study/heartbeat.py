@@ -1,0 +1,154 @@
+"""Optuna storages that survive a dead worker: a storage string becomes an RDB storage (an
+SQLAlchemy URL: SQLite, PostgreSQL, MySQL) or a JournalStorage file (anything else: a path), both
+with a heartbeat, so a trial whose worker died is failed once its heartbeat is stale and retried
+with the same parameters by any worker (Optuna's `RetryHeartbeatStaleTrialCallback`)."""
+
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import (
+    BaseStorage,
+    JournalStorage,
+    RDBStorage,
+    RetryHeartbeatStaleTrialCallback,
+)
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from archspec.errors import SearchError
+from archspec.search.study.optuna_private import base_heartbeat, trial_id
+
+BaseHeartbeat = base_heartbeat()  # Optuna's heartbeat interface (RDB's too)
+
+if TYPE_CHECKING:
+    from archspec.search.definition.model import Heartbeat
+
+HEARTBEAT_ATTR = "archspec:heartbeat"  # journal trials: wall time of the last heartbeat
+T = TypeVar("T")
+
+
+def is_url(storage: str) -> bool:
+    """An SQLAlchemy URL (RDB storage); anything else names a JournalStorage file."""
+    return "://" in storage
+
+
+def open_storage(storage: str, heartbeat: Heartbeat | None = None) -> BaseStorage:
+    """The Optuna storage for `storage`; with `heartbeat`, running trials record a heartbeat and
+    stale ones are failed and retried (up to `heartbeat.max_retry` times) by any worker."""
+    with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna since 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            return _open(storage, heartbeat)
+        except ImportError as exc:  # Optuna's "Failed to import DB access module"
+            raise SearchError(_missing_driver(storage, exc)) from exc
+
+
+def _missing_driver(storage: str, exc: ImportError) -> str:
+    """One line: which database driver the URL asks for and how to get it."""
+    scheme = storage.partition("://")[0]
+    cause = exc.__cause__ if isinstance(exc.__cause__, ImportError) else exc
+    missing = getattr(cause, "name", None) or str(cause)
+    if scheme == "postgresql":  # SQLAlchemy 2.1's default PostgreSQL driver is psycopg 3
+        return (
+            f"storage {scheme}://...: its driver, {missing}, is not installed; write "
+            "postgresql+psycopg2://USER:PASSWORD@HOST/DB (psycopg2-binary, installed by "
+            "pip install 'archspec[postgres]') or pip install 'psycopg[binary]'"
+        )
+    return (
+        f"storage {scheme}://...: its database driver, {missing}, is not installed "
+        "(pip install it, or name an installed one: DIALECT+DRIVER://...)"
+    )
+
+
+def _open(storage: str, heartbeat: Heartbeat | None) -> BaseStorage:
+    retry = None if heartbeat is None else RetryHeartbeatStaleTrialCallback(heartbeat.max_retry)
+    if not is_url(storage):
+        path = Path(storage)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backend = JournalFileBackend(str(path))
+        if heartbeat is None:
+            return JournalStorage(backend)
+        return HeartbeatJournalStorage(backend, heartbeat.interval, heartbeat.grace_period, retry)
+    if storage.startswith("sqlite:///"):
+        path = Path(storage[len("sqlite:///") :])
+        if str(path) not in ("", ":memory:"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        # Writers queue on SQLite's file lock: wait for it rather than fail after 5 s.
+        engine_kwargs = {"connect_args": {"timeout": 120}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}  # a server may drop idle connections
+    beat = {}
+    if heartbeat is not None:
+        beat = {
+            "heartbeat_interval": heartbeat.interval,
+            "grace_period": heartbeat.grace_period,
+            "heartbeat_stale_trial_callback": retry,
+        }
+    return retry_schema_race(lambda: RDBStorage(storage, engine_kwargs=engine_kwargs, **beat))
+
+
+def retry_schema_race(make: Callable[[], T], attempts: int = 8) -> T:
+    """`make()`, retried when workers starting together on a fresh database race to create
+    Optuna's tables (`UNIQUE constraint failed: alembic_version`, or PostgreSQL's duplicate
+    type/table errors): the loser retries against the finished schema."""
+    import sqlalchemy.exc
+
+    races = (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError)
+    for attempt in range(attempts):
+        try:
+            return make()
+        except sqlalchemy.exc.DBAPIError as exc:
+            # SQLite also says "database is locked" or "table ... already exists"
+            race = isinstance(exc, races) or any(
+                text in str(exc) for text in ("locked", "already exists")
+            )
+            if not race or attempt == attempts - 1:
+                raise
+        time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+    """JournalStorage with the heartbeat RDBStorage has: the heartbeat is a trial system
+    attribute (wall time), appended to the journal every `interval` seconds while the trial
+    runs. A journal file serves the workers of one machine, so their clocks agree."""
+
+    def __init__(
+        self,
+        backend: JournalFileBackend,
+        interval: int,
+        grace_period: int,
+        callback: Callable[[optuna.Study, FrozenTrial], None] | None,
+    ) -> None:
+        super().__init__(backend)
+        self.heartbeat_interval, self.grace_period, self.callback = interval, grace_period, callback
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+        except UpdateFinishedTrialError:  # another worker already failed it as stale
+            pass
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now = time.time()
+        return [
+            trial_id(t)
+            for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+            if now - t.system_attrs.get(HEARTBEAT_ATTR, now) > self.grace_period
+        ]
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self.heartbeat_interval
+
+    def get_heartbeat_stale_trial_callback(
+        self,
+    ) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+        return self.callback

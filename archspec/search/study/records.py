@@ -1,0 +1,215 @@
+"""What a study stores, as versioned pydantic records: the study's setup (a study user
+attribute), each trial's outcome (a trial user attribute), the compound family and the seeds
+re-evaluation (study user attributes). Report, export and resume read these records only;
+a study written by another tool or an older archspec is refused with a clear error.
+
+Optuna conventions kept on the side: the objective values and `trial.set_constraint` (what
+the samplers read), `reason` (a plain user attribute, so optuna-dashboard's trial table says
+why a candidate was not trained) and the network's YAML under its own key (so the dashboard's
+1 KB attribute preview stays readable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import statistics
+from typing import Any, Literal
+
+import optuna
+from optuna.trial import FrozenTrial
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from archspec.errors import SearchError
+from archspec.scaling.measured import Effective
+
+SCHEMA_VERSION = 1
+KEY = "archspec"  # the study record (study attr) and each trial record (trial attr)
+SPEC_KEY = "archspec_spec"  # trial attr: the trained network as resolved YAML
+FAMILY_KEY = "archspec_family"  # study attr
+EVALUATION_KEY = "archspec_evaluation"  # study attr
+REASON_KEY = "reason"  # trial attr, for the dashboard
+ROLE_KEY = "archspec_role"  # trial attr set when the base trial is enqueued
+
+Status = Literal["trained", "rejected", "pruned", "duplicate", "failed"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StudyRecord(_Record):
+    """The setup of a study: what every trial was trained and judged with."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    definition: str
+    mode: Literal["compound", "free"]
+    metrics: list[str]
+    directions: list[str]
+    seed: int
+    base: str
+    base_spec: str  # the base as YAML, num_classes set to the dataset's
+    base_params: int
+    base_flops: int
+    base_size: int
+    num_classes: int
+    dataset: str
+    split: tuple[int, int, int]  # train, validation, test images
+    setup: dict[str, Any]  # the definition's sections that make trials comparable
+
+
+class TrialRecord(_Record):
+    """One trial's outcome. `knobs` are the sampled (nominal) multipliers; `effective` and the
+    costs describe the network that was built from them."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    role: Literal["base", "candidate"] = "candidate"
+    status: Status
+    reason: str | None = None  # why it was not trained (rejected, failed, pruned, duplicate)
+    knobs: dict[str, Any]
+    spec_hash: str | None = None  # sha256 of the network's resolved YAML
+    effective: Effective | None = None
+    params: int | None = None
+    flops: int | None = None
+    size: int | None = None
+    latency_ms: float | None = None
+    accuracy: float | None = None  # validation top-1 after the last epoch
+    constraints: dict[str, float] = {}
+    same_as: int | None = None  # the earlier trial that built the same network
+    history: list[float] = []
+    train_s: float | None = None
+
+    @property
+    def feasible(self) -> bool:
+        return all(v <= 0 for v in self.constraints.values())
+
+    @property
+    def trained(self) -> bool:
+        return self.accuracy is not None
+
+
+class FamilyMember(_Record):
+    phi: int
+    trial: int | None = None  # phi = 1 is the best trial itself
+    knobs: dict[str, Any]
+    target_flops_ratio: float
+    in_band: bool
+    spec: str | None = None  # the network as resolved YAML
+    spec_hash: str | None = None
+    effective: Effective | None = None
+    params: int | None = None
+    flops: int | None = None
+    size: int | None = None
+    latency_ms: float | None = None
+    accuracy: float | None = None
+    error: str | None = None
+
+
+class FamilyRecord(_Record):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    trial: int  # the best trial the family is scaled from
+    tolerance: float
+    members: list[FamilyMember]
+
+
+class Scores(_Record):
+    """Accuracies of one network retrained with several seeds."""
+
+    seeds: list[int]
+    val: list[float]
+    test: list[float]
+
+    @staticmethod
+    def interval(values: list[float]) -> tuple[float, float]:
+        """The 95% interval of the mean, within the [0, 1] an accuracy can take (with few
+        seeds the t interval runs past it); unbounded with one seed."""
+        mean, _, half = Scores.summary(values)
+        return max(0.0, mean - half), min(1.0, mean + half)
+
+    @staticmethod
+    def summary(values: list[float]) -> tuple[float, float, float]:
+        """(mean, sample std, half-width of the 95% Student-t interval of the mean)."""
+        mean = statistics.fmean(values)
+        if len(values) < 2:
+            return mean, 0.0, math.inf
+        from scipy.stats import t
+
+        std = statistics.stdev(values)
+        return mean, std, float(t.ppf(0.975, len(values) - 1)) * std / math.sqrt(len(values))
+
+
+class Evaluated(_Record):
+    label: str  # "base", "rank 1", "phi=2", ...
+    trial: int | None = None
+    phi: int | None = None
+    params: int
+    flops: int
+    spec_hash: str
+    scores: Scores
+
+
+class EvaluationRecord(_Record):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    seeds: list[int]
+    winner: int  # the selected trial
+    entries: list[Evaluated]
+    verdict: str
+
+
+def spec_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- reading and writing ---------------------------------------------------------------------
+
+
+def _parse(model: type[_Record], data: Any, what: str) -> Any:
+    if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
+        raise SearchError(
+            f"{what} was written by a different archspec (record schema "
+            f"{data.get('schema_version', 0)}; this version reads {SCHEMA_VERSION}); run the "
+            "search again under a new study name"
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise SearchError(f"{what}: unreadable archspec record ({exc.errors()[0]['msg']})") from exc
+
+
+def read_study(study: optuna.Study) -> StudyRecord:
+    data = study.user_attrs.get(KEY)
+    if data is None:
+        raise SearchError(f"study {study.study_name!r} was not created by archspec search")
+    return _parse(StudyRecord, data, f"study {study.study_name!r}")
+
+
+def read_trial(trial: FrozenTrial) -> TrialRecord | None:
+    """The trial's record; None for a trial that never got one (running, or it crashed)."""
+    data = trial.user_attrs.get(KEY)
+    return None if data is None else _parse(TrialRecord, data, f"trial {trial.number}")
+
+
+def trial_spec_text(trial: FrozenTrial) -> str | None:
+    return trial.user_attrs.get(SPEC_KEY)
+
+
+def write_trial(trial: optuna.Trial, record: TrialRecord, spec: str | None = None) -> None:
+    trial.set_user_attr(KEY, record.model_dump(mode="json"))
+    if spec is not None:
+        trial.set_user_attr(SPEC_KEY, spec)
+    if record.reason is not None:
+        trial.set_user_attr(REASON_KEY, record.reason)
+
+
+def read_family(study: optuna.Study) -> FamilyRecord | None:
+    data = study.user_attrs.get(FAMILY_KEY)
+    return None if data is None else _parse(FamilyRecord, data, "the compound family")
+
+
+def read_evaluation(study: optuna.Study) -> EvaluationRecord | None:
+    data = study.user_attrs.get(EVALUATION_KEY)
+    return None if data is None else _parse(EvaluationRecord, data, "the seeds re-evaluation")
+
+
+def write_study_record(study: optuna.Study, key: str, record: _Record) -> None:
+    study.set_user_attr(key, record.model_dump(mode="json"))

@@ -1,0 +1,75 @@
+"""A bundle's accuracy on a dataset: the held-out test split of the data it was trained on, or
+the whole of another dataset with the same classes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from archspec.bundle import Bundle
+from archspec.errors import SearchError
+from archspec.train.config import Data
+from archspec.train.data import Dataset, load_dataset
+from archspec.train.loop import (
+    MEMORY_FORMAT,
+    evaluate,
+    pick_device,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float
+    images: int
+    dataset: str
+    split: str  # "test", "validation" or "all"
+
+
+def evaluate_bundle(bundle: Bundle, data: Data | None = None) -> Evaluation:
+    """Top-1 accuracy of a bundle with its recorded preprocessing: on the held-out split of the
+    data it was trained on (rebuilt from its recorded data section and seed), or on every image
+    of `data`."""
+    device = pick_device()
+    recorded = bundle.manifest.provenance
+    if data is None:
+        if recorded.data is None:
+            raise SearchError(
+                f"{bundle.path}: the bundle records no dataset; name one to evaluate on"
+            )
+        data = Data.model_validate(recorded.data)
+        dataset = load_dataset(data, recorded.seed or 0)
+        index, split = _held_out(dataset)
+    else:
+        dataset = load_dataset(data, recorded.seed or 0)
+        index, split = torch.arange(len(dataset)), "all"
+    _check_classes(bundle, dataset)
+    x = bundle.preprocess(dataset.images[index])
+    # on the device and in the memory layout it was trained and validated in: same numbers
+    model = bundle.model.to(device=device, memory_format=MEMORY_FORMAT)
+    accuracy = evaluate(model, x.to(device), dataset.labels[index].to(device), device)
+    return Evaluation(accuracy, len(index), dataset.name, split)
+
+
+def _held_out(dataset: Dataset) -> tuple[torch.Tensor, str]:
+    test = getattr(dataset, "test_idx", None)
+    if test is not None and len(test):
+        return test, "test"
+    return dataset.val_idx, "validation"
+
+
+def _check_classes(bundle: Bundle, dataset: Dataset) -> None:
+    names = bundle.class_names
+    if dataset.num_classes > len(names):
+        raise SearchError(
+            f"{dataset.name} has {dataset.num_classes} classes; the bundle's model has {len(names)}"
+        )
+    if dataset.class_names != names[: dataset.num_classes]:
+        raise SearchError(
+            f"{dataset.name}'s classes ({', '.join(dataset.class_names[:5])}...) are not the "
+            f"bundle's ({', '.join(names[:5])}...)"
+        )

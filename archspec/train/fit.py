@@ -1,0 +1,149 @@
+"""Training a spec to completion in a run folder (`archspec train`) with the search's recipe
+objects: a checkpoint after every epoch (an interrupted run resumes exactly), `metrics.csv`, and
+a bundle at the end; retraining a study's trial with its recorded recipe; evaluating a bundle.
+
+A run folder holds `bundle/` (the model bundle), `metrics.csv` (one row per epoch) and
+`checkpoint.pt` (the last epoch's whole training state).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from archspec.bundle import Provenance, is_bundle, save_bundle
+from archspec.compile import build
+from archspec.errors import SearchError
+from archspec.spec.dump import write_text_atomic
+from archspec.spec.model import Spec
+from archspec.train.config import Data, Training
+from archspec.train.data import load_dataset
+from archspec.train.loop import (
+    EpochStats,
+    TrainResult,
+    cpu_threads,
+    evaluate,
+    pick_device,
+    seed_everything,
+    train,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+BUNDLE_DIR = "bundle"
+METRICS_FILE = "metrics.csv"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class FitResult:
+    folder: Path
+    bundle: Path
+    train: TrainResult
+    metrics: dict[str, float]  # what the bundle's manifest records
+    expected: float | None = None  # a retrained trial: the accuracy the study recorded
+
+
+def fit(
+    spec: Spec,
+    data: Data,
+    recipe: Training,
+    folder: str | Path,
+    *,
+    seed: int = 0,
+    provenance: Provenance | None = None,
+    progress: bool = False,
+    overwrite: bool = False,
+    on_epoch: Callable[[list[EpochStats]], None] | None = None,
+) -> FitResult:
+    """Train `spec` on `data` with `recipe` and `seed` exactly as a search trial is trained
+    (same initialisation, split, batch order), resuming from the folder's checkpoint when
+    there is one; write metrics.csv every epoch and the bundle at the end."""
+    folder = Path(folder)
+    bundle_dir = folder / BUNDLE_DIR
+    checkpoint = folder / CHECKPOINT_FILE
+    if is_bundle(bundle_dir) and not overwrite:
+        raise SearchError(f"{folder}: already holds a trained bundle; train into another folder")
+    if overwrite:
+        checkpoint.unlink(missing_ok=True)
+        (folder / METRICS_FILE).unlink(missing_ok=True)
+    dataset = load_dataset(data, seed)
+    spec = with_classes(spec, dataset.num_classes)
+    device = pick_device(recipe.device)
+
+    def log(rows: list[EpochStats]) -> None:
+        write_metrics(folder / METRICS_FILE, rows)
+        if on_epoch is not None:
+            on_epoch(rows)
+
+    with cpu_threads(recipe.threads):
+        seed_everything(seed)  # the initial weights of a search trial of this architecture
+        model = build(spec, device=device)
+        split = dataset.split(spec.input.hw, spec.input.channels, device)
+        result = train(
+            model,
+            split,
+            recipe,
+            device=device,
+            seed=seed,
+            progress=progress,
+            desc=spec.name,
+            checkpoint=checkpoint,
+            on_epoch=log,
+        )
+    metrics = {"val_accuracy": result.accuracy}
+    if len(split.test_y):  # the held-out test split, as `archspec evaluate` reads it back
+        with cpu_threads(recipe.threads):
+            metrics["test_accuracy"] = evaluate(model, split.test_x, split.test_y, device)
+    provenance = provenance or Provenance(source="train")
+    provenance = provenance.model_copy(
+        update={
+            "seed": seed,
+            "data": data.model_dump(mode="json"),
+            "recipe": recipe.model_dump(mode="json"),
+        }
+    )
+    save_bundle(
+        bundle_dir,
+        spec,
+        model.state_dict(),
+        preprocessing=split.preprocessing,
+        class_names=dataset.class_names,
+        metrics=metrics,
+        provenance=provenance,
+        overwrite=True,
+    )
+    return FitResult(folder, bundle_dir, result, metrics)
+
+
+def with_classes(spec: Spec, num_classes: int) -> Spec:
+    """`spec` with its num_classes option defaulting to the dataset's classes, so the bundle's
+    spec.yaml rebuilds the trained model; refused when the output cannot have that many."""
+    from archspec.analysis import analyze
+    from archspec.scaling.rewrite import scale
+
+    if "num_classes" in spec.options:
+        spec = scale(spec, options={"num_classes": num_classes})
+    cost = analyze(spec)
+    shape = cost.output_shapes[0]
+    if shape.layout != "C" or shape.dims[0] != num_classes:
+        raise SearchError(
+            f"{spec.name}: its output is {shape.layout} {list(shape.dims)}; the dataset has "
+            f"{num_classes} classes (give the spec a num_classes option)"
+        )
+    return spec
+
+
+def write_metrics(path: Path, rows: list[EpochStats]) -> None:
+    """metrics.csv, rewritten whole (atomically) after each epoch."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=[f.name for f in fields(EpochStats)])
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(asdict(row))
+    write_text_atomic(path, text.getvalue())
