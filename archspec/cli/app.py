@@ -77,6 +77,11 @@ def describe_error(exc: BaseException) -> str | None:
         return "out of memory"
     module = type(exc).__module__.split(".")[0]
     if module in ("sqlalchemy", "optuna"):  # storage URLs and databases
+        from archspec.search.study.heartbeat import storage_fault
+
+        fault = storage_fault(exc, "")
+        if fault is not None:
+            return fault.message.replace("storage : ", "storage: ")
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return f"storage: {first}"
     return None

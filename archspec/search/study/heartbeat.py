@@ -161,6 +161,36 @@ def _free_name(path: Path) -> Path:
     raise SearchError(f"{shown(path)}: too many torn-journal backups beside it")
 
 
+# what a database or journal error means for the user, by the words its message holds
+_STORAGE_FAULTS = (
+    (("readonly", "read-only", "permission denied"), "read-only: archspec cannot write there"),
+    (("database is locked", "lock timeout"), "locked by another process; retry when it is done"),
+    (
+        ("file is not a database", "malformed", "invalid log format", "jsondecodeerror",
+         "unterminated string", "extra data"),
+        "damaged: it is not a readable study store",
+    ),
+    (("unable to open database", "no such table"), "cannot be opened as a study store"),
+)  # fmt: skip
+
+
+def storage_fault(exc: BaseException, url: str) -> SearchError | None:
+    """One line for a storage that cannot be used (read-only, locked, damaged), from any
+    exception in the chain (Optuna wraps driver errors in a generic commit error); None when
+    the error is not one of these."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    text = " ".join(f"{type(e).__name__} {e}" for e in seen).lower()
+    for words, meaning in _STORAGE_FAULTS:
+        if any(word in text for word in words):
+            first = shown(str(seen[-1]).strip().splitlines()[0] if str(seen[-1]).strip() else "")
+            return SearchError(f"storage {shown(url)}: {meaning} ({first})")
+    return None
+
+
 def retry_schema_race(make: Callable[[], T], attempts: int = 8) -> T:
     """`make()`, retried when workers starting together on a fresh database race to create
     Optuna's tables (`UNIQUE constraint failed: alembic_version`, or PostgreSQL's duplicate
