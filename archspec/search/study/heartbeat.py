@@ -79,9 +79,14 @@ def _open(storage: str, heartbeat: Heartbeat | None) -> BaseStorage:
         path.parent.mkdir(parents=True, exist_ok=True)
         repair_journal(path)
         backend = JournalFileBackend(str(path))
-        if heartbeat is None:
-            return JournalStorage(backend)
-        return HeartbeatJournalStorage(backend, heartbeat.interval, heartbeat.grace_period, retry)
+        try:  # the constructor replays the whole journal
+            if heartbeat is None:
+                return JournalStorage(backend)
+            return HeartbeatJournalStorage(
+                backend, heartbeat.interval, heartbeat.grace_period, retry
+            )
+        except Exception as exc:
+            raise damaged_journal(path, exc) from exc
     if storage.startswith("sqlite:///"):
         path = Path(storage[len("sqlite:///") :])
         if str(path) not in ("", ":memory:"):
@@ -172,6 +177,16 @@ _STORAGE_FAULTS = (
     ),
     (("unable to open database", "no such table"), "cannot be opened as a study store"),
 )  # fmt: skip
+
+
+def damaged_journal(path: str | Path, exc: BaseException) -> SearchError:
+    """A journal Optuna could not replay: a record that is not valid JSON or UTF-8, or a valid
+    record that does not fit the study (Optuna's KeyError, ValueError...)."""
+    why = shown(str(exc).strip().splitlines()[0] if str(exc).strip() else "", 120)
+    return SearchError(
+        f"storage {shown(path)}: damaged: it is not a readable study journal "
+        f"({type(exc).__name__}: {why}); the file is left as it is"
+    )
 
 
 def storage_fault(exc: BaseException, url: str) -> SearchError | None:

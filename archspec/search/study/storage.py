@@ -14,7 +14,12 @@ from archspec.search.definition.model import SearchDef, default_storage
 from archspec.search.definition.samplers import make_pruner, make_sampler
 from archspec.search.definition.space import reference_spec
 from archspec.search.study.claims import worker_index
-from archspec.search.study.heartbeat import is_url, open_storage, storage_fault
+from archspec.search.study.heartbeat import (
+    damaged_journal,
+    is_url,
+    open_storage,
+    storage_fault,
+)
 from archspec.search.study.records import KEY, StudyRecord, read_study, write_study_record
 from archspec.spec.dump import dump_spec
 from archspec.train.data import Dataset
@@ -165,6 +170,8 @@ def load_study(study: str, storage: str | None = None) -> optuna.Study:
         raise
     except Exception as exc:  # a driver's or Optuna's error on a store it cannot use
         fault = storage_fault(exc, url)
+        if fault is None and not is_url(url):
+            fault = damaged_journal(url, exc)
         if fault is None:
             raise
         raise fault from exc
