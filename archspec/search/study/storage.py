@@ -131,9 +131,12 @@ def _check_resumable(
     if [d.name.lower() for d in study.directions] != defn.directions:
         changed.append("objective directions")
     if changed:
+        sections = {c.split(" ")[0] for c in changed}
+        named = [o for o in defn.overrides if o.partition("=")[0].split(".")[0] in sections]
+        by = f"; changed by the overrides {' '.join(named)}" if named else ""
         raise SearchError(
-            f"study {defn.study!r} exists with a different setup ({', '.join(changed)}); its "
-            "trials would not compare with new ones. Use another study name or --storage.",
+            f"study {defn.study!r} exists with a different setup ({', '.join(changed)}{by}); "
+            "its trials would not compare with new ones. Use another study name or --storage.",
             Location(defn.file),
         )
 
