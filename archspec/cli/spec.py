@@ -59,11 +59,20 @@ def summary(
 
 
 @command
-def schema() -> None:
-    """Print the JSON Schema of the spec language (for yaml-language-server and editors)."""
-    from archspec.spec.schema import spec_json_schema
-
-    sys.stdout.write(json.dumps(spec_json_schema(), indent=2) + "\n")
+def schema(
+    kind: Annotated[
+        str, typer.Argument(help="spec (default) or search: which files the schema checks")
+    ] = "spec",
+) -> None:
+    """Print the JSON Schema of specs or of search definitions (for yaml-language-server,
+    editors and validators such as check-jsonschema)."""
+    if kind == "spec":
+        from archspec.spec.schema import spec_json_schema as make
+    elif kind == "search":
+        from archspec.search.definition.schema import search_json_schema as make
+    else:
+        raise typer.BadParameter(f"spec or search; got {kind!r}")
+    sys.stdout.write(json.dumps(make(), indent=2) + "\n")
 
 
 @command
