@@ -41,7 +41,7 @@ def evaluate_bundle(bundle: Bundle, data: Data | None = None) -> Evaluation:
             raise SearchError(
                 f"{bundle.path}: the bundle records no dataset; name one to evaluate on"
             )
-        data = _recorded_data(bundle)
+        data = recorded_data(bundle)
         dataset = load_dataset(data, recorded.seed or 0)
         index, split = _held_out(dataset)
     else:
@@ -60,7 +60,7 @@ def evaluate_bundle(bundle: Bundle, data: Data | None = None) -> Evaluation:
 GENERATED = ("digits", "shapes", "synthetic")
 
 
-def _recorded_data(bundle: Bundle) -> Data:
+def recorded_data(bundle: Bundle) -> Data:
     """The bundle's recorded `data:` section, when it names a dataset archspec makes itself;
     a recorded image folder or torchvision dataset is refused (the user passes it, and any
     download, explicitly)."""
