@@ -95,8 +95,6 @@ def ops(
 ) -> None:
     """List the ops a spec can use, with their fields (type, default) and what they do;
     `archspec ops conv2d` for one op in full, with examples."""
-    from rich.markup import escape
-
     from archspec.errors import SpecError
     from archspec.ops.catalog import catalog, describe
 
@@ -106,7 +104,7 @@ def ops(
             fields = ", ".join(
                 f.name if f.default == "required" else f"{f.name}={f.default}" for f in doc.fields
             )
-            table.add_row(doc.name, escape(fields), escape(doc.summary))
+            table.add_row(doc.name, fields, doc.summary)  # no markup: [h, w] stays as it is
         out.print(table)
         return
     try:
@@ -117,7 +115,7 @@ def ops(
     if doc.fields:
         table = Table("field", "type", "default")
         for f in doc.fields:
-            table.add_row(f.name, escape(f.type), escape(f.default))
+            table.add_row(f.name, f.type, f.default)
         out.print(table)
     else:
         out.print("no fields")

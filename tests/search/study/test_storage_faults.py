@@ -28,7 +28,7 @@ def test_a_journal_with_a_damaged_record_in_the_middle_is_one_line(tmp_path):
     lines = path.read_bytes().splitlines(keepends=True)
     lines[1] = b'{"op_code": 1, "broken\n'
     path.write_bytes(b"".join(lines))
-    with pytest.raises(SearchError, match=r"damaged: it is not a readable study store"):
+    with pytest.raises(SearchError, match=r"damaged: it is not a readable study journal"):
         load_study("s", str(path))
 
 
