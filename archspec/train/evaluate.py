@@ -12,11 +12,7 @@ from archspec.bundle import Bundle
 from archspec.errors import SearchError
 from archspec.train.config import Data
 from archspec.train.data import Dataset, load_dataset
-from archspec.train.loop import (
-    MEMORY_FORMAT,
-    evaluate,
-    pick_device,
-)
+from archspec.train.loop import MEMORY_FORMAT, evaluate_part, pick_device
 
 if TYPE_CHECKING:
     pass
@@ -41,17 +37,18 @@ def evaluate_bundle(bundle: Bundle, data: Data | None = None) -> Evaluation:
             raise SearchError(
                 f"{bundle.path}: the bundle records no dataset; name one to evaluate on"
             )
-        data = Data.model_validate(recorded.data)
+        data = Data.from_recorded(recorded.data)
         dataset = load_dataset(data, recorded.seed or 0)
         index, split = _held_out(dataset)
     else:
         dataset = load_dataset(data, recorded.seed or 0)
         index, split = torch.arange(len(dataset)), "all"
     _check_classes(bundle, dataset)
-    x = bundle.preprocess(dataset.images[index])
-    # on the device and in the memory layout it was trained and validated in: same numbers
+    # read in chunks through the bundle's preprocessing, on the device and in the memory layout
+    # it was trained and validated in: the same numbers
+    part = dataset.part(index, bundle.manifest.preprocessing, device)
     model = bundle.model.to(device=device, memory_format=MEMORY_FORMAT)
-    accuracy = evaluate(model, x.to(device), dataset.labels[index].to(device), device)
+    accuracy = evaluate_part(model, part, device)
     return Evaluation(accuracy, len(index), dataset.name, split)
 
 
