@@ -104,7 +104,7 @@ def decoded(
     *,
     desc: str,
     workers: int | None = None,
-    shard_images: int = SHARD_IMAGES,
+    shard_images: int | None = None,
 ) -> Decoded:
     """The cache `root/key` of `count` images, built with `decode` when absent or damaged."""
     folder = root / key
@@ -118,7 +118,7 @@ def decoded(
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
     try:
-        _build(tmp, key, count, decode, desc, workers, shard_images)
+        _build(tmp, key, count, decode, desc, workers, shard_images or SHARD_IMAGES)
         try:
             os.rename(tmp, folder)
         except OSError:  # another process finished the same cache first: use theirs

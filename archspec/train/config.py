@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from archspec.errors import unknown_message
 from archspec.spec.model import PositiveInt
 
 
@@ -63,6 +64,13 @@ class Data(_Strict):
             raise ValueError(
                 "dataset is one of digits, shapes, synthetic, imagefolder:PATH, torchvision:NAME"
             )
+        if value.startswith("torchvision:"):
+            name = value.partition(":")[2]
+            known = torchvision_datasets()
+            if known is not None and name not in known:
+                raise ValueError(
+                    f"torchvision:{name}: {unknown_message('torchvision dataset', name, known)}"
+                )
         return value
 
     @property
@@ -129,6 +137,22 @@ class Augment(_Strict):
     @property
     def is_identity(self) -> bool:
         return self == Augment(crop="none", flip=False)
+
+
+def torchvision_datasets() -> list[str] | None:
+    """The VisionDataset classes torchvision has (None: torchvision is not installed; the
+    name is then refused when the dataset is loaded)."""
+    try:
+        import torchvision.datasets as datasets
+    except ImportError:
+        return None
+    return [
+        name
+        for name in dir(datasets)
+        if isinstance(getattr(datasets, name), type)
+        and issubclass(getattr(datasets, name), datasets.VisionDataset)
+        and name not in ("VisionDataset", "DatasetFolder", "ImageFolder", "FakeData")
+    ]
 
 
 class Training(_Strict):

@@ -48,14 +48,13 @@ class Split:
     test: Part
     preprocessing: Preprocessing
 
-    # whole tensors, for callers that evaluate small parts in one go
-    @property
-    def test_x(self) -> torch.Tensor:
-        return self.test.materialize()[0]
-
-    @property
-    def test_y(self) -> torch.Tensor:
-        return self.test.y
+    # whole tensors (unaugmented model inputs, labels), for small parts read in one go
+    train_x = property(lambda self: self.train.materialize()[0])
+    train_y = property(lambda self: self.train.y)
+    val_x = property(lambda self: self.val.materialize()[0])
+    val_y = property(lambda self: self.val.y)
+    test_x = property(lambda self: self.test.materialize()[0])
+    test_y = property(lambda self: self.test.y)
 
 
 class Dataset:
@@ -115,11 +114,13 @@ class Dataset:
         channels: int,
         device: torch.device | str,
         recipe: Training | None = None,
+        eval_size: tuple[int, int] | None = None,
     ) -> Split:
         """The fixed split served at `size` with `channels` channels, normalized by the training
         images' per-channel mean and std; training batches augmented as `recipe.augment` says
         (default: `default_augment`); validation and test at `size` times
-        `recipe.test_size_ratio`. The last few are cached."""
+        `recipe.test_size_ratio` (or at `eval_size`). `preprocessing` is what validation and
+        test read with, so a bundle records it. The last few are cached."""
         if recipe is None:  # evaluation only (bundles): no training batches are drawn
             augment = None
         else:
@@ -127,7 +128,9 @@ class Dataset:
         if augment is not None and augment.is_identity:
             augment = None
         ratio = recipe.test_size_ratio if recipe is not None else None
-        eval_size = tuple(size) if ratio is None else tuple(round(s * ratio) for s in size)
+        if eval_size is None:
+            eval_size = tuple(size) if ratio is None else tuple(round(s * ratio) for s in size)
+        eval_size = tuple(eval_size)
         key = (tuple(size), channels, str(device), augment, eval_size)
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -160,7 +163,7 @@ class Dataset:
             ResidentPart(x[self.train_idx].to(device), labels[self.train_idx].to(device)),
             ResidentPart(ex[self.val_idx].to(device), labels[self.val_idx].to(device)),
             ResidentPart(ex[self.test_idx].to(device), labels[self.test_idx].to(device)),
-            preprocessing,
+            preprocessing.model_copy(update={"size": eval_size}),
         )
 
     def _streamed(self, size, eval_size, channels, device, augment) -> Split:
@@ -180,7 +183,7 @@ class Dataset:
             part(self.train_idx, preprocessing, train_aug),
             part(self.val_idx, evaluation),
             part(self.test_idx, evaluation),
-            preprocessing,
+            evaluation,
         )
 
     def _source(self) -> torch.Tensor | ShardedImages:
@@ -391,10 +394,11 @@ def _check_class_sizes(
     need = math.ceil(1 / min(fractions) - 1e-9)
     counts = np.bincount(pool, minlength=len(classes))
     label = int(np.argmin(counts))  # the first of the smallest classes
-    if counts[label] < need:
+    have = int(counts[label])
+    if have < need:
         raise SearchError(
-            f"data.dataset: {where}: class {classes[label]!r} has {counts[label]} "
-            f"image{'s' * (counts[label] != 1)}; the split needs at least {need} per class "
+            f"data.dataset: {where}: class {classes[label]!r} has {have} "
+            f"image{'s' * (have != 1)}; the split needs at least {need} per class "
             "(one in each part)"
         )
 

@@ -102,7 +102,14 @@ def fit(
             import torch
 
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        split = dataset.split(spec.input.hw, spec.input.channels, device, recipe)
+        tested = spec  # the network at the size validation and test read (FixRes)
+        if recipe.test_size_ratio is not None:
+            from archspec.scaling.rewrite import scale
+
+            tested = scale(spec, resolution=recipe.test_size_ratio)
+        split = dataset.split(
+            spec.input.hw, spec.input.channels, device, recipe, eval_size=tested.input.hw
+        )
         result = train(
             model,
             split,
@@ -130,7 +137,7 @@ def fit(
     )
     save_bundle(
         bundle_dir,
-        spec,
+        tested,
         model.state_dict(),
         preprocessing=split.preprocessing,
         class_names=dataset.class_names,

@@ -231,6 +231,8 @@ def _ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
     from torch.optim.swa_utils import AveragedModel
 
     def average(averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor):
+        if not averaged.is_floating_point():  # BatchNorm's num_batches_tracked: the model's
+            return current
         beta = min(decay, 1 - (1 + float(count)) ** (-2 / 3))
         return averaged.lerp(current.to(averaged.dtype), 1 - beta)
 
