@@ -65,12 +65,32 @@ def train(
         bool, typer.Option("--force", help="retrain from scratch over a finished run")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="train one network in this many processes (DistributedDataParallel, one GPU "
+            "each, or gloo on the CPU); the batch size is the global batch",
+        ),
+    ] = 1,
 ) -> None:
     """Train to completion and write a bundle; an interrupted run resumes when re-run. A study's
     trial is retrained with the study's recorded recipe, data and seed."""
+    import sys
+
     from archspec.sources import name_source, spec_of
+    from archspec.train import distributed
     from archspec.train.fit import fit
 
+    if nproc > 1:
+        argv = sys.argv[1:]
+        if "train" not in argv:
+            _usage("--nproc starts `archspec train` again in N processes: use it from a shell")
+        argv = [a for i, a in enumerate(argv) if not _is_nproc(argv, i)]
+        raise typer.Exit(distributed.launch(nproc, argv))
+    distributed.join(device or "auto")
+    rank = distributed.rank()
+    quiet = quiet or rank != 0  # one process reports
     log = None if quiet else _epoch_line
     progress = not quiet
     try:
@@ -133,6 +153,10 @@ def train(
             highlight=False,
         )
         raise typer.Exit(130) from None
+    finally:
+        distributed.leave()
+    if rank != 0:
+        return
     train_result = result.train
     resumed = f", resumed after epoch {train_result.resumed}" if train_result.resumed else ""
     out.print(
@@ -204,6 +228,15 @@ def predict(
                 typer.echo(f"{r.path}\t{top}")
     if failed:
         raise typer.Exit(1)
+
+
+def _is_nproc(argv: list[str], i: int) -> bool:
+    """argv[i] is --nproc, its value, or --nproc=N."""
+    return (
+        argv[i] == "--nproc"
+        or argv[i].startswith("--nproc=")
+        or (i > 0 and argv[i - 1] == "--nproc")
+    )
 
 
 def _usage(message: str) -> None:

@@ -80,7 +80,11 @@ def fit(
         import torch.distributed as dist
 
         dist.barrier()  # nobody reads a checkpoint rank 0 is removing
+        if rank != 0:
+            dist.barrier()  # rank 0 decodes the dataset into the image cache first
     dataset = load_dataset(data, seed)
+    if world > 1 and rank == 0:
+        dist.barrier()
     spec = with_classes(spec, dataset.num_classes)
     device = pick_device(recipe.device)
     if world > 1 and device.type == "cuda":
