@@ -47,6 +47,14 @@ def train(
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads (default: torch's, one per core)")
     ] = None,
+    recipe_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--recipe",
+            help="a YAML file whose `training:` section is the recipe (a search definition "
+            "works); the options above override it",
+        ),
+    ] = None,
     trial: Annotated[
         str | None, typer.Option(help="a study: 'best' (default) or a trial number")
     ] = None,
@@ -106,6 +114,7 @@ def train(
                     ("--limit", limit),
                     ("--device", device),
                     ("--threads", threads),
+                    ("--recipe", recipe_file),
                 )
                 if value is not None
             ]
@@ -134,7 +143,12 @@ def train(
                 _usage("--data is needed to train a spec (e.g. --data digits)")
             spec = spec_of(named)
             recipe = _recipe(
-                epochs=epochs, batch_size=batch_size, lr=lr, device=device, threads=threads
+                recipe_file,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                device=device,
+                threads=threads,
             )
             result = fit(
                 spec,
@@ -268,20 +282,45 @@ def _data(name: str, limit: int | None):
         raise SearchError(f"--data {name}: {exc.errors()[0]['msg']}") from None
 
 
-def _recipe(**options):
-    """The search's `training:` defaults with the options given on the command line."""
+def _recipe(path: Path | None, **options):
+    """The search's `training:` defaults, or the `training:` section of `path`, with the options
+    given on the command line."""
     from pydantic import ValidationError
 
     from archspec.errors import SearchError
     from archspec.train.config import Training
 
+    base: dict = {}
+    if path is not None:
+        base = _training_section(path)
     given = {key: value for key, value in options.items() if value is not None}
     try:
-        return Training(**given)
+        base = Training.model_validate(base).model_dump() if base else {}
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise SearchError(f"{path}: training.{where}: {error['msg']}") from None
+    try:
+        return Training(**(base | given))
     except ValidationError as exc:
         error = exc.errors()[0]
         key = str(error["loc"][0])
         raise SearchError(f"--{key.replace('_', '-')} {given.get(key)}: {error['msg']}") from None
+
+
+def _training_section(path: Path) -> dict:
+    import yaml
+
+    from archspec.errors import SearchError
+
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SearchError(f"--recipe {path}: cannot read it ({exc})") from None
+    section = document.get("training") if isinstance(document, dict) else None
+    if not isinstance(section, dict):
+        raise SearchError(f"--recipe {path}: no `training:` section")
+    return section
 
 
 def _provenance(source: str):

@@ -129,7 +129,9 @@ def decoded(
     try:
         images, labels = _open(folder, key, count)
     except _Damaged as exc:
-        raise SearchError(f"{folder}: the image cache just written fails its checks ({exc})") from exc
+        raise SearchError(
+            f"{folder}: the image cache just written fails its checks ({exc})"
+        ) from exc
     return Decoded(images, labels, built=True)
 
 
@@ -284,6 +286,5 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        _say(
-            f"{self.desc}: {self.total} images decoded in {time.perf_counter() - self.started:.1f} s"
-        )
+        seconds = time.perf_counter() - self.started
+        _say(f"{self.desc}: {self.total} images decoded in {seconds:.1f} s")

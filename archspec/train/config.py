@@ -97,7 +97,6 @@ class Data(_Strict):
             )
         return self
 
-
     def recorded(self, samples: int, classes: int) -> dict:
         """What a bundle records: the fields that apply to this dataset, with its real sample
         and class counts (`samples`, `classes`; `Data.from_recorded` reads it back)."""

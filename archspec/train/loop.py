@@ -69,7 +69,6 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA; full precision elsewhere."""
     if device.type == "cuda":

@@ -172,7 +172,8 @@ def write_image_folder(
     cuts = None
     if splits:
         bounds = np.cumsum([0.0, *splits.values()]) / sum(splits.values()) * count
-        cuts = list(zip(splits, bounds[:-1].round().astype(int), bounds[1:].round().astype(int)))
+        edges = bounds.round().astype(int)
+        cuts = list(zip(splits, edges[:-1], edges[1:], strict=True))
     for start in range(0, count, chunk):
         n = min(chunk, count - start)
         images, labels = make_shapes(n, seed=seed + start, size=size)

@@ -111,7 +111,9 @@ def test_a_class_too_small_for_the_split_is_named(tmp_path):
 
 
 def test_train_val_test_folders_are_the_splits(tmp_path):
-    root = write_image_folder(tmp_path / "net", 200, size=16, splits={"train": 6, "val": 2, "test": 2})
+    root = write_image_folder(
+        tmp_path / "net", 200, size=16, splits={"train": 6, "val": 2, "test": 2}
+    )
     data = load_dataset(Data(dataset=f"imagefolder:{root}", image_size=16), seed=0)
     assert (len(data.train_idx), len(data.val_idx), len(data.test_idx)) == (120, 40, 40)
     assert data.class_names == [f"c{i:02d}" for i in range(32)]

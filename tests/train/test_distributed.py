@@ -62,10 +62,10 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
 
 def test_batch_not_divisible_by_the_processes_is_refused(monkeypatch):
     from archspec.errors import SearchError
+    from archspec.spec import load_spec
     from archspec.train import loop
     from archspec.train.config import Data, Training
     from archspec.train.data import load_dataset
-    from archspec.spec import load_spec
 
     monkeypatch.setattr(loop, "distributed_world", lambda: (2, 0))
     data = load_dataset(Data(dataset="digits", limit=200), seed=0)

@@ -9,13 +9,13 @@ import torch
 import yaml
 
 from archspec.bundle import load_bundle
+from archspec.spec.load import load_spec
 from archspec.train.config import Augment, Data, Training
 from archspec.train.data import load_dataset
-from archspec.train.fit import fit
 from archspec.train.evaluate import evaluate_bundle
+from archspec.train.fit import fit
 from archspec.train.shapes import write_image_folder
 from archspec.train.stream import ResidentPart, StreamedPart, random_resized_boxes
-from archspec.spec.load import load_spec
 
 TINY_EFFNET = Path(__file__).parents[2] / "search" / "bases" / "tiny_effnet.yaml"  # 1 ch, 12x12
 
@@ -70,7 +70,7 @@ def test_validation_and_test_are_never_augmented(folder):
     torch.manual_seed(0)
     a, ya = next(split.train.batches(idx))
     b, _ = next(split.train.batches(idx))
-    plain, labels = next(split.train.chunks(32))
+    plain, _ = next(split.train.chunks(32))
     assert a.shape == plain.shape == (32, 3, 16, 16)
     assert not torch.allclose(a, plain) and not torch.allclose(a, b)
     assert ya.shape == (32, 32) and torch.allclose(ya.sum(1), torch.ones(32))  # MixUp: soft

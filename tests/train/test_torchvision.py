@@ -2,6 +2,8 @@
 out, validation carved from train unless it has one), class names from it, never a download
 unless asked. The datasets here are small fakes made in the test."""
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 import torch
@@ -18,9 +20,9 @@ from torchvision.datasets.utils import verify_str_arg  # noqa: E402
 class Tiles(tv.VisionDataset):
     """`split=` style (as Food101, DTD): train and test, no val; a colour per class."""
 
-    classes = ["red", "green", "blue", "grey"]
+    classes: ClassVar[list[str]] = ["red", "green", "blue", "grey"]
     splits = ("train", "test")
-    downloads: list = []
+    downloads: ClassVar[list[bool]] = []
 
     def __init__(self, root, split="train", download=False, transform=None):
         super().__init__(root, transform=transform)
