@@ -72,6 +72,15 @@ class ShardedImages:
     def __len__(self) -> int:
         return self.shape[0]
 
+    def __getstate__(self) -> dict:
+        """Pickled (for a worker process) as the shard files, mapped again on arrival: never
+        the images themselves."""
+        return {"folder": self.folder, "files": [Path(s.filename).name for s in self.shards]}
+
+    def __setstate__(self, state: dict) -> None:
+        shards = [np.load(state["folder"] / name, mmap_mode="r") for name in state["files"]]
+        self.__init__(state["folder"], shards)
+
     def gather(self, index: np.ndarray) -> np.ndarray:
         """Images at `index` (any order), copied into one (len(index), C, H, W) array."""
         index = np.asarray(index, dtype=np.int64)

@@ -2,6 +2,7 @@
 folders' rules (hidden files, too-small classes, train/val/test layouts)."""
 
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,10 @@ def test_folder_is_decoded_once_into_shards_and_read_by_index(tmp_path, capsys, 
     path = sorted((tmp_path / "pets").rglob("*.jpg"))[33]
     expect = np.asarray(Image.open(path).convert("RGB").resize((12, 12), Image.BILINEAR))
     assert np.array_equal(second.images.gather(rows)[2], expect.transpose(2, 0, 1))
+    # a worker process gets the shards' names, not the images, and maps them again
+    copy = pickle.loads(pickle.dumps(second))
+    assert len(pickle.dumps(second.images)) < 1000
+    assert np.array_equal(copy.images.gather(rows), second.images.gather(rows))
     # another load size, or a changed file, is another cache
     load_dataset(cfg.model_copy(update={"image_size": 10}), seed=0)
     os.utime(path, ns=(1, 1))
