@@ -25,6 +25,7 @@ def folder(tmp_path):
     return write_image_folder(tmp_path / "shapes", 320, size=24)
 
 
+@pytest.mark.slow
 def test_two_studies_decode_the_folder_once(folder, tmp_path, monkeypatch, capsys):
     from archspec.search import load_search, run_search
 
