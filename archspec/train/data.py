@@ -147,7 +147,7 @@ class Dataset:
     def part(self, index: torch.Tensor, preprocessing: Preprocessing, device) -> Part:
         """Samples `index` served unaugmented through `preprocessing` (a bundle's)."""
         return StreamedPart(
-            self._source(), self._rows_of(index), self.labels[index], preprocessing, device
+            self.images, self._rows_of(index), self.labels[index], preprocessing, device
         )
 
     def _resident(self, size, eval_size, channels, device) -> Split:
@@ -169,7 +169,7 @@ class Dataset:
     def _streamed(self, size, eval_size, channels, device, augment) -> Split:
         preprocessing = self._preprocessing(size, channels)
         evaluation = preprocessing.model_copy(update={"size": eval_size})
-        source = self._source()
+        source = self.images
         train_aug = None
         if augment is not None:
             train_aug = BatchAugment(augment, preprocessing, self.num_classes)
@@ -185,9 +185,6 @@ class Dataset:
             part(self.test_idx, evaluation),
             evaluation,
         )
-
-    def _source(self) -> torch.Tensor | ShardedImages:
-        return self.images
 
     def _rows_of(self, index: torch.Tensor) -> np.ndarray:
         index = index.numpy()
