@@ -3,7 +3,8 @@ datasets and the procedural `shapes` set, the loop, training a spec to completio
 folder (`archspec train`) and evaluating a bundle.
 
 Modules: `config` (the `data:` and `training:` sections), `data` (datasets, split once),
-`cache` (decoded images on disk), `stream` (batches by index, prefetch, augmentation),
+`files` (image folders, torchvision datasets), `cache` (decoded images on disk), `stream`
+(batches by index, prefetch, augmentation), `distributed` (--nproc),
 `shapes` (the procedural demo set), `loop` (one training, read top to bottom), `fit` (a spec
 trained to a bundle, resumable), `evaluate` (a bundle's accuracy). Nothing here imports
 `archspec.search`.
