@@ -79,8 +79,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=56, help="training input side")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the archspec side (the training process's; DataLoader workers "
+        "use one each)",
+    )
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="archspec-bench-"))
     try:
         folder = write_image_folder(work / "folder", args.images, size=args.load)
@@ -101,8 +108,11 @@ def main() -> None:
                 f"round {r + 1}: " + "  ".join(f"{k} {v[-1]:.0f} img/s" for k, v in times.items())
             )
         med = {k: statistics.median(v) for k, v in times.items()}
-        print(f"\n{args.images} images {args.load} px -> {args.size} px, batch {args.batch}, "
-              f"torch threads 2, medians of {args.rounds} rounds (images per second):")  # fmt: skip
+        print(
+            f"\n{args.images} images {args.load} px -> {args.size} px, batch {args.batch}, "
+            f"archspec torch threads {args.threads}, medians of {args.rounds} rounds "
+            "(images per second):"
+        )
         for k, v in med.items():
             print(f"  {k:14s} {v:8.0f}")
         print(

@@ -35,14 +35,15 @@ def _class_folders(folder: Path) -> list[str]:
 def _image_files(folder: Path) -> list[Path]:
     """Image files under `folder`, sorted, skipping hidden files and anything in hidden folders
     (.ipynb_checkpoints, .DS_Store, ...)."""
-    return sorted(
-        f
-        for f in folder.rglob("*")
-        if f.suffix.lower() in IMAGE_SUFFIXES
-        and all(_visible(p) for p in f.relative_to(folder).parents if p.name)
-        and _visible(f)
-        and f.is_file()
-    )
+    found = []
+    for parent, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # never entered
+        found += [
+            Path(parent, name)
+            for name in names
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+        ]
+    return sorted(found)
 
 
 def imagefolder(
