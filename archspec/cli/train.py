@@ -47,6 +47,14 @@ def train(
     threads: Annotated[
         int | None, typer.Option(min=1, help="CPU threads (default: torch's, one per core)")
     ] = None,
+    recipe_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--recipe",
+            help="a YAML file whose `training:` section is the recipe (a search definition "
+            "works); the options above override it",
+        ),
+    ] = None,
     trial: Annotated[
         str | None, typer.Option(help="a study: 'best' (default) or a trial number")
     ] = None,
@@ -65,12 +73,32 @@ def train(
         bool, typer.Option("--force", help="retrain from scratch over a finished run")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="train one network in this many processes (DistributedDataParallel, one GPU "
+            "each, or gloo on the CPU); the batch size is the global batch",
+        ),
+    ] = 1,
 ) -> None:
     """Train to completion and write a bundle; an interrupted run resumes when re-run. A study's
     trial is retrained with the study's recorded recipe, data and seed."""
+    import sys
+
     from archspec.sources import name_source, spec_of
+    from archspec.train import distributed
     from archspec.train.fit import fit
 
+    if nproc > 1:
+        argv = sys.argv[1:]
+        if "train" not in argv:
+            _usage("--nproc starts `archspec train` again in N processes: use it from a shell")
+        argv = [a for i, a in enumerate(argv) if not _is_nproc(argv, i)]
+        raise typer.Exit(distributed.launch(nproc, argv))
+    distributed.join(device or "auto")
+    rank = distributed.rank()
+    quiet = quiet or rank != 0  # one process reports
     log = None if quiet else _epoch_line
     progress = not quiet
     try:
@@ -86,6 +114,7 @@ def train(
                     ("--limit", limit),
                     ("--device", device),
                     ("--threads", threads),
+                    ("--recipe", recipe_file),
                 )
                 if value is not None
             ]
@@ -114,7 +143,12 @@ def train(
                 _usage("--data is needed to train a spec (e.g. --data digits)")
             spec = spec_of(named)
             recipe = _recipe(
-                epochs=epochs, batch_size=batch_size, lr=lr, device=device, threads=threads
+                recipe_file,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                device=device,
+                threads=threads,
             )
             result = fit(
                 spec,
@@ -133,6 +167,10 @@ def train(
             highlight=False,
         )
         raise typer.Exit(130) from None
+    finally:
+        distributed.leave()
+    if rank != 0:
+        return
     train_result = result.train
     resumed = f", resumed after epoch {train_result.resumed}" if train_result.resumed else ""
     out.print(
@@ -207,6 +245,15 @@ def predict(
         raise typer.Exit(1)
 
 
+def _is_nproc(argv: list[str], i: int) -> bool:
+    """argv[i] is --nproc, its value, or --nproc=N."""
+    return (
+        argv[i] == "--nproc"
+        or argv[i].startswith("--nproc=")
+        or (i > 0 and argv[i - 1] == "--nproc")
+    )
+
+
 def _usage(message: str) -> None:
     """A wrong combination of arguments: one line, exit 2 (click's usage-error status)."""
     err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
@@ -236,20 +283,45 @@ def _data(name: str, limit: int | None):
         raise SearchError(f"--data {name}: {exc.errors()[0]['msg']}") from None
 
 
-def _recipe(**options):
-    """The search's `training:` defaults with the options given on the command line."""
+def _recipe(path: Path | None, **options):
+    """The search's `training:` defaults, or the `training:` section of `path`, with the options
+    given on the command line."""
     from pydantic import ValidationError
 
     from archspec.errors import SearchError
     from archspec.train.config import Training
 
+    base: dict = {}
+    if path is not None:
+        base = _training_section(path)
     given = {key: value for key, value in options.items() if value is not None}
     try:
-        return Training(**given)
+        base = Training.model_validate(base).model_dump() if base else {}
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise SearchError(f"{path}: training.{where}: {error['msg']}") from None
+    try:
+        return Training(**(base | given))
     except ValidationError as exc:
         error = exc.errors()[0]
         key = str(error["loc"][0])
         raise SearchError(f"--{key.replace('_', '-')} {given.get(key)}: {error['msg']}") from None
+
+
+def _training_section(path: Path) -> dict:
+    import yaml
+
+    from archspec.errors import SearchError
+
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SearchError(f"--recipe {path}: cannot read it ({exc})") from None
+    section = document.get("training") if isinstance(document, dict) else None
+    if not isinstance(section, dict):
+        raise SearchError(f"--recipe {path}: no `training:` section")
+    return section
 
 
 def _provenance(source: str):

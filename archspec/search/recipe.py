@@ -21,7 +21,7 @@ from archspec.search.latency import measure_latency
 from archspec.search.study.runs import WeightStore
 from archspec.spec.model import Spec
 from archspec.train.data import Dataset
-from archspec.train.loop import TrainResult, evaluate, pick_device, seed_everything, train
+from archspec.train.loop import TrainResult, evaluate_part, pick_device, seed_everything, train
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,10 @@ class Recipe:
         keep: str | None = None,
     ) -> TrainResult:
         """Train with the study's recipe; `keep` names the trained weights in the weight store
-        (the weights the network was evaluated with)."""
+        (the weights the network was evaluated with: the EMA weights when `training.ema` is on)."""
         result = train(
             model,
-            self.dataset.split(spec.input.hw, spec.input.channels, self.device),
+            self._split(spec),
             self.defn.training,
             device=self.device,
             seed=seed,
@@ -82,8 +82,12 @@ class Recipe:
 
     def test_accuracy(self, model: torch.nn.Module, spec: Spec) -> float:
         """Top-1 on the held-out test split: only the final re-evaluation calls this."""
-        split = self.dataset.split(spec.input.hw, spec.input.channels, self.device)
-        return evaluate(model, split.test_x, split.test_y, self.device)
+        return evaluate_part(model, self._split(spec).test, self.device)
+
+    def _split(self, spec: Spec):
+        """The study's split at the network's input, augmented as the recipe says."""
+        channels = spec.input.channels
+        return self.dataset.split(spec.input.hw, channels, self.device, self.defn.training)
 
     def score(self, spec: Spec, seed: int, desc: str = "") -> Scored:
         """Build and train `spec` from `seed`; validation and test top-1."""

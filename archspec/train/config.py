@@ -14,6 +14,7 @@ from pydantic import (
     model_validator,
 )
 
+from archspec.errors import unknown_message
 from archspec.spec.model import PositiveInt
 
 
@@ -22,19 +23,18 @@ class _Strict(BaseModel):
 
 
 DATASET = re.compile(r"^(digits|shapes|synthetic|imagefolder:.+|torchvision:[A-Za-z0-9_]+)$")
-
-
-# torchvision datasets with .data and .targets and a train split, and their class counts
-TORCHVISION_CLASSES = {
-    "MNIST": 10, "FashionMNIST": 10, "KMNIST": 10, "QMNIST": 10, "CIFAR10": 10, "CIFAR100": 100,
-}  # fmt: skip
+# the in-memory demo sets; image folders and torchvision datasets are decoded into the image cache
+DEMO_SETS = ("digits", "shapes", "synthetic")
 
 
 class Data(_Strict):
     """`digits` (scikit-learn's bundled 8x8 digits, offline), `shapes` (procedural, 64x64, 32
-    classes: archspec/train/shapes.py), `synthetic`, `imagefolder:PATH`
-    (PATH/<class>/<image>, relative to the current folder) or `torchvision:NAME` (MNIST,
-    CIFAR10, ...: downloads only with `download: true`)."""
+    classes: archspec/train/shapes.py), `synthetic`, `imagefolder:PATH` (PATH/<class>/<image>,
+    or PATH/train/<class>/<image> with PATH/val/ and optionally PATH/test/ as the splits;
+    relative to the current folder) or `torchvision:NAME` (any torchvision VisionDataset that
+    yields (image, label): MNIST, CIFAR10, Food101, Flowers102, ...; its official test split is
+    the held-out test; downloads only with `download: true`). Image folders and torchvision
+    datasets are decoded once into the image cache and streamed from it."""
 
     dataset: str = "digits"
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
@@ -45,10 +45,17 @@ class Data(_Strict):
     num_samples: PositiveInt = Field(2000, description="synthetic, shapes: number of images")
     num_classes: Annotated[int, Field(ge=2, le=1000)] = Field(10, description="synthetic only")
     image_size: Annotated[int, Field(ge=1, le=4096)] = Field(
-        64, description="imagefolder: images are loaded at this size"
+        64,
+        description="imagefolder, torchvision: images are decoded into the cache at this size "
+        "(torchvision: default the first image's size); the largest input a search asks for",
     )
     root: str = Field("data", description="torchvision: where the dataset lives")
     download: bool = False
+    cache: str | None = Field(
+        None,
+        description="where decoded images are cached (default $ARCHSPEC_CACHE, else "
+        "~/.cache/archspec/images)",
+    )
 
     @field_validator("dataset")
     @classmethod
@@ -57,18 +64,18 @@ class Data(_Strict):
             raise ValueError(
                 "dataset is one of digits, shapes, synthetic, imagefolder:PATH, torchvision:NAME"
             )
-        name = value.partition(":")[2]
-        if value.startswith("torchvision:") and name not in TORCHVISION_CLASSES:
-            raise ValueError(
-                f"torchvision:{name} is not supported; use one of "
-                + ", ".join(f"torchvision:{n}" for n in TORCHVISION_CLASSES)
-            )
+        if value.startswith("torchvision:"):
+            name = value.partition(":")[2]
+            known = torchvision_datasets()
+            if known is not None and name not in known:
+                raise ValueError(
+                    f"torchvision:{name}: {unknown_message('torchvision dataset', name, known)}"
+                )
         return value
 
     @property
     def known_size(self) -> tuple[int, int] | None:
-        """(samples, classes) when known before loading: digits, shapes, synthetic,
-        torchvision."""
+        """(samples, classes) when known before loading: digits, shapes, synthetic."""
         if self.dataset == "digits":
             samples, classes = 1797, 10
         elif self.dataset == "shapes":
@@ -77,8 +84,6 @@ class Data(_Strict):
             samples, classes = self.num_samples, NUM_CLASSES
         elif self.dataset == "synthetic":
             samples, classes = self.num_samples, self.num_classes
-        elif self.dataset.startswith("torchvision:"):
-            samples, classes = 10**9, TORCHVISION_CLASSES[self.dataset.partition(":")[2]]
         else:
             return None
         return min(samples, self.limit or samples), classes
@@ -92,13 +97,71 @@ class Data(_Strict):
             )
         return self
 
+    def recorded(self, samples: int, classes: int) -> dict:
+        """What a bundle records: the fields that apply to this dataset, with its real sample
+        and class counts (`samples`, `classes`; `Data.from_recorded` reads it back)."""
+        record = self.model_dump(mode="json")
+        if self.dataset not in ("shapes", "synthetic"):
+            record.pop("num_samples")
+        if self.dataset != "synthetic":
+            record.pop("num_classes")
+        if self.dataset in DEMO_SETS:
+            for name in ("image_size", "root", "download", "cache"):
+                record.pop(name)
+        return record | {"samples": samples, "classes": classes}
+
+    @classmethod
+    def from_recorded(cls, record: dict) -> Data:
+        return cls.model_validate({k: v for k, v in record.items() if k not in RECORD_ONLY})
+
+
+RECORD_ONLY = ("samples", "classes")
+
+
+class Augment(_Strict):
+    """Training-time augmentation, applied per batch on the training device (validation and
+    test images are never augmented): `crop` (random_resized: torchvision's RandomResizedCrop,
+    scale 0.08-1, ratio 3/4-4/3, per image; center: the central 87.5%; none: the whole image),
+    a horizontal `flip` with probability 0.5, a `policy` (TrivialAugmentWide, RandAugment per
+    image), `mixup` and `cutmix` (their Beta alpha; 0: off; both: one of them per batch) and
+    random `erasing` (its probability per image)."""
+
+    crop: Literal["random_resized", "center", "none"] = "random_resized"
+    flip: bool = True
+    policy: Literal["none", "trivialaugment", "randaugment"] = "none"
+    mixup: Annotated[float, Field(ge=0, le=10)] = 0.0
+    cutmix: Annotated[float, Field(ge=0, le=10)] = 0.0
+    erasing: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+    @property
+    def is_identity(self) -> bool:
+        return self == Augment(crop="none", flip=False)
+
+
+def torchvision_datasets() -> list[str] | None:
+    """The VisionDataset classes torchvision has (None: torchvision is not installed; the
+    name is then refused when the dataset is loaded)."""
+    try:
+        import torchvision.datasets as datasets
+    except ImportError:
+        return None
+    return [
+        name
+        for name in dir(datasets)
+        if isinstance(getattr(datasets, name), type)
+        and issubclass(getattr(datasets, name), datasets.VisionDataset)
+        and name not in ("VisionDataset", "DatasetFolder", "ImageFolder", "FakeData")
+    ]
+
 
 class Training(_Strict):
     """The budget of one candidate: same for every trial, so results compare."""
 
     epochs: Annotated[int, Field(ge=1, le=10_000)] = 10
     batch_size: Annotated[int, Field(ge=1, le=65_536)] = 128
-    optimizer: Literal["adamw", "sgd"] = "adamw"
+    optimizer: Literal["adamw", "sgd", "rmsprop"] = Field(
+        "adamw", description="rmsprop: alpha 0.9 and TensorFlow's epsilon, as EfficientNet"
+    )
     lr: Annotated[float, Field(gt=0, le=10)] = 3e-3
     weight_decay: Annotated[float, Field(ge=0, le=10)] = 0.05
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
@@ -108,6 +171,25 @@ class Training(_Strict):
         1024,
         description="re-estimate BatchNorm statistics on this many training images "
         "before each validation (0: off)",
+    )
+    augment: Augment | None = Field(
+        None,
+        description="per-batch augmentation (default: random-resized crop and flip for image "
+        "folders and torchvision datasets; none for digits, shapes and synthetic)",
+    )
+    ema: Annotated[float, Field(gt=0, lt=1)] | None = Field(
+        None,
+        description="weight EMA decay (e.g. 0.9998; timm's ModelEmaV3 with warm-up): "
+        "validation, test and bundles use the averaged weights",
+    )
+    clip_grad: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="clip the gradient norm to this"
+    )
+    compile: bool = Field(False, description="torch.compile the model for training")
+    test_size_ratio: Annotated[float, Field(ge=1, le=4)] | None = Field(
+        None,
+        description="validate and test at this many times the input size (FixRes, e.g. 1.15); "
+        "default: the input size",
     )
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     threads: Annotated[int, Field(ge=1, le=1024)] | None = Field(

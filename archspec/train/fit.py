@@ -25,7 +25,8 @@ from archspec.train.loop import (
     EpochStats,
     TrainResult,
     cpu_threads,
-    evaluate,
+    distributed_world,
+    evaluate_part,
     pick_device,
     seed_everything,
     train,
@@ -63,18 +64,35 @@ def fit(
 ) -> FitResult:
     """Train `spec` on `data` with `recipe` and `seed` exactly as a search trial is trained
     (same initialisation, split, batch order), resuming from the folder's checkpoint when
-    there is one; write metrics.csv every epoch and the bundle at the end."""
+    there is one; write metrics.csv every epoch and the bundle at the end. Under
+    torch.distributed (`archspec train --nproc N`, torchrun) every process trains its share of
+    each batch and rank 0 alone writes metrics.csv, the checkpoint and the bundle."""
     folder = Path(folder)
     bundle_dir = folder / BUNDLE_DIR
     checkpoint = folder / CHECKPOINT_FILE
+    world, rank = distributed_world()
     if is_bundle(bundle_dir) and not overwrite:
         raise SearchError(f"{folder}: already holds a trained bundle; train into another folder")
-    if overwrite:
+    if overwrite and rank == 0:
         checkpoint.unlink(missing_ok=True)
         (folder / METRICS_FILE).unlink(missing_ok=True)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # nobody reads a checkpoint rank 0 is removing
+        if rank != 0:
+            dist.barrier()  # rank 0 decodes the dataset into the image cache first
     dataset = load_dataset(data, seed)
+    if world > 1 and rank == 0:
+        dist.barrier()
     spec = with_classes(spec, dataset.num_classes)
     device = pick_device(recipe.device)
+    if world > 1 and device.type == "cuda":
+        import os
+
+        import torch
+
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
 
     def log(rows: list[EpochStats]) -> None:
         write_metrics(folder / METRICS_FILE, rows)
@@ -84,7 +102,18 @@ def fit(
     with cpu_threads(recipe.threads):
         seed_everything(seed)  # the initial weights of a search trial of this architecture
         model = build(spec, device=device)
-        split = dataset.split(spec.input.hw, spec.input.channels, device)
+        if world > 1 and device.type == "cuda":  # BatchNorm over the global batch (CUDA only)
+            import torch
+
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        tested = spec  # the network at the size validation and test read (FixRes)
+        if recipe.test_size_ratio is not None:
+            from archspec.scaling.rewrite import scale
+
+            tested = scale(spec, resolution=recipe.test_size_ratio)
+        split = dataset.split(
+            spec.input.hw, spec.input.channels, device, recipe, eval_size=tested.input.hw
+        )
         result = train(
             model,
             split,
@@ -97,20 +126,22 @@ def fit(
             on_epoch=log,
         )
     metrics = {"val_accuracy": result.accuracy}
-    if len(split.test_y):  # the held-out test split, as `archspec evaluate` reads it back
+    if len(split.test):  # the held-out test split, as `archspec evaluate` reads it back
         with cpu_threads(recipe.threads):
-            metrics["test_accuracy"] = evaluate(model, split.test_x, split.test_y, device)
+            metrics["test_accuracy"] = evaluate_part(model, split.test, device)
+    if rank != 0:
+        return FitResult(folder, bundle_dir, result, metrics)
     provenance = provenance or Provenance(source="train")
     provenance = provenance.model_copy(
         update={
             "seed": seed,
-            "data": data.model_dump(mode="json"),
+            "data": data.recorded(len(dataset), dataset.num_classes),
             "recipe": recipe.model_dump(mode="json"),
         }
     )
     save_bundle(
         bundle_dir,
-        spec,
+        tested,
         model.state_dict(),
         preprocessing=split.preprocessing,
         class_names=dataset.class_names,

@@ -14,7 +14,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from torch import nn
 from archspec.errors import SearchError
 from archspec.train.config import Training
 from archspec.train.data import Split
+from archspec.train.stream import MEMORY_FORMAT, Part, ResidentPart
 
 CHECKPOINT_VERSION = 1
 
@@ -68,12 +69,6 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-# NHWC everywhere. On GPU for tensor cores; on CPU because oneDNN's depthwise convolution is far
-# faster in NHWC: forward + backward of a 64x64x6x6 depthwise 5x5 measured 2.9 ms NHWC against
-# 13 ms NCHW on one core (torch 2.14, AMD EPYC), and regular convolutions were no slower.
-MEMORY_FORMAT = torch.channels_last
-
-
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA; full precision elsewhere."""
     if device.type == "cuda":
@@ -112,34 +107,46 @@ def train(
     checkpoint: str | Path | None = None,
     on_epoch: Callable[[list[EpochStats]], None] | None = None,
 ) -> TrainResult:
-    """Train `model` (already on `device`) on `data.train_*`, validate after each epoch;
+    """Train `model` (already on `device`) on `data.train`, validate after each epoch;
     `report(epoch, accuracy)` may raise to stop early (Optuna pruning); `on_epoch` gets the
     statistics of every epoch so far after each one. With `checkpoint`, the whole training
     state is saved there after every epoch and, when the file exists, training resumes from
-    it: an interrupted and resumed run ends with the same weights as an uninterrupted one."""
+    it: an interrupted and resumed run ends with the same weights as an uninterrupted one.
+    With `cfg.ema`, validation uses the averaged weights and `model` ends holding them.
+
+    Under torch.distributed (`archspec train --nproc N`), each of the N processes trains on
+    its 1/N of every global batch of `cfg.batch_size` (the same seeded order), DDP averages
+    the gradients, and only rank 0 writes the checkpoint and calls `on_epoch` and `report`."""
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
-    fmt = MEMORY_FORMAT
-    model.to(memory_format=fmt)
-    train_x = data.train_x.contiguous(memory_format=fmt)
-    n = len(train_x)
+    model.to(memory_format=MEMORY_FORMAT)
+    world, rank = distributed_world()
+    n = len(data.train)
     batch = min(cfg.batch_size, n)
+    if batch % world:
+        raise SearchError(
+            f"training.batch_size: {batch} does not split evenly over {world} processes"
+        )
+    local = batch // world
     steps_per_epoch = n // batch  # drop the last partial batch: BatchNorm needs > 1 sample
     optimizer = _optimizer(model, cfg)
     schedule = _schedule(optimizer, cfg, steps_per_epoch)
+    ema = _ema(model, cfg.ema) if cfg.ema is not None else None
+    scored = ema.module if ema is not None else model  # the weights validation reads
+    stepped = _wrap(model, device, world, cfg.compile)
     order = torch.Generator().manual_seed(seed)
     stats: list[EpochStats] = []
     recipe = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
     if checkpoint is not None and Path(checkpoint).exists():
-        stats = _resume(Path(checkpoint), model, optimizer, schedule, order, recipe, seed)
+        stats = _resume(Path(checkpoint), model, optimizer, schedule, order, recipe, seed, ema)
     resumed = len(stats)
     bar = tqdm(
         total=cfg.epochs * steps_per_epoch,
         initial=len(stats) * steps_per_epoch,
         desc=desc or "train",
         leave=False,
-        disable=None if progress else True,  # None: no bar when stderr is not a terminal
+        disable=None if progress and rank == 0 else True,  # None: off when not a terminal
         unit="step",
         dynamic_ncols=True,
     )
@@ -147,22 +154,30 @@ def train(
         began = time.perf_counter()
         model.train()
         perm = torch.randperm(n, generator=order).to(device)
+        steps = [
+            perm[step * batch : (step + 1) * batch][rank * local : (rank + 1) * local]
+            for step in range(steps_per_epoch)
+        ]
         total_loss = torch.zeros((), device=device)
-        for step in range(steps_per_epoch):
-            idx = perm[step * batch : (step + 1) * batch]
+        for x, y in data.train.batches(steps):
             with autocast(device):
-                loss = F.cross_entropy(
-                    model(train_x[idx]), data.train_y[idx], label_smoothing=cfg.label_smoothing
-                )
+                loss = F.cross_entropy(stepped(x), y, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.clip_grad is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
             optimizer.step()
             schedule.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total_loss += loss.detach().float()
             bar.update(1)
         if cfg.precise_bn:
-            recalibrate_batchnorm(model, train_x[: cfg.precise_bn], batch, device)
-        accuracy = evaluate(model, data.val_x, data.val_y, device)
+            recalibrate_batchnorm(scored, data.train.chunks(batch, cfg.precise_bn), device)
+        accuracy = evaluate_part(scored, data.val, device)
+        if world > 1:  # the mean training loss over all processes, as one process would log
+            torch.distributed.all_reduce(total_loss)
+            total_loss /= world
         row = EpochStats(
             epoch + 1,
             float(total_loss) / max(1, steps_per_epoch),
@@ -172,17 +187,55 @@ def train(
         )
         stats.append(row)
         bar.set_postfix(epoch=epoch + 1, loss=f"{row.train_loss:.3f}", val_acc=f"{accuracy:.4f}")
-        if checkpoint is not None:
+        if checkpoint is not None and rank == 0:
             _save_checkpoint(
-                Path(checkpoint), model, optimizer, schedule, order, stats, recipe, seed
+                Path(checkpoint), model, optimizer, schedule, order, stats, recipe, seed, ema
             )
-        if on_epoch is not None:
-            on_epoch(list(stats))
-        if report is not None:
-            report(epoch, accuracy)
+        if rank == 0:
+            if on_epoch is not None:
+                on_epoch(list(stats))
+            if report is not None:
+                report(epoch, accuracy)
     bar.close()
+    if ema is not None:  # from here on (test, re-evaluation, bundles) the averaged weights
+        model.load_state_dict(ema.module.state_dict())
     history = [row.val_accuracy for row in stats]
     return TrainResult(history[-1], history, time.perf_counter() - start, stats, resumed)
+
+
+def distributed_world() -> tuple[int, int]:
+    """(world size, rank): (1, 0) unless torch.distributed is initialised."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _wrap(model: nn.Module, device: torch.device, world: int, compile: bool) -> nn.Module:
+    """The module the training steps call: DDP across processes, torch.compile when asked."""
+    stepped = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index if device.index is not None else 0] if device.type == "cuda" else None
+        stepped = DistributedDataParallel(model, device_ids=ids)
+    return torch.compile(stepped) if compile else stepped
+
+
+def _ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """Weight EMA as timm's ModelEmaV3: parameters and buffers, with its warm-up (the decay
+    ramps up as 1 - (1 + step)^(-2/3) to `decay`), so short trainings are not averaged towards
+    their random initial weights."""
+    from torch.optim.swa_utils import AveragedModel
+
+    def average(averaged: torch.Tensor, current: torch.Tensor, count: torch.Tensor):
+        if not averaged.is_floating_point():  # BatchNorm's num_batches_tracked: the model's
+            return current
+        beta = min(decay, 1 - (1 + float(count)) ** (-2 / 3))
+        return averaged.lerp(current.to(averaged.dtype), 1 - beta)
+
+    return AveragedModel(model, avg_fn=average, use_buffers=True)
 
 
 def _save_checkpoint(
@@ -194,6 +247,7 @@ def _save_checkpoint(
     stats: list[EpochStats],
     recipe: str,
     seed: int,
+    ema: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> None:
     """Everything the next epoch depends on, written atomically (plain tensors and containers:
     it loads back with `torch.load(weights_only=True)`)."""
@@ -208,6 +262,7 @@ def _save_checkpoint(
         "order": order.get_state(),
         "rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "ema": ema.state_dict() if ema is not None else {},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -228,6 +283,7 @@ def _resume(
     order: torch.Generator,
     recipe: str,
     seed: int,
+    ema: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> list[EpochStats]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -251,6 +307,8 @@ def _resume(
     except RuntimeError as exc:
         raise SearchError(f"{path}: the checkpoint is of another architecture") from exc
     optimizer.load_state_dict(state["optimizer"])
+    if ema is not None:
+        ema.load_state_dict(state["ema"])
     schedule.load_state_dict(state["schedule"])
     order.set_state(state["order"])
     torch.set_rng_state(state["rng"])
@@ -261,12 +319,13 @@ def _resume(
 
 @torch.no_grad()
 def recalibrate_batchnorm(
-    model: nn.Module, x: torch.Tensor, batch: int, device: torch.device
+    model: nn.Module, chunks: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device
 ) -> None:
     """Precise BatchNorm statistics (pycls' `compute_precise_bn_stats`): running averages
-    re-estimated over `x` with the current weights. Short trainings need it: running_var
-    starts at 1 and decays by (1 - momentum) per step, far slower than the weights change,
-    and eval-mode accuracy stays at chance for the first ~50 steps without it."""
+    re-estimated over the (unaugmented) training images in `chunks` with the current weights.
+    Short trainings need it: running_var starts at 1 and decays by (1 - momentum) per step, far
+    slower than the weights change, and eval-mode accuracy stays at chance for the first ~50
+    steps without it."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
@@ -275,7 +334,7 @@ def recalibrate_batchnorm(
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the batches below
     model.train()
-    for xs in x.split(batch):
+    for xs, _ in chunks:
         with autocast(device):
             model(xs)
     for m, momentum in zip(norms, momenta, strict=True):
@@ -283,16 +342,20 @@ def recalibrate_batchnorm(
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
-    """Top-1 accuracy, in eval mode, in chunks."""
+def evaluate_part(model: nn.Module, part: Part, device: torch.device) -> float:
+    """Top-1 accuracy on a part of a split, in eval mode, in chunks of 1024."""
     model.eval()
-    fmt = MEMORY_FORMAT
     correct = 0
-    for xs, ys in zip(x.split(1024), y.split(1024), strict=True):
+    for xs, ys in part.chunks(1024):
         with autocast(device):
-            logits = model(xs.contiguous(memory_format=fmt))
+            logits = model(xs.contiguous(memory_format=MEMORY_FORMAT))
         correct += int((logits.argmax(dim=1) == ys).sum())
-    return correct / max(1, len(y))
+    return correct / max(1, len(part))
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+    """Top-1 accuracy on model inputs `x` with labels `y`, in eval mode, in chunks."""
+    return evaluate_part(model, ResidentPart(x, y), device)
 
 
 def _optimizer(model: nn.Module, cfg: Training) -> torch.optim.Optimizer:
@@ -306,6 +369,12 @@ def _optimizer(model: nn.Module, cfg: Training) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0, foreach=True
+        )
+    if cfg.optimizer == "rmsprop":
+        # TensorFlow's RMSProp (EfficientNet: decay 0.9, epsilon 1e-3) adds epsilon inside the
+        # square root; torch adds it outside, so sqrt(1e-3) matches it where it matters
+        return torch.optim.RMSprop(
+            groups, lr=cfg.lr, alpha=0.9, eps=math.sqrt(1e-3), momentum=cfg.momentum, foreach=True
         )
     # fused: one kernel for all parameters; the per-parameter loop dominates on small nets
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=True)

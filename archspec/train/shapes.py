@@ -23,7 +23,10 @@ tensors.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:
     import torch
@@ -148,3 +151,38 @@ def _silhouette(name: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     if name == "bar":
         return (u.abs() <= 1.05) & (v.abs() <= 0.38)
     raise ValueError(f"unknown shape {name!r}")
+
+
+def write_image_folder(
+    root: str | Path,
+    count: int,
+    *,
+    size: int = NATIVE_SIZE,
+    seed: int = 0,
+    splits: dict[str, float] | None = None,
+    suffix: str = ".jpg",
+) -> Path:
+    """The shapes set as an image folder (root/<class>/<n>.jpg, classes c00..c31), made in
+    chunks so any count fits in memory; with `splits` ({"train": 0.8, "val": 0.2}),
+    root/<split>/<class>/... in those proportions. For tests and benchmarks of image folders."""
+    from PIL import Image
+
+    root = Path(root)
+    chunk = 4096
+    cuts = None
+    if splits:
+        bounds = np.cumsum([0.0, *splits.values()]) / sum(splits.values()) * count
+        edges = bounds.round().astype(int)
+        cuts = list(zip(splits, edges[:-1], edges[1:], strict=True))
+    for start in range(0, count, chunk):
+        n = min(chunk, count - start)
+        images, labels = make_shapes(n, seed=seed + start, size=size)
+        for i in range(n):
+            number = start + i
+            folder = root
+            if cuts is not None:
+                folder = root / next(name for name, lo, hi in cuts if lo <= number < hi)
+            folder = folder / f"c{int(labels[i]):02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[i, 0].numpy()).save(folder / f"{number}{suffix}", quality=90)
+    return root

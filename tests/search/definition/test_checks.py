@@ -42,9 +42,8 @@ def test_synthetic_samples_below_the_classes(tmp_path):
 def test_torchvision_name_that_is_not_a_dataset(tmp_path):
     body = "space: {width: [0.5, 1.0]}\ndata: {dataset: 'torchvision:Foo'}\n"
     assert problems(tmp_path, body) == [
-        "5:17: data.dataset: torchvision:Foo is not supported; use one of "
-        "torchvision:MNIST, torchvision:FashionMNIST, torchvision:KMNIST, torchvision:QMNIST, "
-        "torchvision:CIFAR10, torchvision:CIFAR100 (got 'torchvision:Foo')"
+        "5:17: data.dataset: torchvision:Foo: unknown torchvision dataset 'Foo'; did you mean "
+        "Food101? (got 'torchvision:Foo')"
     ]
 
 
