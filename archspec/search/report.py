@@ -189,10 +189,11 @@ def family_table(study: optuna.Study) -> Table | None:
 
 
 def _stat(values: list[float]) -> str:
-    mean, std, half = Scores.summary(values)
+    mean, std, _ = Scores.summary(values)
+    why = Scores.unjudged(values)
     low, high = Scores.interval(values)
-    interval = "" if math.isinf(half) else f" [{low:.4f}, {high:.4f}]"
-    return f"{mean:.4f} +- {std:.4f}{interval}"
+    shown = f" ({why})" if why is not None else f" [{low:.4f}, {high:.4f}]"
+    return f"{mean:.4f} +- {std:.4f}{shown}"
 
 
 def evaluation_table(study: optuna.Study) -> Table | None:

@@ -77,3 +77,37 @@ def test_asking_a_finished_study_for_a_seeds_re_evaluation_runs_it(write_def, mo
     assert result.added == 0  # no trial ran again
     assert result.evaluation is not None and result.evaluation.seeds == [1, 2]
     assert read_evaluation(result.study) == result.evaluation
+
+
+def _entry(label, trial, test):
+    from archspec.search.study.records import Evaluated, Scores
+
+    seeds = list(range(1, len(test) + 1))
+    return Evaluated(label=label, trial=trial, params=1, flops=1, spec_hash=label,
+                     scores=Scores(seeds=seeds, val=test, test=test))
+
+
+@pytest.mark.parametrize(
+    ("winner", "base", "says"),
+    [
+        ([0.9, 0.9], [0.5, 0.6], "2 seeds: too few seeds to judge"),
+        ([0.9], [0.5], "1 seed: too few seeds to judge"),
+        ([0.9, 0.9, 0.9], [0.5, 0.6, 0.55], "all 3 seeds agree exactly: a zero spread"),
+    ],
+)
+def test_too_few_seeds_or_a_zero_spread_is_not_judged(winner, base, says):
+    from archspec.search.evaluation import verdict
+    from archspec.search.report import _stat
+
+    text = verdict([_entry("base", 0, base), _entry("rank 1", 3, winner)])
+    assert f"not judged ({says}" in text
+    assert "beyond the noise" not in text and "within the noise" not in text
+    assert "95%" not in text
+    assert says in _stat(winner) and "[" not in _stat(winner)
+
+
+def test_three_seeds_with_a_spread_are_judged():
+    from archspec.search.evaluation import verdict
+
+    text = verdict([_entry("base", 0, [0.5, 0.52, 0.51]), _entry("rank 1", 3, [0.9, 0.91, 0.92])])
+    assert "beyond the noise (95% intervals" in text

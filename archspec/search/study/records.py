@@ -112,6 +112,9 @@ class FamilyRecord(_Record):
     members: list[FamilyMember]
 
 
+MIN_SEEDS = 3  # fewer seeds give no usable noise estimate: nothing is judged on them
+
+
 class Scores(_Record):
     """Accuracies of one network retrained with several seeds."""
 
@@ -136,6 +139,16 @@ class Scores(_Record):
 
         std = statistics.stdev(values)
         return mean, std, float(t.ppf(0.975, len(values) - 1)) * std / math.sqrt(len(values))
+
+    @staticmethod
+    def unjudged(values: list[float]) -> str | None:
+        """Why these values carry no noise estimate (None when they do): fewer than MIN_SEEDS
+        seeds, or seeds that all agree (a zero spread measures nothing)."""
+        if len(values) < MIN_SEEDS:
+            return f"{len(values)} seed{'s' * (len(values) != 1)}: too few seeds to judge"
+        if statistics.pstdev(values) == 0:
+            return f"all {len(values)} seeds agree exactly: a zero spread, no noise estimate"
+        return None
 
 
 class Evaluated(_Record):
