@@ -87,6 +87,13 @@ def search(
         ),
     ] = None,
     storage: StorageOpt = None,
+    study_name: Annotated[
+        str | None,
+        typer.Option(
+            help="the study's name instead of the file's `study` (its default storage "
+            "sqlite:///runs/NAME.db and its folder runs/NAME/ follow it)"
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="seed (default: the file's)")] = None,
     timeout: Annotated[
         float | None, typer.Option(min=0.001, help="stop after this many seconds")
@@ -124,6 +131,8 @@ def search(
     from archspec.search.workers.signals import Interrupted
 
     defn = load_search(definition)
+    if study_name is not None:
+        defn = defn.renamed(study_name)
     if trials is not None and trials < 0:
         raise typer.BadParameter("--trials must be >= 0")
     try:
@@ -148,6 +157,7 @@ def search(
                 definition,
                 defn,
                 workers,
+                study_name=study_name,
                 gpus=gpus,
                 trials=trials,
                 storage=storage,

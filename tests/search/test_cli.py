@@ -80,6 +80,9 @@ def test_search_report_export_round_trip(write_def, tmp_path):
     exported = invoke("export", path, "--trial", 1, "-o", out)
     assert exported.exit_code == 0, exported.output
     assert "trial 1" in out.read_text()
+    assert "weights:" not in exported.output  # a spec file holds none
+    exported = invoke("export", path, "--trial", 1, "-o", tmp_path / "trial1.safetensors")
+    assert exported.exit_code == 0, exported.output
     assert "weights: runs/tiny/weights/trial-1.safetensors" in exported.output  # trained ones
 
     # the winner with the weights it was evaluated with: the search's bundle

@@ -181,7 +181,7 @@ def _parse(model: type[_Record], data: Any, what: str) -> Any:
         raise SearchError(
             f"{what} was written by a different archspec (record schema "
             f"{data.get('schema_version', 0)}; this version reads {SCHEMA_VERSION}); run the "
-            "search again under a new study name"
+            "search again with --study-name NAME (a new study), or with the archspec that wrote it"
         )
     try:
         return model.model_validate(data)

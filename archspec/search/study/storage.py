@@ -69,8 +69,8 @@ def open_study(
     if KEY not in study.user_attrs:
         if study.trials:
             raise SearchError(
-                f"study {defn.study!r} in {url} was not created by archspec search; use "
-                "another study name or --storage",
+                f"study {defn.study!r} in {url} was not created by archspec search; run "
+                "the search with --study-name NAME, or another --storage",
                 Location(defn.file),
             )
         with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5
@@ -120,21 +120,26 @@ def _check_resumable(
     if changed:
         raise SearchError(
             f"study {defn.study!r} exists with a different setup ({', '.join(changed)}); its "
-            "trials would not compare with new ones. Use another study name or --storage.",
+            "trials would not compare with new ones. Run it with --study-name NAME (a new study), "
+            "or another --storage.",
             Location(defn.file),
         )
+
+
+def study_url(study: str, storage: str | None = None) -> tuple[str, str]:
+    """(study name, storage URL) of a search definition file or a study name (+ storage)."""
+    if study.endswith((".yaml", ".yml")):
+        from archspec.search.definition.load import load_search
+
+        defn = load_search(study)
+        return defn.study, storage or defn.storage_url
+    return study, storage or default_storage(study)
 
 
 def load_study(study: str, storage: str | None = None) -> optuna.Study:
     """A stored study from a search definition file, or a study name (+ storage URL)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if study.endswith((".yaml", ".yml")):
-        from archspec.search.definition.load import load_search
-
-        defn = load_search(study)
-        name, url = defn.study, storage or defn.storage_url
-    else:
-        name, url = study, storage or default_storage(study)
+    name, url = study_url(study, storage)
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
     else:
