@@ -94,3 +94,23 @@ def test_study_name_gives_the_same_search_its_own_folder_and_database(study, mon
     assert result.exit_code == 0, result.output
     assert "sqlite:///runs/owned2.db" in result.output
     assert invoke("export", "owned2", "--trial", "best", "-o", "o2.safetensors").exit_code == 0
+
+
+@pytest.mark.slow
+def test_the_readme_multi_worker_example_runs_after_the_sqlite_study(study, tmp_path):
+    """The README runs the SQLite quickstart first, then its --workers example on a journal
+    file: the second must get a folder of its own, not the first study's."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    line = next(
+        x for x in readme.splitlines() if x.startswith("archspec search") and "--workers 2" in x
+    )
+    args = line.split()[3:]  # after `archspec search DEFINITION`
+    assert "--study-name" in args and "--storage" in args
+    path, _ = study  # the SQLite study of the same definition, run first
+    name = args[args.index("--study-name") + 1]
+    args[args.index("--storage") + 1] = str(tmp_path / "journal.log")
+    result = invoke("search", path, *args, "-q", "--trials", 2)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / name / "study.json").exists()
