@@ -15,6 +15,7 @@ from archspec.search.bundles import Written, write_bundles
 from archspec.search.definition.model import SearchDef
 from archspec.search.evaluation import run_evaluation
 from archspec.search.family import run_family
+from archspec.search.progress import line, lines_wanted
 from archspec.search.study.claims import claim, once
 from archspec.search.study.queries import Tally, best_trial, pareto_trials
 from archspec.search.study.records import (
@@ -135,6 +136,7 @@ class _StudyProgress:
         from tqdm.auto import tqdm
 
         self.study = study
+        self.lines = lines_wanted(quiet)
         self.bar = tqdm(
             total=total,
             initial=min(total, Tally.of(study).finished),
@@ -151,6 +153,9 @@ class _StudyProgress:
         self.bar.close()
 
     def update(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self.lines:
+            finished = min(self.bar.total, Tally.of(study).finished)
+            line(f"{trial_line(trial)} ({finished}/{self.bar.total} finished)")
         self.bar.n = min(self.bar.total, Tally.of(study).finished)
         self.bar.refresh()
         if len(study.directions) == 1:
@@ -159,6 +164,25 @@ class _StudyProgress:
             self.bar.set_postfix(best=f"{value:.4g}", last=_state(trial))
         else:
             self.bar.set_postfix(pareto=len(pareto_trials(study)), last=_state(trial))
+
+
+def trial_line(trial: FrozenTrial) -> str:
+    """One finished trial in a line: number, what happened, the network, accuracy, time."""
+    record = read_trial(trial)
+    seconds = trial.duration.total_seconds() if trial.duration else 0.0
+    if record is None:
+        return f"trial {trial.number}: {trial.state.name.lower()}, {seconds:.1f} s"
+    what = "base" if record.role == "base" else record.status
+    net = ""
+    if record.effective is not None:
+        eff = record.effective
+        net = (
+            f" {record.size} px, depth {eff.depth:.2f} width {eff.width:.2f} resolution "
+            f"{eff.resolution:.2f}, {eff.flops_ratio:.2f}x FLOPs"
+        )
+    acc = f", accuracy {record.accuracy:.4f}" if record.accuracy is not None else ""
+    why = f" ({record.reason})" if record.status != "trained" and record.reason else ""
+    return f"trial {trial.number}: {what}{net}{acc}, {seconds:.1f} s{why}"
 
 
 def _state(trial: FrozenTrial) -> str:
