@@ -189,6 +189,8 @@ def search(
     written = [url[len("sqlite:///") :]] if url.startswith("sqlite:///") else []
     with kept(lambda: f"the search finished; its trials are kept in {url}"):
         print_report(result.study, out)
+        for note in result.notes:
+            out.print(note, highlight=False, soft_wrap=True)
         out.print(f"{result.added} trials in {result.seconds:.0f} s", highlight=False)
         try:
             path, _ = export_trial(result.study, output or defn.export_path)

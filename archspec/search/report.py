@@ -18,7 +18,9 @@ from rich.table import Table
 
 from archspec.search.definition.space import Candidate
 from archspec.search.study.queries import (
+    Tally,
     base_trial,
+    is_repeat,
     pareto_trials,
     ranked_trials,
     records,
@@ -53,21 +55,24 @@ def fairness_note(study: optuna.Study) -> str:
         "top-1 on the validation split after the last epoch; the test split is read only by "
         "the seeds re-evaluation; latency is the median batch-1 forward. Multipliers are "
         "effective (what the built network has: repeats, FLOPs-weighted channels, pixels, "
-        "over the base's); a network built by two knob settings is trained once."
+        "over the base's); every trial is a distinct network."
     )
 
 
 def counts(study: optuna.Study) -> str:
     seen = records(study)
-    status = [r.status for _, r in seen if r.role == "candidate"]
-    failed = sum(1 for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL)
+    status = [r.status for t, r in seen if r.role == "candidate" and not is_repeat(t)]
+    trials = [t for t in study.get_trials(deepcopy=False) if not is_repeat(t)]
+    failed = sum(1 for t in trials if t.state == TrialState.FAIL)
+    repeats = Tally.of(study).repeats
     base = next((t.number for t, r in seen if r.role == "base"), None)
     named = "no base yet" if base is None else f"the base (trial {base})"
     return (
-        f"{len(study.trials)} trials: {named}, {status.count('trained')} trained, "
-        f"{status.count('duplicate')} repeating an earlier network (not trained again), "
-        f"{status.count('rejected')} rejected by constraints before training, "
-        f"{status.count('pruned')} pruned, {failed} failed"
+        f"{len(trials)} trials, each a distinct network: {named}, {status.count('trained')} "
+        f"trained, {status.count('rejected')} rejected by constraints before training, "
+        f"{status.count('pruned')} pruned, {failed} failed; {repeats} proposal"
+        f"{'s' * (repeats != 1)} rebuilt an earlier network (not trials: the sampler was asked "
+        "again)"
     )
 
 

@@ -29,7 +29,7 @@ from archspec.search.study.records import (
 from archspec.search.study.runs import WeightStore, claim_folder, study_folder
 from archspec.search.study.storage import open_study
 from archspec.search.trial import TrialRunner
-from archspec.search.workers.loop import run_trials
+from archspec.search.workers.loop import MAX_REPEATS, run_trials
 from archspec.search.workers.signals import interrupts
 from archspec.spec.model import Spec
 from archspec.train.data import load_dataset
@@ -44,6 +44,7 @@ class SearchResult:
     family: FamilyRecord | None = None
     evaluation: EvaluationRecord | None = None
     bundles: list[Written] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # why fewer trials than asked for ran
 
 
 def run_search(
@@ -72,21 +73,36 @@ def run_search(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = defn.seed if seed is None else seed
     dataset = load_dataset(defn.data, seed)
-    study = open_study(defn, dataset, storage=storage, seed=seed, worker_seed=worker_seed)
     folder = study_folder(defn.study)
-    claim_folder(folder, study, storage or defn.storage_url)
     store = WeightStore(folder / "weights")
     runner = TrialRunner(defn, dataset, seed=seed, quiet=quiet, weights=store)
+    study = open_study(
+        defn,
+        dataset,
+        storage=storage,
+        seed=seed,
+        worker_seed=worker_seed,
+        networks=runner.networks,
+    )
+    claim_folder(folder, study, storage or defn.storage_url)
     # trial 0: the unscaled base, the reference every table compares with; it counts on top
     # of the searched trials, and exactly one of the workers starting a fresh study queues it
-    target = (defn.trials if trials is None else trials) + 1
+    wanted = defn.trials if trials is None else trials
+    notes: list[str] = []
+    if runner.networks is not None and len(runner.networks) < wanted:
+        notes.append(
+            f"the FLOPs band holds {len(runner.networks)} distinct networks, fewer than the "
+            f"{wanted} trials asked for: each is trained once"
+        )
+        wanted = len(runner.networks)
+    target = wanted + 1
     if len(study.trials) == 0 and claim(study, "base"):
         study.enqueue_trial({}, user_attrs={ROLE_KEY: "base"})
     family = evaluation = None
     bundles: list[Written] = []
     with cpu_threads(threads or defn.training.threads), interrupts():
         with _StudyProgress(study, target, quiet) as progress:
-            added = run_trials(
+            ran = run_trials(
                 study,
                 runner,
                 target,
@@ -95,7 +111,15 @@ def run_search(
                 callbacks=[progress.update],
                 poll=min(2.0, defn.heartbeat.interval),
             )
-        if finalize and Tally.of(study).finished >= target:
+        added, held = ran.done, Tally.of(study).finished
+        if ran.exhausted and held < target:
+            notes.append(
+                f"no new network in the last {MAX_REPEATS} proposals: the space holds no more "
+                f"than the {held - 1} distinct networks trained, each once; stopping there "
+                f"({held - 1} of {target - 1} trials)"
+            )
+            target = held
+        if finalize and held >= target:
             # one process runs the family, the re-evaluation and the bundles for this
             # target; the others read what it stored
             # keyed by what it depends on: a rerun asking for other seeds or top_k redoes it
@@ -118,7 +142,9 @@ def run_search(
                     )
                 else:
                     family, evaluation = read_family(study), read_evaluation(study)
-    return SearchResult(study, added, time.perf_counter() - start, family, evaluation, bundles)
+    return SearchResult(
+        study, added, time.perf_counter() - start, family, evaluation, bundles, notes
+    )
 
 
 def _retrain(runner: TrialRunner, spec: Spec, key: str) -> None:

@@ -30,6 +30,9 @@ FAMILY_KEY = "archspec_family"  # study attr
 EVALUATION_KEY = "archspec_evaluation"  # study attr
 REASON_KEY = "reason"  # trial attr, for the dashboard
 ROLE_KEY = "archspec_role"  # trial attr set when the base trial is enqueued
+# trial attr: the trial whose network this proposal rebuilt; such a proposal is told to the
+# sampler (PRUNED, no value) but is not a trial of the study: it counts towards nothing
+REPEAT_KEY = "archspec_repeat_of"
 
 Status = Literal["trained", "rejected", "pruned", "duplicate", "failed"]
 

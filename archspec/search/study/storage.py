@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 
@@ -18,6 +19,9 @@ from archspec.search.study.heartbeat import is_url, open_storage
 from archspec.search.study.records import KEY, StudyRecord, read_study, write_study_record
 from archspec.spec.dump import dump_spec
 from archspec.train.data import Dataset
+
+if TYPE_CHECKING:
+    from archspec.search.budget import BandNetwork
 
 WORKER_SEED_STRIDE = 1_000_003  # sampler seed = seed + trials at start + stride * worker index
 # Sections whose change makes new trials incomparable with the stored ones.
@@ -48,6 +52,7 @@ def open_study(
     storage: str | None = None,
     seed: int | None = None,
     worker_seed: int | None = None,
+    networks: list[BandNetwork] | None = None,
 ) -> optuna.Study:
     """Create the study, or load it to add trials when it exists (refusing a changed setup).
     The sampler is seeded with `worker_seed` (from the launcher of `--workers N`), else by
@@ -61,7 +66,7 @@ def open_study(
             storage=open_storage(url, defn.heartbeat),
             directions=defn.directions,
             load_if_exists=True,
-            sampler=make_sampler(defn, seed),
+            sampler=make_sampler(defn, seed, networks),
             pruner=make_pruner(defn),
         )
     except (ValueError, ImportError) as exc:
@@ -82,7 +87,7 @@ def open_study(
     if worker_seed is None:
         started_at = len(study.trials)
         worker_seed = sampler_seed(seed, started_at, worker_index(study, started_at))
-    study.sampler = make_sampler(defn, worker_seed)
+    study.sampler = make_sampler(defn, worker_seed, networks)
     return study
 
 

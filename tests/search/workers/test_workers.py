@@ -89,7 +89,7 @@ def _run_target(url: str, target: int) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = open_storage(url, Heartbeat(interval=1, grace_period=3))
     study = optuna.create_study(study_name="race", storage=storage, load_if_exists=True)
-    return run_trials(study, _objective, target, poll=0.1)
+    return run_trials(study, _objective, target, poll=0.1).done
 
 
 def _claim_in_process(url: str, key: str) -> bool:
