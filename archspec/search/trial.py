@@ -260,7 +260,18 @@ class TrialRunner:
             train_s=round(result.seconds, 2),
         )
         write_trial(trial, record, text)
+        if self._reports():
+            # its curve, and (Optuna: a PRUNED trial's value is its last report) its value,
+            # for optuna-dashboard; no pruner or sampler reads a PRUNED trial without params
+            for epoch, accuracy in enumerate(result.history):
+                metrics.accuracy = accuracy
+                trial.report(objectives.values(self.defn, metrics)[0], epoch)
         raise optuna.TrialPruned(BASE_REASON)
+
+    def _reports(self) -> bool:
+        """Per-epoch values reach Optuna: one objective, accuracy or reward (as in Optuna,
+        intermediate values are for a single objective)."""
+        return len(self.defn.objectives) == 1 and self.defn.metrics[0] in ("accuracy", "reward")
 
     def _rejected(self, record: TrialRecord) -> TrialRecord:
         over = [f"{k} {v:+.3f}" for k, v in record.constraints.items() if v > 0]
@@ -299,7 +310,7 @@ class TrialRunner:
         self, trial: optuna.Trial, record: TrialRecord, text: str, metrics: Metrics
     ) -> Callable[[int, float], None] | None:
         """Per-epoch validation reports for the pruner (single objective only, as in Optuna)."""
-        if len(self.defn.objectives) > 1 or self.defn.metrics[0] not in ("accuracy", "reward"):
+        if not self._reports():
             return None
         history: list[float] = []
 
