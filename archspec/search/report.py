@@ -268,18 +268,25 @@ def report_json(study: optuna.Study) -> dict[str, Any]:
     trials = []
     for trial in study.get_trials(deepcopy=False):
         record = read_trial(trial)
+        eff = record.effective if record else None
         trials.append(
             {
                 "number": trial.number,
                 "state": trial.state.name,
                 "status": "running" if record is None else record.status,
                 "role": None if record is None else record.role,
+                # a repeat proposal rebuilt an earlier trial's network: not a trial
+                "repeat": is_repeat(trial),
                 "trained": bool(record and record.trained and record.same_as is None),
+                "effective": None if eff is None else {
+                    "depth": eff.depth, "width": eff.width, "resolution": eff.resolution,
+                },  # fmt: skip
+                "input_size": record.size if record else None,
+                "kernels": Candidate.from_attrs(record.knobs).kernels if record else {},
                 "params": record.params if record else None,
                 "flops": record.flops if record else None,
-                "flops_ratio": record.effective.flops_ratio
-                if record and record.effective
-                else None,
+                "flops_ratio": eff.flops_ratio if eff else None,
+                "latency_ms": record.latency_ms if record else None,
                 "accuracy": record.accuracy if record else None,
                 "same_as": record.same_as if record else None,
                 "reason": record.reason if record else None,
