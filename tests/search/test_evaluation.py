@@ -111,3 +111,24 @@ def test_three_seeds_with_a_spread_are_judged():
 
     text = verdict([_entry("base", 0, [0.5, 0.52, 0.51]), _entry("rank 1", 3, [0.9, 0.91, 0.92])])
     assert "beyond the noise (95% intervals" in text
+
+
+def test_importances_rest_on_the_built_networks_and_say_how_many(write_def, monkeypatch, tmp_path):
+    from archspec.search.report import built_networks, save_plots
+    from tests.search.stubs import candidates
+
+    monkeypatch.setattr(recipe, "train", stub_train([], lambda n: 0.3 + 0.05 * n))
+    space = {"width": {"low": 0.5, "high": 1.0, "step": 0.05}, "kernels": {"stage3": [3, 5]}}
+    study = run_search(load_search(write_def(space=space, trials=9)), quiet=True).study
+    built = built_networks(study)
+    assert len(built.trials) == 9  # one point per distinct network, not per proposal
+    by_value = {t.values[0]: t for t in built.trials}
+    for trial, record in candidates(study):
+        point = by_value[trial.values[0]]
+        assert point.params["width"] == record.effective.width  # what was built, not sampled
+        if "kernel_stage3" in point.params:
+            assert point.params["kernel_stage3"] == record.knobs["kernels"]["stage3"]
+    written, skipped = save_plots(study, tmp_path / "plots")
+    assert not skipped
+    page = (tmp_path / "plots" / "importances.html").read_text()
+    assert "importance of the built networks (9 distinct, trained)" in page
