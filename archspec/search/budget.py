@@ -219,7 +219,9 @@ def band_networks(
         chosen = {stage: k for (stage, _), k in zip(stages, ks, strict=True)}
         built: dict[int, tuple[Spec, CostReport] | None] = {}
 
-        def build(i: int) -> tuple[Spec, CostReport] | None:
+        def build(
+            i: int, w: float = w, r: float = r, chosen: dict = chosen, built: dict = built
+        ) -> tuple[Spec, CostReport] | None:
             if i not in built:
                 try:
                     spec = scale(
@@ -231,7 +233,7 @@ def band_networks(
                     built[i] = None
             return built[i]
 
-        def ratio(i: int) -> float:
+        def ratio(i: int, build: Callable = build) -> float:
             made = build(i)
             return math.inf if made is None else made[1].flops / base_flops
 

@@ -278,9 +278,13 @@ def report_json(study: optuna.Study) -> dict[str, Any]:
                 # a repeat proposal rebuilt an earlier trial's network: not a trial
                 "repeat": is_repeat(trial),
                 "trained": bool(record and record.trained and record.same_as is None),
-                "effective": None if eff is None else {
-                    "depth": eff.depth, "width": eff.width, "resolution": eff.resolution,
-                },  # fmt: skip
+                "effective": None
+                if eff is None
+                else {
+                    "depth": eff.depth,
+                    "width": eff.width,
+                    "resolution": eff.resolution,
+                },
                 "input_size": record.size if record else None,
                 "kernels": Candidate.from_attrs(record.knobs).kernels if record else {},
                 "params": record.params if record else None,

@@ -17,7 +17,7 @@ from archspec.search.evaluation import run_evaluation
 from archspec.search.family import run_family
 from archspec.search.progress import line, lines_wanted
 from archspec.search.study.claims import claim, once
-from archspec.search.study.queries import Tally, best_trial, pareto_trials
+from archspec.search.study.queries import Tally, best_trial, is_repeat, pareto_trials
 from archspec.search.study.records import (
     ROLE_KEY,
     EvaluationRecord,
@@ -179,7 +179,7 @@ class _StudyProgress:
         self.bar.close()
 
     def update(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if self.lines:
+        if self.lines and not is_repeat(trial):  # a repeat proposal is not a trial
             finished = min(self.bar.total, Tally.of(study).finished)
             line(f"{trial_line(trial)} ({finished}/{self.bar.total} finished)")
         self.bar.n = min(self.bar.total, Tally.of(study).finished)

@@ -63,7 +63,10 @@ def test_search_report_export_round_trip(write_def, tmp_path):
     assert "runs/tiny.db, runs/tiny_best.yaml" in tail
 
     again = invoke("search", path, "--trials", 3, "--quiet")  # resumes: runs the missing one
-    assert again.exit_code == 0 and "4 trials, each a distinct network: the base (trial 0)" in again.output
+    assert (
+        again.exit_code == 0
+        and "4 trials, each a distinct network: the base (trial 0)" in again.output
+    )
     assert "1 trials in" in again.output
     same = invoke("search", path, "--trials", 3, "--quiet")  # the target is already held
     assert same.exit_code == 0 and "0 trials in" in same.output

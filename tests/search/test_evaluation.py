@@ -83,8 +83,14 @@ def _entry(label, trial, test):
     from archspec.search.study.records import Evaluated, Scores
 
     seeds = list(range(1, len(test) + 1))
-    return Evaluated(label=label, trial=trial, params=1, flops=1, spec_hash=label,
-                     scores=Scores(seeds=seeds, val=test, test=test))
+    return Evaluated(
+        label=label,
+        trial=trial,
+        params=1,
+        flops=1,
+        spec_hash=label,
+        scores=Scores(seeds=seeds, val=test, test=test),
+    )
 
 
 @pytest.mark.parametrize(
@@ -128,7 +134,7 @@ def test_importances_rest_on_the_built_networks_and_say_how_many(write_def, monk
         assert point.params["width"] == record.effective.width  # what was built, not sampled
         if "kernel_stage3" in point.params:
             assert point.params["kernel_stage3"] == record.knobs["kernels"]["stage3"]
-    written, skipped = save_plots(study, tmp_path / "plots")
+    _, skipped = save_plots(study, tmp_path / "plots")
     assert not skipped
     page = (tmp_path / "plots" / "importances.html").read_text()
     assert "importance of the built networks (9 distinct, trained)" in page

@@ -5,9 +5,6 @@ of the same name in another storage is refused, saying what to do."""
 import pytest
 from typer.testing import CliRunner
 
-import archspec.cli.export
-import archspec.cli.search
-import archspec.cli.train
 from archspec.cli import app
 from archspec.search import load_search, recipe, run_search
 from tests.search.stubs import candidates, stub_train
@@ -34,12 +31,15 @@ def test_a_trial_without_kept_weights_is_refused_unless_random_weights_are_asked
     n = untrained[0]
     result = invoke("export", path, "--trial", n, "-o", tmp_path / "m.safetensors")
     assert result.exit_code == 1
-    assert f"trial {n} of study 'owned' has no kept weights in runs/owned/ (rejected:" in result.output
+    assert (
+        f"trial {n} of study 'owned' has no kept weights in runs/owned/ (rejected:" in result.output
+    )
     assert f"archspec train {path} --trial {n}" in result.output
     assert "--random-weights" in result.output
     assert not (tmp_path / "m.safetensors").exists()
-    result = invoke("export", path, "--trial", n, "-o", tmp_path / "m.safetensors",
-                    "--random-weights")
+    result = invoke(
+        "export", path, "--trial", n, "-o", tmp_path / "m.safetensors", "--random-weights"
+    )
     assert result.exit_code == 0, result.output
     assert "weights: random (seed 0), as --random-weights asked" in result.output
     # a spec file holds no weights: no flag needed

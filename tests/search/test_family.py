@@ -6,8 +6,8 @@ import pytest
 
 import archspec
 from archspec.search import best_trial, load_search, recipe, run_search
-from archspec.search.study.records import read_family, read_study
 from archspec.search.definition.space import reference_spec
+from archspec.search.study.records import read_family, read_study
 from archspec.search.trial import band_of
 from tests.search.stubs import COMPOUND, candidates, stub_train
 
@@ -49,9 +49,7 @@ def test_compound_search_on_the_built_network_and_family_within_the_band(write_d
     assert archspec.analysis.analyze(spec).flops == family.members[2].flops
 
 
-def test_a_band_with_fewer_networks_than_trials_runs_each_once_and_says_so(
-    write_def, monkeypatch
-):
+def test_a_band_with_fewer_networks_than_trials_runs_each_once_and_says_so(write_def, monkeypatch):
     calls = []
     monkeypatch.setattr(recipe, "train", stub_train(calls, lambda n: 0.5 + 0.01 * n))
     narrow = {**COMPOUND["space"], "width": {"low": 1.0, "high": 1.0},

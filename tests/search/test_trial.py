@@ -9,10 +9,9 @@ import torch
 
 import archspec
 from archspec.search import best_trial, load_search, recipe, run_search
-from archspec.search.study import queries as results
-from archspec.search.study.records import read_trial
 from archspec.search.report import counts
-from archspec.search.study.records import REPEAT_KEY
+from archspec.search.study import queries as results
+from archspec.search.study.records import REPEAT_KEY, read_trial
 from tests.search.stubs import candidates, repeats, stub_train
 
 COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
@@ -100,14 +99,14 @@ def test_a_candidate_that_rebuilds_the_base_is_a_repeat_of_trial_0(write_def, mo
     calls = []
     monkeypatch.setattr(recipe, "train", stub_train(calls, lambda n: 0.9 if n == 1 else 0.5))
     space = {"width": {"low": 0.5, "high": 1.0, "step": 0.5}, "kernels": None}
-    defn = load_search(
-        write_def(space=space, sampler="grid", trials=2, evaluation={"seeds": 0})
-    )
+    defn = load_search(write_def(space=space, sampler="grid", trials=2, evaluation={"seeds": 0}))
     result = run_search(defn, quiet=True)
     study = result.study
     ((again, record),) = repeats(study)
     assert record.same_as == 0 and again.state == PRUNED
-    assert [t.number for t in results.ranked_trials(study)] == [c.number for c, _ in candidates(study)]
+    assert [t.number for t in results.ranked_trials(study)] == [
+        c.number for c, _ in candidates(study)
+    ]
     assert calls == ["base", f"trial {candidates(study)[0][0].number}"]
     assert network_number(study, again.number) == 0
     spec, header = trial_spec(study, again.number)

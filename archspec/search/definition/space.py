@@ -128,9 +128,7 @@ def suggest(
     return Candidate(alpha, beta, gamma, kernels)
 
 
-def grid_space(
-    defn: SearchDef, networks: list[BandNetwork] | None = None
-) -> dict[str, list[Any]]:
+def grid_space(defn: SearchDef, networks: list[BandNetwork] | None = None) -> dict[str, list[Any]]:
     """The search space as the grid sampler wants it: every value of every parameter (in
     compound mode with the band enumerated: every network of it)."""
     space = defn.space

@@ -38,9 +38,7 @@ def _storage_where(url: str) -> tuple[str, str]:
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
-    return parsed.render_as_string(hide_password=False), parsed.render_as_string(
-        hide_password=True
-    )
+    return parsed.render_as_string(hide_password=False), parsed.render_as_string(hide_password=True)
 
 
 def _sha(text: str) -> str:

@@ -45,7 +45,9 @@ def test_the_dashboard_shows_the_built_networks_as_archspec_report_does(write_de
                                                                 "processes": 1}))  # fmt: skip
     study = run_search(defn, quiet=True).study
     app = dashboard.wsgi(study._storage)
-    (listed,) = [s for s in get(app, "/api/studies")["study_summaries"] if s["study_name"] == "dash"]
+    (listed,) = [
+        s for s in get(app, "/api/studies")["study_summaries"] if s["study_name"] == "dash"
+    ]
     detail = get(app, f"/api/studies/{listed['study_id']}")
     trials = {t["number"]: t for t in detail["trials"]}
     doc = report_json(study)

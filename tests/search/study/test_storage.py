@@ -33,8 +33,11 @@ def test_foreign_and_old_studies_are_refused(write_def, tmp_path, monkeypatch):
         load_study("new", storage)
     # a study of the previous archspec (schema 1: the record as a dict attribute) is refused
     study.set_user_attr(KEY, {**old, "schema_version": 1})
-    with pytest.raises(SearchError, match=r"record schema 1; this version reads 2\); run the "
-                       r"search again with --study-name NAME"):
+    with pytest.raises(
+        SearchError,
+        match=r"record schema 1; this version reads 2\); run the "
+        r"search again with --study-name NAME",
+    ):
         load_study("new", storage)
 
 
