@@ -116,10 +116,10 @@ def score_all(
         pending: dict[Future[Scored], int] = {
             pool.submit(_score, jobs[i].spec, jobs[i].seed): i for i in order
         }
-        for done in as_completed(pending):
+        for finished, done in enumerate(as_completed(pending), 1):
             results[pending[done]] = done.result()
             bar.update()
-            done_line(bar.n, jobs[pending[done]], done.result())
+            done_line(finished, jobs[pending[done]], done.result())
     except BaseException:
         _stop(pool)
         raise
