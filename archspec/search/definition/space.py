@@ -77,6 +77,8 @@ class Candidate:
         )
 
     def describe(self) -> str:
+        if self.network is not None:
+            return f"network {self.network}"
         text = f"d={self.depth:.3g} w={self.width:.3g} r={self.resolution:.3g}"
         return text + "".join(f" {k}:k{v}" for k, v in self.kernels.items())
 
