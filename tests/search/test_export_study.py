@@ -5,6 +5,9 @@ of the same name in another storage is refused, saying what to do."""
 import pytest
 from typer.testing import CliRunner
 
+import archspec.cli.export  # registers the commands
+import archspec.cli.search
+import archspec.cli.train  # noqa: F401
 from archspec.cli import app
 from archspec.search import load_search, recipe, run_search
 from tests.search.stubs import candidates, stub_train
