@@ -98,10 +98,12 @@ def load_source(
     trial: str | int = "best",
     phi: int | None = None,
     storage: str | None = None,
+    random_weights: bool = False,
 ) -> Source:
     """The model a command exports: a bundle (its weights), a spec file or zoo name (random
     weights unless `weights`), or a study's best trial, trial number `trial` or family member
-    `phi`, with the weights the search kept for it."""
+    `phi`, with the weights the search kept for it (refused when there are none, unless
+    `random_weights`)."""
     from archspec.export.source import from_bundle, from_spec
 
     named = name_source(source, storage=storage, study=phi is not None or trial != "best")
@@ -112,6 +114,6 @@ def load_source(
     if named.kind == "study":
         from archspec.search.resolve import study_source
 
-        return study_source(named.text, trial, phi, storage, weights)
+        return study_source(named.text, trial, phi, storage, weights, random_weights)
     spec = spec_of(named)
     return from_spec(spec, f"{spec.name} from {source}", weights)

@@ -37,6 +37,13 @@ def export(
         int | None, typer.Option(help="a compound study's family member phi instead")
     ] = None,
     storage: Annotated[str | None, typer.Option(help="the study's Optuna storage URL")] = None,
+    random_weights: Annotated[
+        bool,
+        typer.Option(
+            "--random-weights",
+            help="a study's trial without kept weights: export it with random weights (seed 0)",
+        ),
+    ] = False,
     optimize: Annotated[
         bool,
         typer.Option("--optimize", help="fold BatchNorm into convolutions, pick the faster layout"),
@@ -80,6 +87,7 @@ def export(
         trial=int(trial) if trial.isdigit() else trial,
         phi=phi,
         storage=storage,
+        random_weights=random_weights or fmt_name == "yaml",  # a spec file holds no weights
     )
     with err.status(f"exporting {loaded.spec.name} to {fmt_name}"):
         result = export_model(
@@ -96,7 +104,8 @@ def export(
     if result.optimized is not None:
         out.print(result.optimized.describe(), highlight=False, soft_wrap=True)
     out.print(result.describe(), highlight=False, soft_wrap=True)
-    out.print(f"weights: {loaded.weights}", highlight=False, soft_wrap=True)
+    if fmt_name != "yaml":  # a resolved spec holds no weights
+        out.print(f"weights: {loaded.weights}", highlight=False, soft_wrap=True)
 
 
 def _dataset(name: str):

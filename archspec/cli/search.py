@@ -97,6 +97,13 @@ def search(
         ),
     ] = None,
     storage: StorageOpt = None,
+    study_name: Annotated[
+        str | None,
+        typer.Option(
+            help="the study's name instead of the file's `study` (its default storage "
+            "sqlite:///runs/NAME.db and its folder runs/NAME/ follow it)"
+        ),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="seed (default: the file's)")] = None,
     timeout: Annotated[
         float | None, typer.Option(min=0.001, help="stop after this many seconds")
@@ -134,6 +141,8 @@ def search(
     from archspec.search.workers.signals import Interrupted
 
     defn = load_search(definition, overrides or ())
+    if study_name is not None:
+        defn = defn.renamed(study_name)
     if trials is not None and trials < 0:
         raise typer.BadParameter("--trials must be >= 0")
     try:
@@ -158,6 +167,7 @@ def search(
                 definition,
                 defn,
                 workers,
+                study_name=study_name,
                 gpus=gpus,
                 trials=trials,
                 storage=storage,
@@ -189,6 +199,8 @@ def search(
     written = [url[len("sqlite:///") :]] if url.startswith("sqlite:///") else []
     with kept(lambda: f"the search finished; its trials are kept in {url}"):
         print_report(result.study, out)
+        for note in result.notes:
+            out.print(note, highlight=False, soft_wrap=True)
         out.print(f"{result.added} trials in {result.seconds:.0f} s", highlight=False)
         try:
             path, _ = export_trial(result.study, output or defn.export_path)

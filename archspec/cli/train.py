@@ -127,10 +127,12 @@ def train(
                 _usage(f"--trial is 'best' or a trial number; got {trial!r}")
             from archspec.search import load_study
             from archspec.search.retrain import fit_trial
+            from archspec.search.study.storage import study_url
 
             result = fit_trial(
                 load_study(source, storage),
                 output,
+                url=study_url(source, storage)[1],
                 trial=trial or "best",
                 phi=phi,
                 storage=storage,

@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from archspec.analysis import analyze
+from archspec.analysis import CostReport, analyze
 from archspec.errors import ArchspecError, ScaleError
 from archspec.scaling.measured import Effective, effective
 from archspec.scaling.rewrite import channel_literals, repeat_literals, scale
@@ -139,3 +139,133 @@ def fit_flops(
         analyze(specs.get(best) or base)
         raise ScaleError(f"no network near width {width}, depth {depth}, resolution {resolution}")
     return specs[best], effective(base, specs[best])
+
+
+# --- every network of a FLOPs band ---------------------------------------------------------
+
+# band_networks analyses at most this many combinations (a few ms each for small specs):
+# beyond it the band is not enumerated and the search samples multipliers instead
+MAX_ENUMERATED = 800
+
+
+@dataclass(frozen=True)
+class BandNetwork:
+    """One distinct network of a FLOPs band: the multipliers that build it, and what it has."""
+
+    label: str  # what a sampler chooses: input size, effective depth and width, kernels
+    depth: float  # the multipliers given to `scale`
+    width: float
+    resolution: float
+    kernels: tuple[tuple[str, int], ...]
+    spec: Spec
+    effective: Effective
+
+
+def _outcomes(low: float, high: float, outcome: Callable[[float], Hashable]) -> list[float]:
+    """One multiplier per distinct integer outcome of the multipliers in [low, high]: the
+    lowest that produces it."""
+    if low == high:
+        return [low]
+    found: list[float] = []
+    last: Hashable = None
+    m = low
+    while m <= high * (1 + 1e-9):
+        value = outcome(m)
+        if value != last:
+            found.append(m)
+            last = value
+        m = min(m * STEP, high) if m < high else high * 2  # land on `high` exactly, once
+    return found
+
+
+def band_networks(
+    base: Spec,
+    target_ratio: float,
+    *,
+    width: tuple[float, float] = (1.0, 1.0),
+    depth: tuple[float, float] = (1.0, 1.0),
+    resolution: tuple[float, float] = (1.0, 1.0),
+    kernels: dict[str, list[int]] | None = None,
+    tolerance: float = 0.05,
+    product_tolerance: float = 0.25,
+    depth_rule: DepthRule = "spread",
+) -> list[BandNetwork] | None:
+    """Every distinct network whose multipliers lie in the given (low, high) ranges, with its
+    analysed FLOPs within `tolerance` of `target_ratio` times the base's and its effective
+    depth * width^2 * resolution^2 within `product_tolerance` of it: the integer choices
+    (channel multiples, repeats, input sizes, kernels) are few once rounded, so compound
+    scaling's step 1 can choose among networks instead of among knobs that often build the
+    same one. None when there are more than MAX_ENUMERATED combinations to analyse."""
+    import itertools
+
+    from archspec.search.study.records import spec_hash
+    from archspec.spec.dump import dump_spec
+
+    divisor = base.scaling.divisor
+    channels = sorted(set(channel_literals(base)))
+    repeats = repeat_literals(base)
+    hw, multiple = base.input.hw, base.input.size_multiple
+    widths = _outcomes(*width, lambda m: tuple(make_divisible(c * m, divisor) for c in channels))
+    depths = _outcomes(*depth, lambda m: tuple(scale_depth(repeats, m, depth_rule)))
+    sizes = _outcomes(*resolution, lambda m: scale_size(hw, m, multiple))
+    stages = sorted((kernels or {}).items())
+    choices = list(itertools.product(*(c for _, c in stages)))
+    if len(widths) * len(depths) * len(sizes) * len(choices) > MAX_ENUMERATED:
+        return None
+    base_flops = analyze(base).flops
+    low, high = target_ratio * (1 - tolerance), target_ratio * (1 + tolerance)
+    found: dict[str, BandNetwork] = {}
+    for w, r, ks in itertools.product(widths, sizes, choices):
+        chosen = {stage: k for (stage, _), k in zip(stages, ks, strict=True)}
+        built: dict[int, tuple[Spec, CostReport] | None] = {}
+
+        def build(
+            i: int, w: float = w, r: float = r, chosen: dict = chosen, built: dict = built
+        ) -> tuple[Spec, CostReport] | None:
+            if i not in built:
+                try:
+                    spec = scale(
+                        base, width=w, depth=depths[i], resolution=r, kernels=chosen or None,
+                        depth_rule=depth_rule,
+                    )  # fmt: skip
+                    built[i] = spec, analyze(spec)
+                except ArchspecError:  # e.g. an input too small for the strides
+                    built[i] = None
+            return built[i]
+
+        def ratio(i: int, build: Callable = build) -> float:
+            made = build(i)
+            return math.inf if made is None else made[1].flops / base_flops
+
+        # FLOPs grow with the repeats: bisect for the first depth in the band, walk up
+        lo, hi = 0, len(depths)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (mid + 1, hi) if ratio(mid) < low else (lo, mid)
+        for i in range(lo, len(depths)):
+            if ratio(i) > high:
+                break
+            spec, cost = build(i)  # type: ignore[misc]  # finite ratio: it built
+            eff = effective(base, spec, cost)
+            if abs(eff.product / target_ratio - 1) > product_tolerance:
+                continue
+            digest = spec_hash(dump_spec(spec))
+            if digest in found:
+                continue
+            label = f"{spec.input.hw[0]}px d{eff.depth:.3f} w{eff.width:.3f}" + "".join(
+                f" {stage}:k{k}" for stage, k in chosen.items()
+            )
+            found[digest] = BandNetwork(label, depths[i], w, r, tuple(chosen.items()), spec, eff)
+    networks = sorted(found.values(), key=lambda n: (n.effective.resolution, n.effective.width,
+                                                     n.effective.depth, n.kernels))  # fmt: skip
+    labels = [n.label for n in networks]
+    return [
+        n if labels.count(n.label) == 1 else _relabel(n, f"{n.label} #{i}")
+        for i, n in enumerate(networks)
+    ]
+
+
+def _relabel(network: BandNetwork, label: str) -> BandNetwork:
+    from dataclasses import replace
+
+    return replace(network, label=label)

@@ -120,8 +120,9 @@ def _compare(a: Evaluated, b: Evaluated, what: str) -> str:
     mean_a, _, half_a = Scores.summary(a.scores.test)
     mean_b, _, half_b = Scores.summary(b.scores.test)
     diff = 100 * (mean_a - mean_b)
-    if half_a == float("inf"):
-        return f"{diff:+.2f} points over {what} (one seed: no noise estimate)"
+    why = Scores.unjudged(a.scores.test) or Scores.unjudged(b.scores.test)
+    if why is not None:
+        return f"{diff:+.2f} points over {what} ({100 * mean_b:.2f}), not judged ({why})"
     low_a, high_b = mean_a - half_a, mean_b + half_b
     high_a, low_b = mean_a + half_a, mean_b - half_b
     if low_a > high_b:

@@ -6,10 +6,13 @@ the family is stored on the study and recomputed only when the best trial change
 
 from __future__ import annotations
 
+import time
+
 import optuna
 
 from archspec.errors import ArchspecError
 from archspec.search.definition.space import Candidate
+from archspec.search.progress import line, lines_wanted
 from archspec.search.study.queries import best_trial, network_trial
 from archspec.search.study.records import (
     FAMILY_KEY,
@@ -60,7 +63,15 @@ def run_family(study: optuna.Study, runner: TrialRunner) -> FamilyRecord | None:
         )
     ]
     for phi in range(2, cfg.phi + 1):
+        start = time.monotonic()
         members.append(_member(runner, unit, phi))
+        if lines_wanted(runner.quiet):
+            m = members[-1]
+            done = f"accuracy {m.accuracy:.4f}" if m.accuracy is not None else m.error
+            line(
+                f"family phi={phi}: {m.size or '-'} px, target {m.target_flops_ratio:g}x FLOPs, "
+                f"{done}, {time.monotonic() - start:.1f} s"
+            )
     record = FamilyRecord(trial=best.number, tolerance=cfg.tolerance, members=members)
     write_study_record(study, FAMILY_KEY, record)
     return record

@@ -18,7 +18,9 @@ from rich.table import Table
 
 from archspec.search.definition.space import Candidate
 from archspec.search.study.queries import (
+    Tally,
     base_trial,
+    is_repeat,
     pareto_trials,
     ranked_trials,
     records,
@@ -53,21 +55,24 @@ def fairness_note(study: optuna.Study) -> str:
         "top-1 on the validation split after the last epoch; the test split is read only by "
         "the seeds re-evaluation; latency is the median batch-1 forward. Multipliers are "
         "effective (what the built network has: repeats, FLOPs-weighted channels, pixels, "
-        "over the base's); a network built by two knob settings is trained once."
+        "over the base's); every trial is a distinct network."
     )
 
 
 def counts(study: optuna.Study) -> str:
     seen = records(study)
-    status = [r.status for _, r in seen if r.role == "candidate"]
-    failed = sum(1 for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL)
+    status = [r.status for t, r in seen if r.role == "candidate" and not is_repeat(t)]
+    trials = [t for t in study.get_trials(deepcopy=False) if not is_repeat(t)]
+    failed = sum(1 for t in trials if t.state == TrialState.FAIL)
+    repeats = Tally.of(study).repeats
     base = next((t.number for t, r in seen if r.role == "base"), None)
     named = "no base yet" if base is None else f"the base (trial {base})"
     return (
-        f"{len(study.trials)} trials: {named}, {status.count('trained')} trained, "
-        f"{status.count('duplicate')} repeating an earlier network (not trained again), "
-        f"{status.count('rejected')} rejected by constraints before training, "
-        f"{status.count('pruned')} pruned, {failed} failed"
+        f"{len(trials)} trials, each a distinct network: {named}, {status.count('trained')} "
+        f"trained, {status.count('rejected')} rejected by constraints before training, "
+        f"{status.count('pruned')} pruned, {failed} failed; {repeats} proposal"
+        f"{'s' * (repeats != 1)} rebuilt an earlier network (not trials: the sampler was asked "
+        "again)"
     )
 
 
@@ -189,10 +194,11 @@ def family_table(study: optuna.Study) -> Table | None:
 
 
 def _stat(values: list[float]) -> str:
-    mean, std, half = Scores.summary(values)
+    mean, std, _ = Scores.summary(values)
+    why = Scores.unjudged(values)
     low, high = Scores.interval(values)
-    interval = "" if math.isinf(half) else f" [{low:.4f}, {high:.4f}]"
-    return f"{mean:.4f} +- {std:.4f}{interval}"
+    shown = f" ({why})" if why is not None else f" [{low:.4f}, {high:.4f}]"
+    return f"{mean:.4f} +- {std:.4f}{shown}"
 
 
 def evaluation_table(study: optuna.Study) -> Table | None:
@@ -262,18 +268,29 @@ def report_json(study: optuna.Study) -> dict[str, Any]:
     trials = []
     for trial in study.get_trials(deepcopy=False):
         record = read_trial(trial)
+        eff = record.effective if record else None
         trials.append(
             {
                 "number": trial.number,
                 "state": trial.state.name,
                 "status": "running" if record is None else record.status,
                 "role": None if record is None else record.role,
+                # a repeat proposal rebuilt an earlier trial's network: not a trial
+                "repeat": is_repeat(trial),
                 "trained": bool(record and record.trained and record.same_as is None),
+                "effective": None
+                if eff is None
+                else {
+                    "depth": eff.depth,
+                    "width": eff.width,
+                    "resolution": eff.resolution,
+                },
+                "input_size": record.size if record else None,
+                "kernels": Candidate.from_attrs(record.knobs).kernels if record else {},
                 "params": record.params if record else None,
                 "flops": record.flops if record else None,
-                "flops_ratio": record.effective.flops_ratio
-                if record and record.effective
-                else None,
+                "flops_ratio": eff.flops_ratio if eff else None,
+                "latency_ms": record.latency_ms if record else None,
                 "accuracy": record.accuracy if record else None,
                 "same_as": record.same_as if record else None,
                 "reason": record.reason if record else None,
@@ -330,10 +347,17 @@ def report_json(study: optuna.Study) -> dict[str, Any]:
 # --- plots ---------------------------------------------------------------------------------
 
 
+# The importances of a handful of networks are noise (the issue's example: 6 points, ranked
+# the wrong way round): below this many distinct trained networks the plot is left out.
+MIN_IMPORTANCE_NETWORKS = 8
+
+
 def save_plots(study: optuna.Study, out_dir: str | Path) -> tuple[list[Path], list[str]]:
-    """Optimization history, Pareto front (several objectives) and parameter importances, each
-    as HTML (plotly) and PNG (matplotlib), over the trained trials only (a rejected candidate's
-    zero accuracy would only stretch the axes). Returns (files written, plots skipped, why)."""
+    """Optimization history and Pareto front (several objectives) on the study itself (Optuna's
+    trial numbers); parameter importances and slices on the built networks: one point per
+    distinct trained network, its effective depth, width and resolution (and kernels) as the
+    parameters, the count in the title; importances left out below MIN_IMPORTANCE_NETWORKS.
+    Each as HTML (plotly) and PNG (matplotlib). Returns (files written, plots skipped, why)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -344,56 +368,97 @@ def save_plots(study: optuna.Study, out_dir: str | Path) -> tuple[list[Path], li
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = read_study(study).metrics
-    trained = _trained_copy(study)
+    built = built_networks(study)
+    count = len(built.trials)
     single = len(metrics) == 1
     # several objectives: history and importances of the first one (lower is better for
     # PED-ANOVA, so a maximized objective is negated)
     sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
     first = {"target": lambda t: t.values[0], "target_name": metrics[0]}
     ranked = {"target": lambda t: sign * t.values[0], "target_name": metrics[0]}
-    plots: dict[str, tuple[Any, Any, dict[str, Any]]] = {
+    on_networks = f" of the built networks ({count} distinct, trained)"
+    plots: dict[str, tuple[Any, Any, dict[str, Any], optuna.Study, str | None]] = {
         "history": (vis.plot_optimization_history, vis_mpl.plot_optimization_history,
-                    {} if single else first),
+                    {} if single else first, study, None),
         "importances": (vis.plot_param_importances, vis_mpl.plot_param_importances,
-                        {} if single else ranked),
+                        {} if single else ranked, built, "importance" + on_networks),
+        "slice": (vis.plot_slice, vis_mpl.plot_slice, {} if single else first, built,
+                  "accuracy against the effective multipliers" + on_networks),
     }  # fmt: skip
     if not single:
         plots["pareto_front"] = (vis.plot_pareto_front, vis_mpl.plot_pareto_front,
-                                 {"target_names": metrics})  # fmt: skip
+                                 {"target_names": metrics}, study, None)  # fmt: skip
     written: list[Path] = []
     skipped: list[str] = []
+    if count < MIN_IMPORTANCE_NETWORKS:
+        del plots["importances"]
+        skipped.append(
+            f"importances: left out: {count} distinct trained network{'s' * (count != 1)}, "
+            f"fewer than the {MIN_IMPORTANCE_NETWORKS} an importance needs to mean anything"
+        )
+    if count == 0:
+        del plots["slice"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # the target is already negated for a maximized objective
         warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator")
-        for name, (plotly_fn, mpl_fn, kwargs) in plots.items():
+        for name, (plotly_fn, mpl_fn, kwargs, source, title) in plots.items():
             try:
-                # history and Pareto front on the study itself, so they keep Optuna's trial
-                # numbers (Optuna draws infeasible trials apart); importances on the trained
-                source = trained if name == "importances" else study
                 figure = plotly_fn(source, **kwargs)
                 axes = mpl_fn(source, **kwargs)
             except (ValueError, RuntimeError, ZeroDivisionError) as exc:
                 skipped.append(f"{name}: {exc}")
                 continue
+            fig = getattr(axes, "figure", None) or axes.flat[0].figure
+            if title is not None:
+                figure.update_layout(title=title)
+                fig.suptitle(title)
             html = out / f"{name}.html"
             figure.write_html(str(html), include_plotlyjs="directory")
             png = out / f"{name}.png"
-            fig = getattr(axes, "figure", None) or axes.flat[0].figure
             fig.savefig(png, dpi=110, bbox_inches="tight")
             plt.close(fig)
             written += [html, png]
     return written, skipped
 
 
-def _trained_copy(study: optuna.Study) -> optuna.Study:
-    """An in-memory study of the trained candidates (renumbered: only for importances)."""
+def built_networks(study: optuna.Study) -> optuna.Study:
+    """An in-memory study with one trial per distinct trained feasible network (its first
+    trial), whose parameters are what was built: the effective depth, width and resolution and
+    the kernel of each stage that varies (renumbered: for importances and slices only)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    rows = []
+    for trial in ranked_trials(study):
+        record = read_trial(trial)
+        if record.effective is None:
+            continue
+        values: dict[str, Any] = {
+            "depth": record.effective.depth,
+            "width": record.effective.width,
+            "resolution": record.effective.resolution,
+        }
+        for stage, k in Candidate.from_attrs(record.knobs).kernels.items():
+            values[f"kernel_{stage}"] = k
+        rows.append((trial, values))
+    varying = [k for k in (rows[0][1] if rows else {}) if len({v[k] for _, v in rows}) > 1]
+    distributions: dict[str, Any] = {}
+    for key in varying:
+        seen = sorted({v[key] for _, v in rows})
+        distributions[key] = (
+            CategoricalDistribution(seen)
+            if key.startswith("kernel_")
+            else FloatDistribution(seen[0], seen[-1])
+        )
     copy = optuna.create_study(study_name=study.study_name, directions=study.directions)
     copy.add_trials(
         [
-            t
-            for t, r in records(study)
-            if t.state == TrialState.COMPLETE and r.feasible and r.trained
+            optuna.trial.create_trial(
+                params={k: values[k] for k in varying},
+                distributions=distributions,
+                values=trial.values,
+            )
+            for trial, values in sorted(rows, key=lambda tv: tv[0].number)
         ]
     )
     return copy

@@ -140,13 +140,20 @@ def _family_member(study: optuna.Study, phi: int) -> tuple[FamilyMember, str]:
 
 
 def study_source(
-    name: str, trial: str | int, phi: int | None, storage: str | None, weights: str | Path | None
+    name: str,
+    trial: str | int,
+    phi: int | None,
+    storage: str | None,
+    weights: str | Path | None,
+    random_weights: bool = False,
 ) -> Source:
     """A study's best trial, trial number `trial` or family member `phi` as an export
-    source: the bundle or weights the search kept for that network, else `weights`, else
-    random weights."""
+    source, with `weights` when given, else the bundle or weights the search kept for that
+    network in runs/<study>/ (checked to be this study's folder), else refused: random
+    weights only when `random_weights` asks for them."""
     from archspec.export.source import from_bundle, from_spec
-    from archspec.search.study.storage import load_study
+    from archspec.search.study.runs import owned_folder
+    from archspec.search.study.storage import load_study, study_url
 
     try:
         study = load_study(name, storage)
@@ -160,33 +167,57 @@ def study_source(
     spec, header = trial_spec(study, trial, phi)
     if weights is not None:
         return from_spec(spec, header, weights)
+    if random_weights:
+        source = from_spec(spec, header)
+        source.weights += ", as --random-weights asked"
+        return source
+    try:
+        folder = owned_folder(study, study_url(name, storage)[1])
+    except SearchError as exc:
+        raise ExportError(f"{exc.message}; or pass --random-weights") from exc
+    asked = trial
     if phi is None and trial != "best":
         trial = network_number(study, trial)  # a repeat's weights are its first trial's
-    bundle, stored = _trained(study.study_name, spec, trial, phi)
+    bundle, stored = _trained(folder, spec, trial, phi)
     if bundle is None and stored is None and phi is None and trial == "best":
         # no best bundle (moved, or not written yet): the weights kept for the best trial
-        bundle, stored = _trained(study.study_name, spec, network_number(study, "best"), None)
+        bundle, stored = _trained(folder, spec, network_number(study, "best"), None)
     if bundle is not None:
         source = from_bundle(bundle)
         source.header = header
         return source
     if stored is not None:
         return from_spec(spec, header, stored)
-    return from_spec(spec, header)
+    what = f"phi={phi}" if phi is not None else f"trial {asked}"
+    retrain = f"--phi {phi}" if phi is not None else f"--trial {asked}"
+    raise ExportError(
+        f"{what} of study {study.study_name!r} has no kept weights in {folder}/ "
+        f"({_untrained(study, trial, phi)}); retrain it with `archspec train "
+        f"{name} {retrain}`, or pass --random-weights to export it untrained"
+    )
+
+
+def _untrained(study: optuna.Study, trial: str | int, phi: int | None) -> str:
+    if phi is not None:
+        member, _ = _family_member(study, phi)
+        return "never trained" if member.accuracy is None else "its weights file is missing"
+    record = read_trial(_pick(study, trial))
+    if record is not None and record.status != "trained":
+        return f"{record.status}: {record.reason}" if record.reason else record.status
+    return "its weights file is missing"
 
 
 def _trained(
-    study: str, spec: Spec, trial: str | int, phi: int | None
+    folder: Path, spec: Spec, trial: str | int, phi: int | None
 ) -> tuple[Path | None, Path | None]:
     """(the bundle, else the weights file) the search kept for this trial or family member
     (runs/STUDY/best, trial-N, phi-K; runs/STUDY/weights/KEY.safetensors), if any; a bundle
     counts only when it holds this very network."""
     from archspec.bundle import SPEC_FILE, is_bundle
-    from archspec.search.study.runs import WeightStore, family_key, study_folder, trial_key
+    from archspec.search.study.runs import WeightStore, family_key, trial_key
     from archspec.spec import load_spec
     from archspec.spec.dump import dump_spec
 
-    folder = study_folder(study)
     if phi is not None:
         key: str | None = family_key(phi)
     else:

@@ -29,10 +29,12 @@ def fit_trial(
     progress: bool = False,
     overwrite: bool = False,
     on_epoch: Callable[[list[EpochStats]], None] | None = None,
+    url: str | None = None,
 ) -> FitResult:
     """Retrain a trial (or a compound family member) of `study` with the recipe, data and seed
     the study recorded; on CPU it reproduces the trial's accuracy exactly. The run folder
-    defaults to runs/<study>/retrain/trial-N (or phi-K)."""
+    defaults to runs/<study>/retrain/trial-N (or phi-K), refused when runs/<study>/ belongs to
+    another study (`url`: this study's storage)."""
     from archspec.search.resolve import _family_member, _pick, trial_spec
     from archspec.search.study.records import read_study, read_trial
 
@@ -47,7 +49,13 @@ def fit_trial(
     setup = info.setup
     if folder is None:
         label = f"phi-{phi}" if phi is not None else f"trial-{number}"
-        folder = Path("runs") / study.study_name / "retrain" / label
+        # runs/<study>/ must be this study's (`url`: its storage, default
+        # sqlite:///runs/<study>.db), or the retrain would land among another study's files
+        from archspec.search.definition.model import default_storage
+        from archspec.search.study.runs import owned_folder
+
+        where = url or storage or default_storage(study.study_name)
+        folder = owned_folder(study, where) / "retrain" / label
     provenance = Provenance(
         source="train", study=study.study_name, storage=storage, trial=number, phi=phi
     )

@@ -15,8 +15,9 @@ from archspec.search.bundles import Written, write_bundles
 from archspec.search.definition.model import SearchDef
 from archspec.search.evaluation import run_evaluation
 from archspec.search.family import run_family
+from archspec.search.progress import line, lines_wanted
 from archspec.search.study.claims import claim, once
-from archspec.search.study.queries import Tally, best_trial, pareto_trials
+from archspec.search.study.queries import Tally, best_trial, is_repeat, pareto_trials
 from archspec.search.study.records import (
     ROLE_KEY,
     EvaluationRecord,
@@ -28,7 +29,7 @@ from archspec.search.study.records import (
 from archspec.search.study.runs import WeightStore, claim_folder, study_folder
 from archspec.search.study.storage import open_study
 from archspec.search.trial import TrialRunner
-from archspec.search.workers.loop import run_trials
+from archspec.search.workers.loop import MAX_REPEATS, run_trials
 from archspec.search.workers.signals import interrupts
 from archspec.spec.model import Spec
 from archspec.train.data import load_dataset
@@ -43,6 +44,7 @@ class SearchResult:
     family: FamilyRecord | None = None
     evaluation: EvaluationRecord | None = None
     bundles: list[Written] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # why fewer trials than asked for ran
 
 
 def run_search(
@@ -71,21 +73,36 @@ def run_search(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = defn.seed if seed is None else seed
     dataset = load_dataset(defn.data, seed)
-    study = open_study(defn, dataset, storage=storage, seed=seed, worker_seed=worker_seed)
     folder = study_folder(defn.study)
-    claim_folder(folder, study, storage or defn.storage_url)
     store = WeightStore(folder / "weights")
     runner = TrialRunner(defn, dataset, seed=seed, quiet=quiet, weights=store)
+    study = open_study(
+        defn,
+        dataset,
+        storage=storage,
+        seed=seed,
+        worker_seed=worker_seed,
+        networks=runner.networks,
+    )
+    claim_folder(folder, study, storage or defn.storage_url)
     # trial 0: the unscaled base, the reference every table compares with; it counts on top
     # of the searched trials, and exactly one of the workers starting a fresh study queues it
-    target = (defn.trials if trials is None else trials) + 1
+    wanted = defn.trials if trials is None else trials
+    notes: list[str] = []
+    if runner.networks is not None and len(runner.networks) < wanted:
+        notes.append(
+            f"the FLOPs band holds {len(runner.networks)} distinct networks, fewer than the "
+            f"{wanted} trials asked for: each is trained once"
+        )
+        wanted = len(runner.networks)
+    target = wanted + 1
     if len(study.trials) == 0 and claim(study, "base"):
         study.enqueue_trial({}, user_attrs={ROLE_KEY: "base"})
     family = evaluation = None
     bundles: list[Written] = []
     with cpu_threads(threads or defn.training.threads), interrupts():
         with _StudyProgress(study, target, quiet) as progress:
-            added = run_trials(
+            ran = run_trials(
                 study,
                 runner,
                 target,
@@ -94,7 +111,15 @@ def run_search(
                 callbacks=[progress.update],
                 poll=min(2.0, defn.heartbeat.interval),
             )
-        if finalize and Tally.of(study).finished >= target:
+        added, held = ran.done, Tally.of(study).finished
+        if ran.exhausted and held < target:
+            notes.append(
+                f"no new network in the last {MAX_REPEATS} proposals: the space holds no more "
+                f"than the {held - 1} distinct networks trained, each once; stopping there "
+                f"({held - 1} of {target - 1} trials)"
+            )
+            target = held
+        if finalize and held >= target:
             # one process runs the family, the re-evaluation and the bundles for this
             # target; the others read what it stored
             # keyed by what it depends on: a rerun asking for other seeds or top_k redoes it
@@ -117,7 +142,9 @@ def run_search(
                     )
                 else:
                     family, evaluation = read_family(study), read_evaluation(study)
-    return SearchResult(study, added, time.perf_counter() - start, family, evaluation, bundles)
+    return SearchResult(
+        study, added, time.perf_counter() - start, family, evaluation, bundles, notes
+    )
 
 
 def _retrain(runner: TrialRunner, spec: Spec, key: str) -> None:
@@ -135,6 +162,7 @@ class _StudyProgress:
         from tqdm.auto import tqdm
 
         self.study = study
+        self.lines = lines_wanted(quiet)
         self.bar = tqdm(
             total=total,
             initial=min(total, Tally.of(study).finished),
@@ -151,6 +179,9 @@ class _StudyProgress:
         self.bar.close()
 
     def update(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self.lines and not is_repeat(trial):  # a repeat proposal is not a trial
+            finished = min(self.bar.total, Tally.of(study).finished)
+            line(f"{trial_line(trial)} ({finished}/{self.bar.total} finished)")
         self.bar.n = min(self.bar.total, Tally.of(study).finished)
         self.bar.refresh()
         if len(study.directions) == 1:
@@ -159,6 +190,25 @@ class _StudyProgress:
             self.bar.set_postfix(best=f"{value:.4g}", last=_state(trial))
         else:
             self.bar.set_postfix(pareto=len(pareto_trials(study)), last=_state(trial))
+
+
+def trial_line(trial: FrozenTrial) -> str:
+    """One finished trial in a line: number, what happened, the network, accuracy, time."""
+    record = read_trial(trial)
+    seconds = trial.duration.total_seconds() if trial.duration else 0.0
+    if record is None:
+        return f"trial {trial.number}: {trial.state.name.lower()}, {seconds:.1f} s"
+    what = "base" if record.role == "base" else record.status
+    net = ""
+    if record.effective is not None:
+        eff = record.effective
+        net = (
+            f" {record.size} px, depth {eff.depth:.2f} width {eff.width:.2f} resolution "
+            f"{eff.resolution:.2f}, {eff.flops_ratio:.2f}x FLOPs"
+        )
+    acc = f", accuracy {record.accuracy:.4f}" if record.accuracy is not None else ""
+    why = f" ({record.reason})" if record.status != "trained" and record.reason else ""
+    return f"trial {trial.number}: {what}{net}{acc}, {seconds:.1f} s{why}"
 
 
 def _state(trial: FrozenTrial) -> str:

@@ -4,9 +4,11 @@ latency -> train.
 Everything is judged on the network that was built, not on the sampled knobs: the compound
 FLOPs band and the alpha * beta^2 * gamma^2 rule on its analysed FLOPs and effective depth,
 width and resolution (archspec.scaling.measured), params/FLOPs limits from the analysis before
-anything is built, a latency limit after building, before training. Two knob settings that build the
-same network (same sha256 of its resolved YAML) are trained once: the later trial replays
-the earlier one's outcome, so feasibility and accuracy are functions of the network.
+anything is built, a latency limit after building, before training. A trial is a distinct
+network (the sha256 of its resolved YAML): a proposal that rebuilds an earlier trial's network
+is told to the sampler (PRUNED, no value, marked as a repeat) and is not a trial; the worker
+asks again. In compound mode the band's networks are listed up front where that is cheap
+(archspec.search.budget.band_networks) and the sampler chooses among them.
 
 How outcomes reach Optuna: a trained candidate completes with its objective values; a
 rejected one completes with the worst values (never a made-up accuracy) and its constraint
@@ -18,6 +20,7 @@ sampler ranks or breeds from it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NoReturn
 
 import optuna
 import torch
@@ -26,14 +29,21 @@ from optuna.trial import FrozenTrial, TrialState
 from archspec.analysis import analyze
 from archspec.errors import ArchspecError, Location, SearchError
 from archspec.scaling.measured import Effective, effective
-from archspec.search.budget import fit_flops
+from archspec.search.budget import BandNetwork, band_networks, fit_flops
 from archspec.search.definition import objectives
-from archspec.search.definition.model import SearchDef
+from archspec.search.definition.model import Range, SearchDef
 from archspec.search.definition.objectives import Metrics
 from archspec.search.definition.space import Candidate, reference_spec, suggest
 from archspec.search.recipe import Recipe
 from archspec.search.study.optuna_private import trial_id
-from archspec.search.study.records import ROLE_KEY, TrialRecord, read_trial, spec_hash, write_trial
+from archspec.search.study.records import (
+    REPEAT_KEY,
+    ROLE_KEY,
+    TrialRecord,
+    read_trial,
+    spec_hash,
+    write_trial,
+)
 from archspec.search.study.runs import WeightStore, trial_key
 from archspec.spec.dump import dump_spec
 from archspec.spec.model import Spec
@@ -46,9 +56,41 @@ BASE_REASON = "the unscaled base: the reference every table compares with, not a
 DASHBOARD_CONSTRAINTS = "constraints"
 
 
-def network(defn: SearchDef, base: Spec, candidate: Candidate, target: float | None) -> Spec:
-    """The network a candidate builds: compound mode, the one nearest `target` times the base's
-    FLOPs around its multipliers; free mode, the base scaled by them."""
+def band_of(defn: SearchDef, base: Spec) -> list[BandNetwork] | None:
+    """Compound mode: every distinct network of the FLOPs band within the space's ranges (what
+    step 1 chooses among), or None where that is not cheap to list, or in free mode."""
+    if defn.mode != "compound":
+        return None
+    space, cfg = defn.space, defn.compound
+
+    def bounds(rng: Range | None) -> tuple[float, float]:
+        return (1.0, 1.0) if rng is None else (rng.low, rng.high)
+
+    return band_networks(
+        base,
+        cfg.flops_ratio,
+        width=bounds(space.width),
+        depth=bounds(space.depth),
+        resolution=bounds(space.resolution),
+        kernels={stage: list(c) for stage, c in space.kernels.items()} or None,
+        tolerance=cfg.tolerance,
+        product_tolerance=cfg.product_tolerance,
+        depth_rule=cfg.depth_rule,
+    )
+
+
+def network(
+    defn: SearchDef,
+    base: Spec,
+    candidate: Candidate,
+    target: float | None,
+    networks: list[BandNetwork] | None = None,
+) -> Spec:
+    """The network a candidate builds: one of the band's `networks`, chosen by label; compound
+    mode, the one nearest `target` times the base's FLOPs around its multipliers; free mode,
+    the base scaled by them."""
+    if candidate.network is not None and networks is not None:
+        return next(n.spec for n in networks if n.label == candidate.network)
     if defn.mode == "compound" and target is not None:
         spec, _ = fit_flops(
             base,
@@ -87,6 +129,7 @@ class TrialRunner:
         cost = analyze(self.base)
         self.base_params, self.base_flops = cost.params, cost.flops
         self.keys = self._constraint_keys()
+        self.networks = band_of(defn, self.base)
         shape = cost.nodes[cost.outputs[0]].shape
         if shape.layout != "C" or shape.dims[0] != dataset.num_classes:
             raise SearchError(
@@ -106,10 +149,12 @@ class TrialRunner:
     def __call__(self, trial: optuna.Trial) -> list[float]:
         if trial.user_attrs.get(ROLE_KEY) == "base":
             self._base_trial(trial)
-        candidate = suggest(trial, self.defn)
+        candidate = suggest(trial, self.defn, self.networks)
         knobs = candidate.to_attrs()
         try:
-            spec = network(self.defn, self.base, candidate, self.defn.compound.flops_ratio)
+            spec = network(
+                self.defn, self.base, candidate, self.defn.compound.flops_ratio, self.networks
+            )
             text = dump_spec(spec)
         except ArchspecError as exc:  # e.g. a resolution too small for the network's strides
             record = TrialRecord(
@@ -122,7 +167,7 @@ class TrialRunner:
         digest = spec_hash(text)
         earlier = same_network(trial.study, digest, trial.number)
         if earlier is not None:
-            return self._replay(trial, knobs, earlier)
+            self._repeat(trial, knobs, earlier)
         eff, metrics = effective_record(self.base, spec)
         constraints = objectives.cost_constraints(self.defn, metrics)
         if self.defn.mode == "compound":
@@ -215,7 +260,18 @@ class TrialRunner:
             train_s=round(result.seconds, 2),
         )
         write_trial(trial, record, text)
+        if self._reports():
+            # its curve, and (Optuna: a PRUNED trial's value is its last report) its value,
+            # for optuna-dashboard; no pruner or sampler reads a PRUNED trial without params
+            for epoch, accuracy in enumerate(result.history):
+                metrics.accuracy = accuracy
+                trial.report(objectives.values(self.defn, metrics)[0], epoch)
         raise optuna.TrialPruned(BASE_REASON)
+
+    def _reports(self) -> bool:
+        """Per-epoch values reach Optuna: one objective, accuracy or reward (as in Optuna,
+        intermediate values are for a single objective)."""
+        return len(self.defn.objectives) == 1 and self.defn.metrics[0] in ("accuracy", "reward")
 
     def _rejected(self, record: TrialRecord) -> TrialRecord:
         over = [f"{k} {v:+.3f}" for k, v in record.constraints.items() if v > 0]
@@ -229,9 +285,10 @@ class TrialRunner:
             update={"reason": f"rejected before training: violates {', '.join(over)}{detail}"}
         )
 
-    def _replay(self, trial: optuna.Trial, knobs: dict, earlier: FrozenTrial) -> list[float]:
-        """The network was evaluated before: that outcome again, untrained. Training is
-        deterministic (same seed, split, order), so it would only repeat the same numbers."""
+    def _repeat(self, trial: optuna.Trial, knobs: dict, earlier: FrozenTrial) -> NoReturn:
+        """The proposal rebuilds an earlier trial's network: not a trial. Told to the sampler
+        as PRUNED with no value (so it learns that these knobs bring nothing new), marked so
+        that nothing counts or ranks it, and the sampler is asked again."""
         first = read_trial(earlier)
         assert first is not None
         record = first.model_copy(
@@ -240,25 +297,20 @@ class TrialRunner:
                 "status": "duplicate",
                 "knobs": knobs,
                 "same_as": earlier.number,
-                "reason": f"the same network as trial {earlier.number}: not trained again"
-                + (f" ({first.reason})" if first.status == "rejected" and first.reason else ""),
+                "history": [],
+                "reason": f"rebuilds the network of trial {earlier.number}: not a trial, the "
+                "sampler is asked again",
             }
         )
-        metrics = Metrics(
-            first.params or 0, first.flops or 0, first.size or 0, first.accuracy, first.latency_ms
-        )
-        if first.status == "pruned":
-            self._record(trial, record, None)
-            for step, value in sorted(earlier.intermediate_values.items()):
-                trial.report(value, step)
-            raise optuna.TrialPruned(f"same network as trial {earlier.number}, pruned")
-        return self._finish(trial, record, None, metrics)
+        write_trial(trial, record)
+        trial.set_user_attr(REPEAT_KEY, earlier.number)
+        raise optuna.TrialPruned(record.reason)
 
     def _reporter(
         self, trial: optuna.Trial, record: TrialRecord, text: str, metrics: Metrics
     ) -> Callable[[int, float], None] | None:
         """Per-epoch validation reports for the pruner (single objective only, as in Optuna)."""
-        if len(self.defn.objectives) > 1 or self.defn.metrics[0] not in ("accuracy", "reward"):
+        if not self._reports():
             return None
         history: list[float] = []
 

@@ -123,9 +123,18 @@ class Outcome:
     def of(cls, study: optuna.Study, killed: int, target: int) -> Outcome:
 
         trials = study.get_trials(deepcopy=False)
-        finished = [t for t in trials if t.state in FINISHED]
+        # a proposal that rebuilt an earlier network is not a trial
+        finished = [
+            t for t in trials if t.state in FINISHED and "archspec_repeat_of" not in t.user_attrs
+        ]
         victim = trials[killed]
-        retries = [t for t in finished if t.system_attrs.get("failed_trial") == killed]
+        # the retry may turn out a repeat (another worker trained that network meanwhile):
+        # nothing is lost either way
+        retries = [
+            t
+            for t in trials
+            if t.state in FINISHED and t.system_attrs.get("failed_trial") == killed
+        ]
         params = [
             json.dumps(t.params, sort_keys=True) for t in finished if "history" in t.user_attrs
         ]

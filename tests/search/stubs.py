@@ -1,12 +1,22 @@
 """Stand-ins shared by the search tests: a train() that trains nothing, the candidate trials."""
 
-from archspec.search.study.records import read_trial
+from archspec.search.study.records import REPEAT_KEY, read_trial
 from archspec.train.loop import TrainResult
 
 
 def candidates(study):
-    """(trial, record) of every trial but the base."""
-    return [(t, read_trial(t)) for t in study.trials if read_trial(t).role == "candidate"]
+    """(trial, record) of every trial but the base (proposals that rebuilt an earlier network
+    are not trials)."""
+    return [
+        (t, read_trial(t))
+        for t in study.trials
+        if read_trial(t).role == "candidate" and REPEAT_KEY not in t.user_attrs
+    ]
+
+
+def repeats(study):
+    """(trial, record) of every proposal that rebuilt an earlier trial's network."""
+    return [(t, read_trial(t)) for t in study.trials if REPEAT_KEY in t.user_attrs]
 
 
 def stub_train(calls, accuracy=lambda n: 0.5):

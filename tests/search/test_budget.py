@@ -174,3 +174,38 @@ def test_fit_lands_within_five_percent(demo, target, family):
     _, eff = fit_flops(demo, target, **knobs)
     assert isinstance(eff, Effective)
     assert abs(eff.flops_ratio / target - 1) <= 0.05, eff
+
+
+@pytest.mark.slow
+def test_the_band_lists_every_distinct_network_in_it_once():
+    """band_networks bisects the depth ladder; a brute-force pass over every combination of the
+    same integer choices finds the same networks."""
+    import itertools
+    from pathlib import Path
+
+    from archspec.search.budget import _outcomes, band_networks
+    from archspec.search.definition.space import reference_spec
+    from archspec.spec import load_spec
+    from archspec.spec.dump import dump_spec
+
+    bases = Path(__file__).resolve().parents[2] / "search" / "bases"
+    base = reference_spec(load_spec(bases / "tiny_effnet.yaml"), 10)
+    ranges = {"width": (1.0, 1.3), "depth": (1.0, 2.0), "resolution": (1.0, 1.3)}
+    band = band_networks(base, 2.0, **ranges, tolerance=0.05, product_tolerance=0.25)
+    assert band and len({dump_spec(n.spec) for n in band}) == len(band)
+    assert len({n.label for n in band}) == len(band)
+    for n in band:
+        assert abs(n.effective.flops_ratio / 2 - 1) <= 0.05
+        assert abs(n.effective.product / 2 - 1) <= 0.25
+    found = set()
+    flops = analyze(base).flops
+    widths, depths, sizes = (
+        _outcomes(*ranges[k], lambda m, k=k: dump_spec(scale(base, **{k: m}, depth_rule="spread")))
+        for k in ("width", "depth", "resolution")
+    )
+    for w, d, r in itertools.product(widths, depths, sizes):
+        spec = scale(base, width=w, depth=d, resolution=r, depth_rule="spread")
+        eff = effective(base, spec)
+        if abs(analyze(spec).flops / flops / 2 - 1) <= 0.05 and abs(eff.product / 2 - 1) <= 0.25:
+            found.add(dump_spec(spec))
+    assert found == {dump_spec(n.spec) for n in band}

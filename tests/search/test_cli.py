@@ -63,16 +63,24 @@ def test_search_report_export_round_trip(write_def, tmp_path):
     assert "runs/tiny.db, runs/tiny_best.yaml" in tail
 
     again = invoke("search", path, "--trials", 3, "--quiet")  # resumes: runs the missing one
-    assert again.exit_code == 0 and "4 trials: the base (trial 0)" in again.output
+    assert (
+        again.exit_code == 0
+        and "4 trials, each a distinct network: the base (trial 0)" in again.output
+    )
     assert "1 trials in" in again.output
     same = invoke("search", path, "--trials", 3, "--quiet")  # the target is already held
     assert same.exit_code == 0 and "0 trials in" in same.output
 
     report = invoke("report", "tiny", "--plots", tmp_path / "plots")
     assert report.exit_code == 0, report.output
-    for name in ("history", "importances"):
+    for name in ("history", "slice"):
         assert (tmp_path / "plots" / f"{name}.html").exists()
         assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 1000
+    # three networks: no importances, and one line saying why
+    assert not (tmp_path / "plots" / "importances.html").exists()
+    assert "plot skipped: importances: left out: 3 distinct trained networks, fewer than the 8" in (
+        report.output
+    )
     # Optuna's trial numbers, not a renumbered copy (trial 0, the base, is not a candidate)
     assert '"x":[1,2,3]' in (tmp_path / "plots" / "history.html").read_text()
 
@@ -80,6 +88,9 @@ def test_search_report_export_round_trip(write_def, tmp_path):
     exported = invoke("export", path, "--trial", 1, "-o", out)
     assert exported.exit_code == 0, exported.output
     assert "trial 1" in out.read_text()
+    assert "weights:" not in exported.output  # a spec file holds none
+    exported = invoke("export", path, "--trial", 1, "-o", tmp_path / "trial1.safetensors")
+    assert exported.exit_code == 0, exported.output
     assert "weights: runs/tiny/weights/trial-1.safetensors" in exported.output  # trained ones
 
     # the winner with the weights it was evaluated with: the search's bundle

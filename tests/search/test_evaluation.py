@@ -77,3 +77,64 @@ def test_asking_a_finished_study_for_a_seeds_re_evaluation_runs_it(write_def, mo
     assert result.added == 0  # no trial ran again
     assert result.evaluation is not None and result.evaluation.seeds == [1, 2]
     assert read_evaluation(result.study) == result.evaluation
+
+
+def _entry(label, trial, test):
+    from archspec.search.study.records import Evaluated, Scores
+
+    seeds = list(range(1, len(test) + 1))
+    return Evaluated(
+        label=label,
+        trial=trial,
+        params=1,
+        flops=1,
+        spec_hash=label,
+        scores=Scores(seeds=seeds, val=test, test=test),
+    )
+
+
+@pytest.mark.parametrize(
+    ("winner", "base", "says"),
+    [
+        ([0.9, 0.9], [0.5, 0.6], "2 seeds: too few seeds to judge"),
+        ([0.9], [0.5], "1 seed: too few seeds to judge"),
+        ([0.9, 0.9, 0.9], [0.5, 0.6, 0.55], "all 3 seeds agree exactly: a zero spread"),
+    ],
+)
+def test_too_few_seeds_or_a_zero_spread_is_not_judged(winner, base, says):
+    from archspec.search.evaluation import verdict
+    from archspec.search.report import _stat
+
+    text = verdict([_entry("base", 0, base), _entry("rank 1", 3, winner)])
+    assert f"not judged ({says}" in text
+    assert "beyond the noise" not in text and "within the noise" not in text
+    assert "95%" not in text
+    assert says in _stat(winner) and "[" not in _stat(winner)
+
+
+def test_three_seeds_with_a_spread_are_judged():
+    from archspec.search.evaluation import verdict
+
+    text = verdict([_entry("base", 0, [0.5, 0.52, 0.51]), _entry("rank 1", 3, [0.9, 0.91, 0.92])])
+    assert "beyond the noise (95% intervals" in text
+
+
+def test_importances_rest_on_the_built_networks_and_say_how_many(write_def, monkeypatch, tmp_path):
+    from archspec.search.report import built_networks, save_plots
+    from tests.search.stubs import candidates
+
+    monkeypatch.setattr(recipe, "train", stub_train([], lambda n: 0.3 + 0.05 * n))
+    space = {"width": {"low": 0.5, "high": 1.0, "step": 0.05}, "kernels": {"stage3": [3, 5]}}
+    study = run_search(load_search(write_def(space=space, trials=9)), quiet=True).study
+    built = built_networks(study)
+    assert len(built.trials) == 9  # one point per distinct network, not per proposal
+    by_value = {t.values[0]: t for t in built.trials}
+    for trial, record in candidates(study):
+        point = by_value[trial.values[0]]
+        assert point.params["width"] == record.effective.width  # what was built, not sampled
+        if "kernel_stage3" in point.params:
+            assert point.params["kernel_stage3"] == record.knobs["kernels"]["stage3"]
+    _, skipped = save_plots(study, tmp_path / "plots")
+    assert not skipped
+    page = (tmp_path / "plots" / "importances.html").read_text()
+    assert "importance of the built networks (9 distinct, trained)" in page

@@ -305,6 +305,14 @@ class SearchDef(_Strict):
     def storage_url(self) -> str:
         return self.storage or default_storage(self.study)
 
+    def renamed(self, study: str) -> SearchDef:
+        """The same search under another study name (its storage and folder follow the name
+        unless the file sets them)."""
+        copy = SearchDef.model_validate({**self.model_dump(), "study": study})
+        copy._file, copy._base_spec = self._file, self._base_spec
+        copy._overrides = self._overrides
+        return copy
+
     @property
     def export_path(self) -> Path:
         return Path(self.export or f"runs/{self.study}_best.yaml")

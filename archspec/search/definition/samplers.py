@@ -13,12 +13,14 @@ import optuna
 from archspec.search.definition.space import grid_space
 
 if TYPE_CHECKING:
+    from archspec.search.budget import BandNetwork
     from archspec.search.definition.model import SearchDef
 
 
 @dataclass(frozen=True)
 class SamplerEntry:
-    factory: Callable[[SearchDef, int], optuna.samplers.BaseSampler]  # (definition, seed)
+    # (definition, seed, the compound band's networks when enumerated)
+    factory: Callable[..., optuna.samplers.BaseSampler]
     multi_objective: bool  # optimizes several objectives at once
     needs_steps: bool  # samples a finite grid: every searched range needs a step
 
@@ -29,27 +31,37 @@ class PrunerEntry:
     prunes: bool  # stops trials from per-epoch reports (Optuna: single objective only)
 
 
-def _tpe(defn: SearchDef, seed: int) -> optuna.samplers.BaseSampler:
+def _tpe(
+    defn: SearchDef, seed: int, networks: list[BandNetwork] | None = None
+) -> optuna.samplers.BaseSampler:
     startup = defn.sampler.n_startup_trials
     kwargs = {} if startup is None else {"n_startup_trials": startup}
     return optuna.samplers.TPESampler(seed=seed, **kwargs)
 
 
-def _nsga2(defn: SearchDef, seed: int) -> optuna.samplers.BaseSampler:
+def _nsga2(
+    defn: SearchDef, seed: int, networks: list[BandNetwork] | None = None
+) -> optuna.samplers.BaseSampler:
     return optuna.samplers.NSGAIISampler(
         seed=seed, population_size=defn.sampler.population_size or 50
     )
 
 
-def _random(defn: SearchDef, seed: int) -> optuna.samplers.BaseSampler:
+def _random(
+    defn: SearchDef, seed: int, networks: list[BandNetwork] | None = None
+) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _grid(defn: SearchDef, seed: int) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.GridSampler(grid_space(defn), seed=seed)
+def _grid(
+    defn: SearchDef, seed: int, networks: list[BandNetwork] | None = None
+) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.GridSampler(grid_space(defn, networks), seed=seed)
 
 
-def _cmaes(defn: SearchDef, seed: int) -> optuna.samplers.BaseSampler:
+def _cmaes(
+    defn: SearchDef, seed: int, networks: list[BandNetwork] | None = None
+) -> optuna.samplers.BaseSampler:
     return optuna.samplers.CmaEsSampler(
         seed=seed,
         n_startup_trials=defn.sampler.n_startup_trials or 1,
@@ -92,8 +104,10 @@ PRUNERS: dict[str, PrunerEntry] = {
 }
 
 
-def make_sampler(defn: SearchDef, seed: int) -> optuna.samplers.BaseSampler:
-    return SAMPLERS[defn.sampler.name].factory(defn, seed)
+def make_sampler(
+    defn: SearchDef, seed: int, networks: list[BandNetwork] | None = None
+) -> optuna.samplers.BaseSampler:
+    return SAMPLERS[defn.sampler.name].factory(defn, seed, networks)
 
 
 def make_pruner(defn: SearchDef) -> optuna.pruners.BasePruner:

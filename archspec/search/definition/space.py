@@ -19,9 +19,11 @@ from archspec.scaling.rewrite import scale
 from archspec.spec.model import Spec
 
 if TYPE_CHECKING:
+    from archspec.search.budget import BandNetwork
     from archspec.search.definition.model import Range, SearchDef
 
 KERNEL_PREFIX = "kernel_"
+NETWORK_PARAM = "network"  # compound mode, band enumerated: the parameter the sampler chooses
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Candidate:
     width: float = 1.0
     resolution: float = 1.0
     kernels: dict[str, int] = field(default_factory=dict)
+    network: str | None = None  # compound mode, band enumerated: the network chosen, by label
 
     def spec(self, base: Spec, num_classes: int | None = None) -> Spec:
         """The base scaled by this candidate; `num_classes` becomes the default of the spec's
@@ -55,12 +58,13 @@ class Candidate:
         )
 
     def to_attrs(self) -> dict[str, Any]:
-        return {
+        attrs = {
             "depth": self.depth,
             "width": self.width,
             "resolution": self.resolution,
             "kernels": dict(self.kernels),
         }
+        return attrs if self.network is None else {**attrs, "network": self.network}
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> Candidate:
@@ -69,9 +73,12 @@ class Candidate:
             float(attrs["width"]),
             float(attrs["resolution"]),
             {k: int(v) for k, v in attrs.get("kernels", {}).items()},
+            attrs.get("network"),
         )
 
     def describe(self) -> str:
+        if self.network is not None:
+            return f"network {self.network}"
         text = f"d={self.depth:.3g} w={self.width:.3g} r={self.resolution:.3g}"
         return text + "".join(f" {k}:k{v}" for k, v in self.kernels.items())
 
@@ -90,9 +97,18 @@ def _suggest(trial: optuna.Trial, name: str, rng: Range | None) -> float:
     return trial.suggest_float(name, rng.low, rng.high, step=rng.step, log=rng.log)
 
 
-def suggest(trial: optuna.Trial, defn: SearchDef) -> Candidate:
-    """The candidate (nominal multipliers and kernels) this trial proposes."""
+def suggest(
+    trial: optuna.Trial, defn: SearchDef, networks: list[BandNetwork] | None = None
+) -> Candidate:
+    """The candidate this trial proposes: in compound mode with the band's `networks`
+    enumerated, one of them (by label); else nominal multipliers and kernels."""
     space = defn.space
+    if defn.mode == "compound" and networks is not None:
+        label = trial.suggest_categorical(NETWORK_PARAM, [n.label for n in networks])
+        chosen = next(n for n in networks if n.label == label)
+        return Candidate(
+            chosen.depth, chosen.width, chosen.resolution, dict(chosen.kernels), chosen.label
+        )
     kernels = {
         stage: int(trial.suggest_categorical(KERNEL_PREFIX + stage, choices))
         for stage, choices in space.kernels.items()
@@ -114,9 +130,12 @@ def suggest(trial: optuna.Trial, defn: SearchDef) -> Candidate:
     return Candidate(alpha, beta, gamma, kernels)
 
 
-def grid_space(defn: SearchDef) -> dict[str, list[Any]]:
-    """The search space as the grid sampler wants it: every value of every parameter."""
+def grid_space(defn: SearchDef, networks: list[BandNetwork] | None = None) -> dict[str, list[Any]]:
+    """The search space as the grid sampler wants it: every value of every parameter (in
+    compound mode with the band enumerated: every network of it)."""
     space = defn.space
+    if defn.mode == "compound" and networks is not None:
+        return {NETWORK_PARAM: [n.label for n in networks]}
     names = ("beta", "gamma") if defn.mode == "compound" else ("depth", "width", "resolution")
     knobs = (
         (space.width, space.resolution)

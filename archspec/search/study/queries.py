@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from archspec.search.study.records import TrialRecord, read_trial
+from archspec.search.study.records import REPEAT_KEY, TrialRecord, read_trial
 
 
 def records(study: optuna.Study) -> list[tuple[FrozenTrial, TrialRecord]]:
@@ -87,21 +87,29 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts towards the t
 HOLDING = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
 
 
+def is_repeat(trial: FrozenTrial) -> bool:
+    """A proposal that rebuilt an earlier trial's network: told to the sampler, not a trial."""
+    return REPEAT_KEY in trial.user_attrs
+
+
 @dataclass(frozen=True)
 class Tally:
-    """The study's trials by what they mean for the target."""
+    """The study's trials by what they mean for the target (repeats count for nothing)."""
 
     finished: int  # COMPLETE or PRUNED
     running: int
     waiting: int  # queued: retries of failed trials, enqueued trials
+    repeats: int = 0  # proposals that rebuilt an earlier network
 
     @classmethod
     def of(cls, study: optuna.Study) -> Tally:
-        states = [t.state for t in study.get_trials(deepcopy=False)]
+        trials = study.get_trials(deepcopy=False)
+        states = [t.state for t in trials if not is_repeat(t)]
         return cls(
             sum(s in FINISHED for s in states),
             states.count(TrialState.RUNNING),
             states.count(TrialState.WAITING),
+            sum(is_repeat(t) for t in trials),
         )
 
 

@@ -23,13 +23,18 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from archspec.errors import SearchError
 from archspec.scaling.measured import Effective
 
-SCHEMA_VERSION = 1
+# 2: records stored as JSON text (optuna-dashboard cuts a dict attribute at 1,024 characters),
+# the built network's values as named attributes, repeats of a network are not trials
+SCHEMA_VERSION = 2
 KEY = "archspec"  # the study record (study attr) and each trial record (trial attr)
 SPEC_KEY = "archspec_spec"  # trial attr: the trained network as resolved YAML
 FAMILY_KEY = "archspec_family"  # study attr
 EVALUATION_KEY = "archspec_evaluation"  # study attr
 REASON_KEY = "reason"  # trial attr, for the dashboard
 ROLE_KEY = "archspec_role"  # trial attr set when the base trial is enqueued
+# trial attr: the trial whose network this proposal rebuilt; such a proposal is told to the
+# sampler (PRUNED, no value) but is not a trial of the study: it counts towards nothing
+REPEAT_KEY = "archspec_repeat_of"
 
 Status = Literal["trained", "rejected", "pruned", "duplicate", "failed"]
 
@@ -41,7 +46,7 @@ class _Record(BaseModel):
 class StudyRecord(_Record):
     """The setup of a study: what every trial was trained and judged with."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     definition: str
     mode: Literal["compound", "free"]
     metrics: list[str]
@@ -62,7 +67,7 @@ class TrialRecord(_Record):
     """One trial's outcome. `knobs` are the sampled (nominal) multipliers; `effective` and the
     costs describe the network that was built from them."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     role: Literal["base", "candidate"] = "candidate"
     status: Status
     reason: str | None = None  # why it was not trained (rejected, failed, pruned, duplicate)
@@ -106,10 +111,13 @@ class FamilyMember(_Record):
 
 
 class FamilyRecord(_Record):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     trial: int  # the best trial the family is scaled from
     tolerance: float
     members: list[FamilyMember]
+
+
+MIN_SEEDS = 3  # fewer seeds give no usable noise estimate: nothing is judged on them
 
 
 class Scores(_Record):
@@ -137,6 +145,16 @@ class Scores(_Record):
         std = statistics.stdev(values)
         return mean, std, float(t.ppf(0.975, len(values) - 1)) * std / math.sqrt(len(values))
 
+    @staticmethod
+    def unjudged(values: list[float]) -> str | None:
+        """Why these values carry no noise estimate (None when they do): fewer than MIN_SEEDS
+        seeds, or seeds that all agree (a zero spread measures nothing)."""
+        if len(values) < MIN_SEEDS:
+            return f"{len(values)} seed{'s' * (len(values) != 1)}: too few seeds to judge"
+        if statistics.pstdev(values) == 0:
+            return f"all {len(values)} seeds agree exactly: a zero spread, no noise estimate"
+        return None
+
 
 class Evaluated(_Record):
     label: str  # "base", "rank 1", "phi=2", ...
@@ -149,7 +167,7 @@ class Evaluated(_Record):
 
 
 class EvaluationRecord(_Record):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     seeds: list[int]
     winner: int  # the selected trial
     entries: list[Evaluated]
@@ -164,11 +182,18 @@ def spec_hash(text: str) -> str:
 
 
 def _parse(model: type[_Record], data: Any, what: str) -> Any:
+    if isinstance(data, str):
+        import json
+
+        try:
+            data = json.loads(data)
+        except ValueError as exc:
+            raise SearchError(f"{what}: unreadable archspec record (not JSON)") from exc
     if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
         raise SearchError(
             f"{what} was written by a different archspec (record schema "
             f"{data.get('schema_version', 0)}; this version reads {SCHEMA_VERSION}); run the "
-            "search again under a new study name"
+            "search again with --study-name NAME (a new study), or with the archspec that wrote it"
         )
     try:
         return model.model_validate(data)
@@ -194,11 +219,47 @@ def trial_spec_text(trial: FrozenTrial) -> str | None:
 
 
 def write_trial(trial: optuna.Trial, record: TrialRecord, spec: str | None = None) -> None:
-    trial.set_user_attr(KEY, record.model_dump(mode="json"))
+    trial.set_user_attr(KEY, record.model_dump_json())
+    for key, value in named_values(record).items():
+        trial.set_user_attr(key, value)
     if spec is not None:
         trial.set_user_attr(SPEC_KEY, spec)
     if record.reason is not None:
         trial.set_user_attr(REASON_KEY, record.reason)
+
+
+CONSTRAINT_PREFIX = "constraint_"  # trial attrs: each constraint value under its name
+
+
+def named_values(record: TrialRecord) -> dict[str, Any]:
+    """The built network's values as typed attributes, one per value, so that optuna-dashboard
+    can show, sort and filter them (what `archspec report` shows): the effective multipliers,
+    input size, kernels, params, FLOPs, latency, accuracy, and each constraint by name.
+    Values a trial does not have are left out (a column of numbers stays sortable)."""
+    values: dict[str, Any] = {"status": "base" if record.role == "base" else record.status}
+    eff = record.effective
+    if eff is not None:
+        values |= {
+            "depth": round(eff.depth, 4),
+            "width": round(eff.width, 4),
+            "resolution": round(eff.resolution, 4),
+            "flops_ratio": round(eff.flops_ratio, 4),
+        }
+    for key, value in (
+        ("px", record.size),
+        ("params", record.params),
+        ("flops", record.flops),
+        ("latency_ms", record.latency_ms),
+        ("accuracy", record.accuracy),
+        ("train_s", record.train_s),
+    ):
+        if value is not None:
+            values[key] = value
+    for stage, k in record.knobs.get("kernels", {}).items():
+        values[f"kernel_{stage}"] = int(k)
+    for key, value in record.constraints.items():
+        values[CONSTRAINT_PREFIX + key] = value
+    return values
 
 
 def read_family(study: optuna.Study) -> FamilyRecord | None:
@@ -212,4 +273,22 @@ def read_evaluation(study: optuna.Study) -> EvaluationRecord | None:
 
 
 def write_study_record(study: optuna.Study, key: str, record: _Record) -> None:
-    study.set_user_attr(key, record.model_dump(mode="json"))
+    study.set_user_attr(key, record.model_dump_json())
+    if isinstance(record, EvaluationRecord):
+        for attr, value in evaluation_fields(record).items():
+            study.set_user_attr(attr, value)
+
+
+def evaluation_fields(record: EvaluationRecord) -> dict[str, Any]:
+    """The seeds re-evaluation as short study attributes, one per network, and the verdict:
+    what optuna-dashboard shows whole (it cuts a dict attribute at 1,024 characters)."""
+    fields: dict[str, Any] = {"verdict": record.verdict}
+    for e in record.entries:
+        name = "eval_" + e.label.replace(" ", "_").replace("=", "_")
+        row: dict[str, Any] = {"trial": e.trial, "phi": e.phi, "params": e.params}
+        for split in ("val", "test"):
+            mean, std, _ = Scores.summary(getattr(e.scores, split))
+            row[f"{split}_mean"], row[f"{split}_std"] = round(mean, 4), round(std, 4)
+        row["seeds"] = len(e.scores.seeds)
+        fields[name] = {k: v for k, v in row.items() if v is not None}
+    return fields

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 
@@ -23,6 +24,9 @@ from archspec.search.study.heartbeat import (
 from archspec.search.study.records import KEY, StudyRecord, read_study, write_study_record
 from archspec.spec.dump import dump_spec
 from archspec.train.data import Dataset
+
+if TYPE_CHECKING:
+    from archspec.search.budget import BandNetwork
 
 WORKER_SEED_STRIDE = 1_000_003  # sampler seed = seed + trials at start + stride * worker index
 # Sections whose change makes new trials incomparable with the stored ones.
@@ -53,6 +57,7 @@ def open_study(
     storage: str | None = None,
     seed: int | None = None,
     worker_seed: int | None = None,
+    networks: list[BandNetwork] | None = None,
 ) -> optuna.Study:
     """Create the study, or load it to add trials when it exists (refusing a changed setup).
     The sampler is seeded with `worker_seed` (from the launcher of `--workers N`), else by
@@ -66,7 +71,7 @@ def open_study(
             storage=open_storage(url, defn.heartbeat),
             directions=defn.directions,
             load_if_exists=True,
-            sampler=make_sampler(defn, seed),
+            sampler=make_sampler(defn, seed, networks),
             pruner=make_pruner(defn),
         )
     except (ValueError, ImportError) as exc:
@@ -82,8 +87,8 @@ def open_study(
     if KEY not in study.user_attrs:
         if study.trials:
             raise SearchError(
-                f"study {defn.study!r} in {url} was not created by archspec search; use "
-                "another study name or --storage",
+                f"study {defn.study!r} in {url} was not created by archspec search; run "
+                "the search with --study-name NAME, or another --storage",
                 Location(defn.file),
             )
         with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5
@@ -95,7 +100,7 @@ def open_study(
     if worker_seed is None:
         started_at = len(study.trials)
         worker_seed = sampler_seed(seed, started_at, worker_index(study, started_at))
-    study.sampler = make_sampler(defn, worker_seed)
+    study.sampler = make_sampler(defn, worker_seed, networks)
     return study
 
 
@@ -136,21 +141,26 @@ def _check_resumable(
         by = f"; changed by the overrides {' '.join(named)}" if named else ""
         raise SearchError(
             f"study {defn.study!r} exists with a different setup ({', '.join(changed)}{by}); "
-            "its trials would not compare with new ones. Use another study name or --storage.",
+            "its trials would not compare with new ones. Run it with --study-name NAME (a new "
+            "study), or another --storage.",
             Location(defn.file),
         )
+
+
+def study_url(study: str, storage: str | None = None) -> tuple[str, str]:
+    """(study name, storage URL) of a search definition file or a study name (+ storage)."""
+    if study.endswith((".yaml", ".yml")):
+        from archspec.search.definition.load import load_search
+
+        defn = load_search(study)
+        return defn.study, storage or defn.storage_url
+    return study, storage or default_storage(study)
 
 
 def load_study(study: str, storage: str | None = None) -> optuna.Study:
     """A stored study from a search definition file, or a study name (+ storage URL)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if study.endswith((".yaml", ".yml")):
-        from archspec.search.definition.load import load_search
-
-        defn = load_search(study)
-        name, url = defn.study, storage or defn.storage_url
-    else:
-        name, url = study, storage or default_storage(study)
+    name, url = study_url(study, storage)
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
     else:

@@ -199,12 +199,17 @@ def launch_workers(
     seed: int | None = None,
     timeout: float | None = None,
     quiet: bool = False,
+    study_name: str | None = None,
 ) -> tuple[int, str | None]:
     """`count` worker processes (`archspec search DEFINITION --as-worker`) until the study
     holds its trials; the caller then runs the family step and the re-evaluation with
     `run_search`. Returns the trials they finished, and a note when a worker failed but the
     others finished its trials; raises SearchError when the study is short of its target."""
+    from archspec.search.study.runs import check_storage, study_folder
     from archspec.search.study.storage import sampler_seed
+
+    # refused here, once, rather than by every worker after it started
+    check_storage(study_folder(defn.study), defn.study, storage or defn.storage_url)
 
     on_gpu = defn.training.device in ("auto", "cuda")
     plans = plan_workers(
@@ -215,6 +220,7 @@ def launch_workers(
     )
     options = [
         *("--storage", storage or defn.storage_url),
+        *(("--study-name", study_name) if study_name is not None else ()),
         *(("--trials", str(trials)) if trials is not None else ()),
         *(("--seed", str(seed)) if seed is not None else ()),
         *(("--timeout", str(timeout)) if timeout is not None else ()),

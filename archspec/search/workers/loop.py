@@ -12,6 +12,7 @@ import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -20,13 +21,25 @@ from optuna.trial import FrozenTrial, TrialState
 
 from archspec.search.study.optuna_private import OPTIMIZE_LOGGER, storage_of
 from archspec.search.study.optuna_private import trial_id as trial_id_of
-from archspec.search.study.queries import HOLDING, Tally
+from archspec.search.study.queries import HOLDING, Tally, is_repeat
+from archspec.search.study.records import REPEAT_KEY
 from archspec.search.workers.signals import SIGNAL_NAMES, Interrupted
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # recorded on each trial it runs
 
 Objective = Callable[[optuna.Trial], Any]
 Callback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+# Proposals in a row that rebuild an earlier network before the space counts as exhausted
+# (each costs a sampler call and a hash, no training).
+MAX_REPEATS = 60
+
+
+@dataclass(frozen=True)
+class Ran:
+    done: int  # trials this worker finished
+    exhausted: bool = False  # stopped: the sampler kept proposing networks already trained
 
 
 class Surplus(Exception):
@@ -42,13 +55,16 @@ def run_trials(
     timeout: float | None = None,
     callbacks: Sequence[Callback] = (),
     poll: float = 2.0,
-) -> int:
+    max_repeats: int = MAX_REPEATS,
+) -> Ran:
     """Run trials until `study` holds `target` finished trials (all workers together); returns
     how many this worker finished. A trial that starts when the others already fill the target
-    fails as surplus before it samples anything, so the count lands exactly on the target."""
+    fails as surplus before it samples anything, so the count lands exactly on the target.
+    A proposal that rebuilds an earlier network counts for nothing and the sampler is asked
+    again; after `max_repeats` such proposals in a row the space is taken as exhausted."""
     start = time.monotonic()
     guard = _Guard(study, objective, target)
-    done = 0
+    done = repeats = 0
     with _quiet_failures(), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         while True:
@@ -62,7 +78,7 @@ def run_trials(
                 optuna.storages.fail_stale_trials(study)
                 time.sleep(poll)
                 continue
-            guard.trial_id, guard.surplus, guard.lost = None, False, False
+            guard.trial_id, guard.surplus, guard.lost, guard.repeat = None, False, False, False
             try:
                 study.optimize(
                     guard,
@@ -84,9 +100,17 @@ def run_trials(
                 if guard.lost:
                     continue
                 raise
-            if not guard.surplus:
+            if guard.repeat:
+                repeats += 1
+                grid = study.sampler
+                if repeats >= max_repeats or (
+                    isinstance(grid, optuna.samplers.GridSampler) and grid.is_exhausted(study)
+                ):
+                    return Ran(done, exhausted=True)
+            elif not guard.surplus:
                 done += 1
-    return done
+                repeats = 0
+    return Ran(done)
 
 
 class _Guard:
@@ -97,12 +121,14 @@ class _Guard:
         self.trial_id: int | None = None
         self.surplus = False
         self.lost = False  # another worker failed this trial as stale while it ran
+        self.repeat = False  # the proposal rebuilt an earlier network
 
     def __call__(self, trial: optuna.Trial) -> Any:
         self.trial_id = trial_id_of(trial)
         # Trial numbers are handed out in order: the places before this one decide.
         ahead = sum(
-            t.number < trial.number for t in self.study.get_trials(deepcopy=False, states=HOLDING)
+            t.number < trial.number and not is_repeat(t)
+            for t in self.study.get_trials(deepcopy=False, states=HOLDING)
         )
         self.surplus = ahead >= self.target
         if self.surplus:
@@ -111,8 +137,12 @@ class _Guard:
         if trial.user_attrs.get("fail_reason"):  # a retry inherits its failed trial's attrs
             trial.set_user_attr("fail_reason", None)
         trial.set_user_attr("worker", WORKER)
+        self.repeat = False
         try:
             return self.objective(trial)
+        except optuna.TrialPruned:
+            self.repeat = REPEAT_KEY in trial.user_attrs
+            raise
         except optuna.exceptions.UpdateFinishedTrialError:
             self.lost = True
             raise

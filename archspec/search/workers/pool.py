@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from archspec.search.definition.model import SearchDef
+from archspec.search.progress import line, lines_wanted
 from archspec.search.recipe import Recipe, Scored
 from archspec.spec import load_spec
 from archspec.train.data import Dataset
@@ -78,8 +79,22 @@ def score_all(
     one is expected to take (e.g. the trials' median), for the choice of worker count."""
     expected = None if seconds_each is None else seconds_each * len(jobs)
     workers = worker_count(recipe, len(jobs), processes, expected)
+    lines = lines_wanted(quiet)
+    start = time.monotonic()
+
+    def done_line(k: int, job: Job, scored: Scored) -> None:
+        if lines:
+            line(
+                f"re-evaluation {k}/{len(jobs)}: {job.desc}: validation {scored.val:.4f}, "
+                f"test {scored.test:.4f} ({time.monotonic() - start:.0f} s)"
+            )
+
     if workers == 1:
-        return [recipe.score(load_spec(job.spec), job.seed, desc=job.desc) for job in jobs]
+        out = []
+        for job in jobs:
+            out.append(recipe.score(load_spec(job.spec), job.seed, desc=job.desc))
+            done_line(len(out), job, out[-1])
+        return out
     from tqdm.auto import tqdm
 
     results: list[Scored | None] = [None] * len(jobs)
@@ -101,9 +116,10 @@ def score_all(
         pending: dict[Future[Scored], int] = {
             pool.submit(_score, jobs[i].spec, jobs[i].seed): i for i in order
         }
-        for done in as_completed(pending):
+        for finished, done in enumerate(as_completed(pending), 1):
             results[pending[done]] = done.result()
             bar.update()
+            done_line(finished, jobs[pending[done]], done.result())
     except BaseException:
         _stop(pool)
         raise

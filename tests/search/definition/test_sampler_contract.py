@@ -62,12 +62,14 @@ def test_a_search_runs_and_records_every_trial(name, write_def, monkeypatch):
     defn = load_search(write_def(sampler=name, trials=3))
     study = run_search(defn, quiet=True).study
     assert type(study.sampler) is type(SAMPLERS[name].factory(defn, 0))
-    # the base (trial 0) is stored pruned, out of the samplers' history; candidates complete
-    assert [t.state for t in study.trials[1:]] == [TrialState.COMPLETE] * 3
-    records = [read_trial(t) for t in study.trials]
+    # the base (trial 0) is stored pruned, out of the samplers' history; candidates complete,
+    # each a distinct network (a proposal that rebuilt one is not a trial)
+    trials = [study.trials[0]] + [t for t, _ in candidates(study)]
+    assert [t.state for t in trials[1:]] == [TrialState.COMPLETE] * 3
+    records = [read_trial(t) for t in trials]
     assert [r.role for r in records] == ["base", "candidate", "candidate", "candidate"]
-    assert all(r.status in ("trained", "duplicate") for r in records)
-    assert sum(r.status == "trained" for r in records) == len(calls)
+    assert all(r.status == "trained" for r in records)
+    assert len({r.spec_hash for r in records}) == 4 == len(calls)
 
 
 def _dominates(a: list[float], b: list[float]) -> bool:
@@ -93,7 +95,7 @@ def test_multi_objective_capability(name, write_def, monkeypatch):
     accuracies = [0.5, 0.9, 0.6, 0.8, 0.7]
     monkeypatch.setattr(recipe, "train", stub_train([], lambda n: accuracies[n - 1]))
     study = run_search(load_search(path), quiet=True).study
-    assert len(study.directions) == 2 and len(study.trials) == 4
+    assert len(study.directions) == 2 and len(candidates(study)) == 3
     front, ranked = pareto_trials(study), ranked_trials(study)
     assert front and {t.number for t in front} <= {t.number for t in ranked}
     for trial in ranked:  # the front: exactly the distinct networks nobody dominates
@@ -145,7 +147,7 @@ def test_pruner_stops_worse_trials_exactly_when_it_prunes(name, write_def, monke
     pruned = [(t, r) for t, r in found if t.state == TrialState.PRUNED]
     if PRUNERS[name].prunes:
         assert pruned
-        assert all(t.intermediate_values and r.status in ("pruned", "duplicate") for t, r in pruned)
+        assert all(t.intermediate_values and r.status == "pruned" for t, r in pruned)
     else:
         assert pruned == []
         assert [t.state for t, _ in found] == [TrialState.COMPLETE] * 6

@@ -1,6 +1,8 @@
 """Where studies live: foreign and old studies refused, the default storage, one study per
 `runs/<study>/` folder."""
 
+import json
+
 import optuna
 import pytest
 
@@ -24,10 +26,18 @@ def test_foreign_and_old_studies_are_refused(write_def, tmp_path, monkeypatch):
 
     run_search(load_search(write_def("new", trials=1)), storage=storage, quiet=True)
     study = load_study("new", storage)
-    old = dict(study.user_attrs[KEY])
+    old = json.loads(study.user_attrs[KEY])
     old.pop("schema_version")
     study.set_user_attr(KEY, old)
     with pytest.raises(SearchError, match=r"different archspec \(record schema 0"):
+        load_study("new", storage)
+    # a study of the previous archspec (schema 1: the record as a dict attribute) is refused
+    study.set_user_attr(KEY, {**old, "schema_version": 1})
+    with pytest.raises(
+        SearchError,
+        match=r"record schema 1; this version reads 2\); run the "
+        r"search again with --study-name NAME",
+    ):
         load_study("new", storage)
 
 
