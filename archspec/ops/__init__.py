@@ -2,6 +2,7 @@
 
 from archspec.ops import (  # noqa: F401 - imported for registration
     activation,
+    algebra,
     channel,
     conv,
     linear,

@@ -14,6 +14,7 @@ from archspec.errors import unknown_message
 from archspec.shape import Layout, Shape
 
 if TYPE_CHECKING:  # torch is imported where a module is built, so validate stays torch-free
+    import torch
     from torch import fx, nn
 
 
@@ -139,8 +140,8 @@ class Op(BaseModel):
         return inputs[0]
 
     # --- torch -----------------------------------------------------------------------------
-    def build(self, inputs: list[Shape]) -> nn.Module | nn.Parameter | None:
-        """The state this op owns at its node name (a module, a parameter) or None."""
+    def build(self, inputs: list[Shape]) -> nn.Module | torch.Tensor | None:
+        """The state this op owns at its node name (a module, a parameter, a buffer) or None."""
         return None
 
     def emit(
