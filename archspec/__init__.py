@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from archspec.compile import build, compile_graph
     from archspec.graph import build_graph
     from archspec.interop import load_torchvision_state_dict
-    from archspec.ops import Op, register
+    from archspec.ops import Op, load_plugins, register
     from archspec.scaling import scale
     from archspec.spec import Spec, load_spec
     from archspec.zoo import create_model, list_specs
@@ -38,6 +38,7 @@ _LAZY = {
     "build_graph": "archspec.graph",
     "load_torchvision_state_dict": "archspec.interop",  # torch
     "Op": "archspec.ops",
+    "load_plugins": "archspec.ops",
     "register": "archspec.ops",
     "scale": "archspec.scaling",
     "Spec": "archspec.spec",
@@ -83,6 +84,7 @@ __all__ = [
     "create_model",
     "list_specs",
     "load_bundle",
+    "load_plugins",
     "load_spec",
     "load_torchvision_state_dict",
     "register",

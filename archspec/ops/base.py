@@ -216,10 +216,17 @@ def register(cls: type[Op]) -> type[Op]:
 
 def get_op(name: str) -> type[Op]:
     """The op class called `name`; KeyError with the nearest valid names otherwise."""
+    if name not in REGISTRY:
+        from archspec.ops.plugins import load_entry_points
+
+        load_entry_points()  # installed packages' ops, loaded on the first unknown name
     try:
         return REGISTRY[name]
     except KeyError:
-        raise KeyError(unknown_message("op", name, REGISTRY)) from None
+        message = unknown_message("op", name, REGISTRY)
+        if "did you mean" not in message:
+            message += " (an op written in Python must be loaded as a plugin first)"
+        raise KeyError(message) from None
 
 
 def torch_function(path: str) -> Callable[..., Any]:
