@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from archspec.bundle import Bundle, load_bundle, save_bundle
     from archspec.compile import build, compile_graph
     from archspec.graph import build_graph
+    from archspec.importer import from_torch
     from archspec.interop import load_torchvision_state_dict
     from archspec.ops import Op, load_plugins, register
     from archspec.scaling import scale
@@ -36,6 +37,7 @@ _LAZY = {
     "build": "archspec.compile",  # torch
     "compile_graph": "archspec.compile",  # torch
     "build_graph": "archspec.graph",
+    "from_torch": "archspec.importer",  # torch
     "load_torchvision_state_dict": "archspec.interop",  # torch
     "Op": "archspec.ops",
     "load_plugins": "archspec.ops",
@@ -82,6 +84,7 @@ __all__ = [
     "build_graph",
     "compile_graph",
     "create_model",
+    "from_torch",
     "list_specs",
     "load_bundle",
     "load_plugins",

@@ -114,9 +114,16 @@ _PLUGIN = inspect.Parameter(
 )
 
 
-def command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Register a CLI command: it takes `--plugin MODULE` (loaded before it runs, as pytest's
-    -p); errors print as one line each (see `fail`), exit non-zero."""
+def command(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    """Register a CLI command (`@command`, or `@command(name="import")` where the function
+    cannot be called so): it takes `--plugin MODULE` (loaded before it runs, as pytest's -p);
+    errors print as one line each (see `fail`), exit non-zero."""
+    if fn is None:
+        return lambda f: _command(f, name)
+    return _command(fn, name)
+
+
+def _command(fn: Callable[..., Any], name: str | None) -> Callable[..., Any]:
 
     @wraps(fn)
     def run(*args: Any, plugin: list[str] | None = None, **kwargs: Any) -> Any:
@@ -136,7 +143,7 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     run.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[*signature.parameters.values(), _PLUGIN]
     )
-    return app.command()(run)
+    return app.command(name)(run)
 
 
 @contextmanager

@@ -135,6 +135,16 @@ class Op(BaseModel):
     in_place: ClassVar[bool] = False  # can overwrite its first input: implements emit_in_place
     overwritable: ClassVar[bool] = False  # its output may be overwritten by its only reader
 
+    # `archspec import`: the torch module classes this op stands for, by qualified name
+    # ("mypkg.layers.ScaledTanh"); such a module is traced as one call and becomes this op,
+    # with the fields `fields_of(module)` reads off it (its state_dict names must be the op's).
+    imports: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def fields_of(cls, module: nn.Module) -> dict[str, Any]:
+        """This op's parameters for one instance of a module class in `imports`."""
+        return {}
+
     # --- shape -----------------------------------------------------------------------------
     def infer(self, inputs: list[Shape]) -> Shape:
         return inputs[0]
