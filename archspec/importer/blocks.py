@@ -197,10 +197,14 @@ def _name_slots(slots: list[Slot]) -> list[Slot]:
             slot.values = twin.values  # for naming below
             slot.__dict__["twin"] = twin
     counts = Counter(s.field for s in distinct)
+    widths = [s for s in distinct if s.field in ("out_channels", "out_features")]
     used: set[str] = set()
     for s in distinct:
         base = s.owner if s.field == "when" else s.field
-        if s.field != "when" and counts[s.field] > 1:
+        if s in widths and len(widths) > 1:
+            # the last width is the block's output; the ones before are inner widths
+            base = "out_channels" if s is widths[-1] else "width"
+        elif s.field != "when" and counts[s.field] > 1:
             base = f"{s.owner}_{s.field}"
         base = re.sub(r"\W", "_", base)
         if base[0].isdigit():
@@ -238,6 +242,7 @@ class Stage:
     item: dict[str, Any]
     instances: list[dict[str, Any]]
     cls: str
+    loose: bool = False  # one instance among other children: a block use without repeat
 
 
 def _closed(instance: dict[str, Any]) -> bool:
@@ -272,8 +277,13 @@ def find_stages(items: list[dict[str, Any]], out: list[Stage]) -> None:
             and all(_closed(c) for c in children)
         ):
             out.append(Stage(items, position, item, children, children[0]["_class"]))
+        elif item.get("_class") not in _CONTAINERS and _closed(item):
+            out.append(Stage(items, position, item, [item], item["_class"], loose=True))
         else:
             find_stages(children, out)
+
+
+_CONTAINERS = {"", "Sequential", "Module", "ModuleList", "ModuleDict", "GraphModule"}
 
 
 def _snake(name: str) -> str:
@@ -290,6 +300,8 @@ def recover_blocks(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Rewrite stages in `items` (in place) as block items with repeat; returns the blocks."""
     stages: list[Stage] = []
     find_stages(items, stages)
+    instances = Counter(s.cls for s in stages for _ in s.instances)
+    stages = [s for s in stages if not s.loose or instances[s.cls] > 1]
     by_class: dict[str, list[Stage]] = {}
     for stage in stages:
         by_class.setdefault(stage.cls, []).append(stage)
@@ -297,11 +309,11 @@ def recover_blocks(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     replacements: dict[int, dict[str, Any]] = {}
     depth = 0
     order = {id(s): k for k, s in enumerate(stages)}
-    total = sum(len(s.instances) for s in stages)
+    total = sum(len(s.instances) for s in stages if not s.loose)
     starts: dict[int, int] = {}
     for s in stages:
-        starts[id(s)] = depth
-        depth += len(s.instances)
+        starts[id(s)] = -1 if s.loose else depth  # only repeats count in depth_index
+        depth += 0 if s.loose else len(s.instances)
     for cls, group in by_class.items():
         # greedy: each stage joins the first cluster of its class it fits with
         clusters: list[list[Stage]] = []
@@ -321,9 +333,13 @@ def recover_blocks(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                     continue
                 clusters.append([stage])
                 results.append(result)
+        kept = [
+            (cluster, result)
+            for cluster, result in zip(clusters, results, strict=True)
+            if result is not None and not (len(cluster) == 1 and cluster[0].loose)
+        ]
+        clusters, results = [c for c, _ in kept], [r for _, r in kept]
         for k, (cluster, result) in enumerate(zip(clusters, results, strict=True)):
-            if result is None:
-                continue
             body, uses = result
             name = _snake(cls) if len(clusters) == 1 else f"{_snake(cls)}_{k + 1}"
             while name in blocks:
@@ -337,7 +353,12 @@ def recover_blocks(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             new = {"block": use["block"], "name": stage.item["name"]}
             if stage.item.get("from"):
                 new["from"] = stage.item["from"]
-            new.update({k: v for k, v in use.items() if k != "block"})
+            if stage.loose:  # one instance: its values are its arguments
+                args = {**use.get("args", {}), **use.get("first", {})}
+                if args:
+                    new["args"] = args
+            else:
+                new.update({k: v for k, v in use.items() if k != "block"})
             stage.parent[stage.position] = new
     return blocks
 
@@ -363,6 +384,8 @@ def _block_for(
         real = [v for v in values if v is not _MISSING]
         # a value that follows depth: drop-path rates c * depth_index / depth_total
         if kind == "float" and not all(_uniform(values[a + 1 : b]) for a, b in spans):
+            if any(s.loose for s in cluster):
+                raise _Conflict(f"{slot.name}: follows depth, outside a repeat")
             c = _depth_rate(values, global_index, total)
             if c is None:
                 raise _Conflict(f"{slot.name}: varies within a stage")

@@ -183,6 +183,7 @@ def import_module(
     root = builder.build()
     if builder.problems.count:
         raise ImportSourceError(builder.problems.lines())
+    _check_all_weights_used(module, gm)
     outputs = resolve(root, builder)
     spec_name = (name or source or type(module).__name__).split(":")[-1]
     spec_name = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in spec_name.lower())
@@ -227,6 +228,25 @@ def import_module(
     )
     text = header + text
     return Imported(archspec.load_spec(text), text, params, diff)
+
+
+def _check_all_weights_used(module: nn.Module, gm: torch.fx.GraphModule) -> None:
+    """Weights no forward reaches (an auxiliary head used only in training) have no place in
+    the traced graph: say which, rather than report a parameter mismatch."""
+    used = {str(n.target) for n in gm.graph.nodes if n.op in ("call_module", "get_attr")}
+    unused: dict[str, int] = {}
+    for name, tensor in module.state_dict().items():
+        parts = name.split(".")
+        if any(".".join(parts[:i]) in used for i in range(1, len(parts) + 1)):
+            continue
+        top = name.split(".")[0]
+        unused[top] = unused.get(top, 0) + tensor.numel()
+    if unused:
+        listed = ", ".join(f"{k} ({v:,} values)" for k, v in unused.items())
+        raise ImportSourceError(
+            f"weights the eval-mode forward never uses: {listed}; build the model without them "
+            "(an auxiliary head: aux_logits=False)"
+        )
 
 
 def import_source(

@@ -26,7 +26,7 @@ class Unmapped(Exception):
 class Mapped:
     """An op item (None: `alias` or nothing), the fx nodes it reads, or the node it stands for."""
 
-    item: dict[str, Any] | None = None
+    item: dict[str, Any] | list[dict[str, Any]] | None = None  # a list: ops in a chain
     inputs: list[fx.Node] = field(default_factory=list)
     alias: fx.Node | None = None
 
@@ -311,6 +311,8 @@ def _transpose(node: fx.Node) -> Mapped:
 
 def _cat(node: fx.Node) -> Mapped:
     parts = list(_arg(node, 0, "tensors"))
+    if len(parts) == 1:  # DenseNet's first layer concatenates a list of one
+        return Mapped(alias=parts[0])
     dim = _arg(node, 1, "dim", 0)
     rank = len(dims(node)) + 1
     dim %= rank
@@ -336,7 +338,31 @@ def _mean(node: fx.Node) -> Mapped:
     axes = tuple(sorted(a % 4 for a in (axes if isinstance(axes, (list, tuple)) else [axes])))
     if axes == (2, 3) and keep and len(dims(node)) == 3:
         return Mapped({"op": "adaptive_avgpool"}, [node.args[0]])  # type: ignore[list-item]
+    if axes == (2, 3) and not keep and len(dims(node)) == 1:
+        items = [{"op": "adaptive_avgpool"}, {"op": "flatten"}]
+        return Mapped(items, [node.args[0]])  # type: ignore[arg-type,list-item]
     raise Unmapped("function mean other than over height and width with keepdim")
+
+
+def _pool_fn(op: str) -> Callable[[fx.Node], Mapped]:
+    def mapped(node: fx.Node) -> Mapped:
+        kernel = _pair(_arg(node, 1, "kernel_size"))
+        stride = _arg(node, 2, "stride", None)
+        stride = kernel if stride in (None, []) else _pair(stride)
+        item: dict[str, Any] = {"op": op, "kernel_size": kernel}
+        _put(item, "stride", stride, kernel)
+        _put(item, "padding", _pair(_arg(node, 3, "padding", 0)), 0)
+        index = 5 if op == "maxpool" else 4  # max_pool2d has dilation before ceil_mode
+        if op == "maxpool" and _pair(_arg(node, 4, "dilation", 1)) != 1:
+            raise Unmapped(f"function {op} with dilation")
+        _put(item, "ceil_mode", bool(_arg(node, index, "ceil_mode", False)), False)
+        if op == "avgpool":
+            _put(item, "count_include_pad", bool(_arg(node, 5, "count_include_pad", True)), True)
+            if _arg(node, 6, "divisor_override", None) is not None:
+                raise Unmapped("function avg_pool2d with divisor_override")
+        return Mapped(item, [node.args[0]])  # type: ignore[list-item]
+
+    return mapped
 
 
 def _softmax_fn(node: fx.Node) -> Mapped:
@@ -427,6 +453,10 @@ FUNCTIONS: dict[Any, Callable[[fx.Node], Mapped]] = {
     torch.cat: _cat,
     torch.concat: _cat,
     F.adaptive_avg_pool2d: _adaptive_avgpool_fn,
+    F.avg_pool2d: _pool_fn("avgpool"),
+    torch._C._nn.avg_pool2d: _pool_fn("avgpool"),
+    F.max_pool2d: _pool_fn("maxpool"),
+    torch.max_pool2d: _pool_fn("maxpool"),
     "mean": _mean,
     torch.mean: _mean,
     torch.softmax: _softmax_fn,

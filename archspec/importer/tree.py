@@ -148,7 +148,15 @@ class TreeBuilder:
             else str(node.target)
         )
 
-    def add(self, node: fx.Node, mapped: Mapped, local: str, stateful: bool, generated: bool):
+    def add(
+        self,
+        node: fx.Node,
+        mapped: Mapped,
+        local: str,
+        stateful: bool,
+        generated: bool,
+        after: str | None = None,
+    ) -> None:
         if mapped.alias is not None:
             self.alias[node.name] = self.value(mapped.alias)
             return
@@ -170,7 +178,7 @@ class TreeBuilder:
         leaf = Leaf(
             name,
             mapped.item,
-            [self.value(n) for n in mapped.inputs],
+            [self.value(n) for n in mapped.inputs] if after is None else [after],
             node.name,
             stateful,
             generated,
@@ -218,10 +226,23 @@ class TreeBuilder:
                     mapped = map_function(node)
                     if mapped.item is not None:
                         owner = ".".join(_owner(node))
-                        op = _op_name(mapped.item)
-                        counters[(owner, op)] += 1
-                        n = counters[(owner, op)]
-                        self.add(node, mapped, op if n == 1 else f"{op}_{n - 1}", False, True)
+                        chain = mapped.item if isinstance(mapped.item, list) else [mapped.item]
+                        previous = ""
+                        for k, item in enumerate(chain):
+                            op = _op_name(item)
+                            counters[(owner, op)] += 1
+                            n = counters[(owner, op)]
+                            last = k == len(chain) - 1
+                            step = Mapped(item, mapped.inputs if k == 0 else [])
+                            self.add(
+                                node if last else _Step(node, k),  # type: ignore[arg-type]
+                                step,
+                                op if n == 1 else f"{op}_{n - 1}",
+                                False,
+                                True,
+                                after=None if k == 0 else previous,
+                            )
+                            previous = node.name if last else f"{node.name}#{k}"
                     else:
                         self.add(node, mapped, "", False, True)
             except Unmapped as exc:
@@ -230,6 +251,14 @@ class TreeBuilder:
                     self.value(tensor_input(node)) if tensor_input(node) else node.name
                 )
         return self.root
+
+
+class _Step:
+    """Step k of a function that maps to a chain of ops (mean over H, W -> pool, flatten)."""
+
+    def __init__(self, node: fx.Node, k: int):
+        self.name, self.op, self.target = f"{node.name}#{k}", node.op, node.target
+        self.meta = node.meta
 
 
 def tensor_input(node: fx.Node) -> fx.Node | None:
