@@ -109,19 +109,43 @@ def _autowrap() -> tuple[Any, ...]:
         return ()
 
 
+def _in_place(node: fx.Node) -> bool:
+    name = getattr(node.target, "__name__", str(node.target))
+    return name.endswith("_") or name.startswith("__i") or name.startswith("i")
+
+
+def _drop_unused(graph: fx.Graph) -> None:
+    """Remove what the forward computes and never uses (DLA's unused downsample): a spec has
+    no dead ends. In-place calls stay; they act through their input."""
+    changed = True
+    while changed:
+        changed = False
+        for node in reversed(graph.nodes):
+            if node.users or node.op in ("placeholder", "output") or _in_place(node):
+                continue
+            graph.erase_node(node)
+            changed = True
+
+
 def trace(model: nn.Module, example: torch.Tensor) -> fx.GraphModule:
     """The model as an fx graph, each node's output shape in `meta["tensor_meta"]`."""
     tracer = _Tracer(leaf_types())
     tracer._autowrap_function_ids = {id(f) for f in _autowrap()} | getattr(
         tracer, "_autowrap_function_ids", set()
     )
+    import inspect
+
+    # optional forward arguments (timm's attn_mask=None) are fixed at their defaults
+    parameters = list(inspect.signature(model.forward).parameters.values())[1:]
+    concrete = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
     try:
-        graph = tracer.trace(model)
+        graph = tracer.trace(model, concrete_args=concrete or None)
     except Exception as exc:
         raise ImportSourceError(
             f"torch.fx cannot trace {type(model).__name__}: {type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}"
         ) from exc
+    _drop_unused(graph)
     module = fx.GraphModule(tracer.root, graph, type(model).__name__)
     with torch.no_grad():
         ShapeProp(module).propagate(example)

@@ -180,7 +180,34 @@ def _squeeze_excitation(m: Any, node: fx.Node) -> dict[str, Any]:
     return item
 
 
-def _modules() -> dict[type, Callable[[Any, fx.Node], dict[str, Any]]]:
+_ACTIVATIONS: dict[type, str] = {
+    nn.ReLU: "relu",
+    nn.ReLU6: "relu6",
+    nn.SiLU: "silu",
+    nn.GELU: "gelu",
+    nn.Hardswish: "hardswish",
+    nn.Hardsigmoid: "hardsigmoid",
+    nn.Sigmoid: "sigmoid",
+    nn.Tanh: "tanh",
+}
+
+
+def _batchnorm_act(m: Any, node: fx.Node) -> list[dict[str, Any]]:
+    """timm's BatchNormAct2d: the batchnorm (its weights at the module's name), then its act."""
+    if not isinstance(m.drop, nn.Identity):
+        raise Unmapped(f"module {type(m).__name__} with dropout")
+    items = [_batchnorm(m, node)]
+    if isinstance(m.act, nn.Identity):
+        return items
+    if isinstance(m.act, nn.LeakyReLU):
+        return [*items, {"op": "leaky_relu", "negative_slope": m.act.negative_slope}]
+    act = _ACTIVATIONS.get(type(m.act))
+    if act is None:
+        raise Unmapped(f"module {type(m).__name__} with {type(m.act).__name__}")
+    return [*items, {"op": act}]
+
+
+def _modules() -> dict[type, Callable[[Any, fx.Node], Any]]:
     table: dict[type, Callable[[Any, fx.Node], dict[str, Any]]] = {
         nn.Conv2d: _conv,
         nn.BatchNorm2d: _batchnorm,
@@ -205,6 +232,15 @@ def _modules() -> dict[type, Callable[[Any, fx.Node], dict[str, Any]]]:
         nn.MultiheadAttention: _attention,
         nn.Softmax: _softmax,
     }
+    try:
+        import timm.layers as timm_layers
+
+        table[timm_layers.BatchNormAct2d] = _batchnorm_act
+        table[timm_layers.LayerNorm2d] = _layernorm
+        table[timm_layers.LayerNorm] = _layernorm
+        table[timm_layers.Linear] = _linear
+    except ImportError:
+        pass
     try:
         import torchvision.models.convnext as tv_convnext
         import torchvision.ops as tv_ops
@@ -240,6 +276,8 @@ def map_module(module: nn.Module, node: fx.Node) -> Mapped:
             raise Unmapped(f"module {qualified(type(module))}")
         return Mapped({"op": op.op, **op.fields_of(module)}, tensor_args(node))
     item = mapper(module, node)
+    if isinstance(item, list):
+        return Mapped(item, tensor_args(node))
     if item.get("op") == "attention":
         return Mapped(item, [node.args[0]])  # type: ignore[list-item]
     return Mapped(item, tensor_args(node))
@@ -335,9 +373,14 @@ def _adaptive_avgpool_fn(node: fx.Node) -> Mapped:
 def _mean(node: fx.Node) -> Mapped:
     axes = _arg(node, 1, "dim")
     keep = _arg(node, 2, "keepdim", False)
-    axes = tuple(sorted(a % 4 for a in (axes if isinstance(axes, (list, tuple)) else [axes])))
+    rank = len(dims(node.args[0])) + 1  # type: ignore[arg-type]
+    axes = tuple(sorted(a % rank for a in (axes if isinstance(axes, (list, tuple)) else [axes])))
     if axes == (2, 3) and keep and len(dims(node)) == 3:
         return Mapped({"op": "adaptive_avgpool"}, [node.args[0]])  # type: ignore[list-item]
+    if len(axes) == 1 and len(dims(node.args[0])) >= 2:  # type: ignore[arg-type]
+        item: dict[str, Any] = {"op": "mean", "dim": axes[0]}
+        _put(item, "keepdim", bool(keep), False)
+        return Mapped(item, [node.args[0]])  # type: ignore[list-item]
     if axes == (2, 3) and not keep and len(dims(node)) == 1:
         items = [{"op": "adaptive_avgpool"}, {"op": "flatten"}]
         return Mapped(items, [node.args[0]])  # type: ignore[arg-type,list-item]
@@ -390,6 +433,15 @@ def _alias(node: fx.Node) -> Mapped:
     return Mapped(alias=node.args[0])  # type: ignore[arg-type]
 
 
+def _expand(node: fx.Node) -> Mapped:
+    source = node.args[0]
+    if isinstance(source, fx.Node) and source.op == "get_attr":
+        return Mapped(alias=source)  # a parameter op is expanded to the batch already
+    if isinstance(source, fx.Node) and dims(source) == dims(node):
+        return Mapped(alias=source)
+    raise Unmapped("method Tensor.expand of a computed tensor")
+
+
 def _getitem(node: fx.Node) -> Mapped:
     source, index = node.args
     if isinstance(source, fx.Node) and source.op == "call_module" and index == 0:
@@ -405,7 +457,28 @@ def _getitem(node: fx.Node) -> Mapped:
         item: dict[str, Any] = {"op": "select_token"}
         _put(item, "index", index[1], 0)
         return Mapped(item, [source])
+    narrowed = _channel_slice(source, index)
+    if narrowed is not None:
+        return narrowed
     raise Unmapped("function getitem (indexing)")
+
+
+def _channel_slice(source: Any, index: Any) -> Mapped | None:
+    """`x[:, a:b]` (and `x[:, a:b, :, :]`) on an image: narrow along the channels."""
+    if not (isinstance(source, fx.Node) and isinstance(index, tuple) and len(dims(source)) == 3):
+        return None
+    if len(index) < 2 or index[0] != slice(None) or any(i != slice(None) for i in index[2:]):
+        return None
+    part = index[1]
+    if not isinstance(part, slice) or part.step not in (None, 1):
+        return None
+    channels = dims(source)[0]
+    start, stop, _ = part.indices(channels)
+    if not isinstance(start, int) or stop <= start:
+        return None
+    if start == 0 and stop == channels:
+        return Mapped(alias=source)
+    return Mapped({"op": "narrow", "start": start, "length": stop - start}, [source])
 
 
 def _gelu_fn(node: fx.Node) -> Mapped:
@@ -468,6 +541,7 @@ FUNCTIONS: dict[Any, Callable[[fx.Node], Mapped]] = {
     torch.bmm: _matmul,
     F.dropout: _dropout_fn,
     "contiguous": _alias,
+    "expand": _expand,
     "clone": _alias,
     operator.getitem: _getitem,
 }

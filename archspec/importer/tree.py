@@ -191,7 +191,9 @@ class TreeBuilder:
         counters: Counter[tuple[str, str]] = Counter()
         for node in self.gm.graph.nodes:
             if node.op == "placeholder":
-                if self.outputs or any(v == INPUT_VALUE for v in self.alias.values()):
+                if any(v == INPUT_VALUE for v in self.alias.values()):
+                    if not node.users:
+                        continue  # an optional argument the forward does not use
                     raise ImportSourceError("only models with one input can be imported")
                 self.alias[node.name] = INPUT_VALUE
                 continue
@@ -221,7 +223,28 @@ class TreeBuilder:
                     module = self.modules[str(node.target)]
                     mapped = map_module(module, node)
                     stateful = any(True for _ in module.state_dict())
-                    self.add(node, mapped, str(node.target).split(".")[-1], stateful, False)
+                    local = str(node.target).split(".")[-1]
+                    if isinstance(mapped.item, list):  # the first op holds the module's state
+                        first, *rest = mapped.item
+                        self.add(
+                            _Step(node, 0), Mapped(first, mapped.inputs), local, stateful, False
+                        )  # type: ignore[arg-type]
+                        previous = f"{node.name}#0"
+                        for k, item in enumerate(rest, 1):
+                            last = k == len(rest)
+                            self.add(
+                                node if last else _Step(node, k),  # type: ignore[arg-type]
+                                Mapped(item, []),
+                                f"{local}_{item['op']}",
+                                False,
+                                True,
+                                after=previous,
+                            )
+                            previous = node.name if last else f"{node.name}#{k}"
+                        if not rest:
+                            self.alias[node.name] = f"{node.name}#0"
+                    else:
+                        self.add(node, mapped, local, stateful, False)
                 else:
                     mapped = map_function(node)
                     if mapped.item is not None:

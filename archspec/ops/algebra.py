@@ -173,6 +173,41 @@ class Normalize(Op):
 
 
 @register
+class Mean(Op):
+    """Mean along `dim` (torch's dim, batch axis 0): `dim: 1` averages the tokens of an (N,L,C)
+    sequence into (N,C), as MLP-Mixer's head does; `keepdim: true` keeps the axis as size 1."""
+
+    op = "mean"
+    examples = (
+        example({"dim": 1}, Shape("LC", (4, 6))),
+        example({"dim": -1, "keepdim": True}, (3, 4, 5)),
+    )
+
+    dim: Dim = 1
+    keepdim: bool = False
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        shape = inputs[0]
+        axis = axis_of(self.dim, shape)
+        if self.keepdim:
+            return Shape(
+                shape.layout, tuple(1 if i == axis else d for i, d in enumerate(shape.dims))
+            )
+        dims = tuple(d for i, d in enumerate(shape.dims) if i != axis)
+        if not dims:
+            raise ShapeError(f"mean over the only axis of {shape.describe()} leaves nothing")
+        return Shape(layout_of_rank(len(dims)) if shape.layout != "ND" else "ND", dims)
+
+    def emit(
+        self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
+    ) -> fx.Node:
+        return graph.call_method("mean", (args[0], self.dim), {"keepdim": self.keepdim})
+
+    def windows(self, inputs: list[Shape]) -> tuple[Window, Window]:
+        return _along(inputs[0], axis_of(self.dim, inputs[0]))
+
+
+@register
 class Scale(Op):
     """Multiply by a constant `value` (`value: 0.125` for attention's C**-0.5), or by a learned
     `scalar` or per-channel `channels` vector initialised to `value` (logit and layer scales;
