@@ -17,8 +17,11 @@ PAIR_FIELDS = {"kernel_size", "stride", "padding", "dilation", "output_size"}
 _MISSING = object()
 
 
-class _Conflict(Exception):
-    pass
+class BlockConflict(Exception):
+    """Instances that do not fit one block (the import falls back to plain groups)."""
+
+
+_Conflict = BlockConflict
 
 
 @dataclass
@@ -73,6 +76,13 @@ def _merge(lists: list[list[dict[str, Any]]], slots: list[Slot]) -> list[dict[st
     _skipped_names_stand_for_inputs(by_name)
     for name in names:
         present = [b.get(name) for b in by_name]
+        if any(p is not None and "layers" in p for p in present):
+            # an identity where other instances have a group: the group switched off (a
+            # skipped item passes its input through, as nn.Identity does)
+            present = [
+                None if p is not None and p.get("op") == "identity" and not p.get("from") else p
+                for p in present
+            ]
         items = [p for p in present if p is not None]
         kinds = {("op", i["op"]) if "op" in i else ("group",) for i in items}
         if len(kinds) != 1:
@@ -273,14 +283,21 @@ def find_stages(items: list[dict[str, Any]], out: list[Stage]) -> None:
             and all("layers" in c for c in children)
             and [c["name"] for c in children] == [str(i) for i in range(len(children))]
             and len({c["_class"] for c in children}) == 1
-            and children[0]["_class"]
+            and children[0]["_class"] not in _CONTAINERS
             and all(_closed(c) for c in children)
         ):
             out.append(Stage(items, position, item, children, children[0]["_class"]))
-        elif item.get("_class") not in _CONTAINERS and _closed(item):
+        elif item.get("_class") not in _CONTAINERS and _closed(item) and not _holds_run(item):
             out.append(Stage(items, position, item, [item], item["_class"], loose=True))
         else:
             find_stages(children, out)
+
+
+def _holds_run(item: dict[str, Any]) -> bool:
+    """A module whose children are several instances of one class (RegNet's AnyStage): its
+    children are the blocks, not the module itself."""
+    classes = Counter(c.get("_class") for c in item["layers"] if "layers" in c)
+    return any(n > 1 and cls not in _CONTAINERS for cls, n in classes.items())
 
 
 _CONTAINERS = {"", "Sequential", "Module", "ModuleList", "ModuleDict", "GraphModule"}
@@ -347,6 +364,18 @@ def recover_blocks(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             blocks[name] = body
             for stage, use in zip(cluster, uses, strict=True):
                 replacements[id(stage)] = {"block": name, **use}
+    # no block fits these stages: look inside them, all together (one block table)
+    inside = [
+        {"name": "", "_class": "", "layers": instance["layers"]}
+        for stage in stages
+        if id(stage) not in replacements and not stage.loose
+        for instance in stage.instances
+    ]
+    if inside:
+        for name, body in recover_blocks(inside).items():
+            if name in blocks:  # rare: the same class at two levels
+                raise _Conflict(f"block {name} at two levels")
+            blocks[name] = body
     for stage in sorted(stages, key=lambda s: -order[id(s)]):
         use = replacements.get(id(stage))
         if use is not None:

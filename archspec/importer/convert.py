@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from archspec.importer.blocks import recover_blocks
+from archspec.importer.blocks import BlockConflict, recover_blocks
 from archspec.importer.capture import ImportSourceError, load_source, trace
 from archspec.importer.emit import flow, key, name_value, scalar
 from archspec.importer.tree import Group, Leaf, TreeBuilder, resolve
@@ -105,7 +106,12 @@ def spec_text(
     root: Group, outputs: list[str], name: str, input_shape: Sequence[int], header: str = ""
 ) -> str:
     items = _items(root)
-    blocks = recover_blocks(items)
+    try:
+        trial = copy.deepcopy(items)
+        blocks = recover_blocks(trial)
+        items = trial
+    except BlockConflict:  # blocks are for reading only: the plain groups are just as exact
+        blocks = {}
     keep = _referenced(items, set()) | set(outputs)
     for body in blocks.values():
         keep |= _referenced(body["layers"], set())
