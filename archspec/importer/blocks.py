@@ -265,7 +265,7 @@ def _closed(instance: dict[str, Any]) -> bool:
         for item in items:
             defined.add(item["name"])
             src = item.get("from")
-            reads.update([src] if isinstance(src, str) else (src or []))
+            reads.update(n.split(".")[0] for n in ([src] if isinstance(src, str) else (src or [])))
             if "layers" in item:
                 walk(item["layers"])
 

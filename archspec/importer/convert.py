@@ -51,7 +51,9 @@ def _items(group: Group) -> list[dict[str, Any]]:
 def _referenced(items: list[dict[str, Any]], out: set[str]) -> set[str]:
     for item in items:
         src = item.get("from")
-        out.update([src] if isinstance(src, str) else (src or []))
+        names = [src] if isinstance(src, str) else (src or [])
+        out.update(names)
+        out.update(n.split(".")[0] for n in names)  # `halves.1` reads the item `halves`
         if "layers" in item:
             _referenced(item["layers"], out)
     return out

@@ -29,6 +29,7 @@ class Mapped:
     item: dict[str, Any] | list[dict[str, Any]] | None = None  # a list: ops in a chain
     inputs: list[fx.Node] = field(default_factory=list)
     alias: fx.Node | None = None
+    part: int | None = None  # the alias is part `part` of a chunk or split
 
 
 def tensor_args(node: fx.Node) -> list[fx.Node]:
@@ -433,6 +434,11 @@ def _alias(node: fx.Node) -> Mapped:
     return Mapped(alias=node.args[0])  # type: ignore[arg-type]
 
 
+def _is_parts(node: fx.Node) -> bool:
+    name = getattr(node.target, "__name__", node.target)
+    return name in ("chunk", "split")
+
+
 def _expand(node: fx.Node) -> Mapped:
     source = node.args[0]
     if isinstance(source, fx.Node) and source.op == "get_attr":
@@ -442,8 +448,29 @@ def _expand(node: fx.Node) -> Mapped:
     raise Unmapped("method Tensor.expand of a computed tensor")
 
 
+def _parts(node: fx.Node) -> Mapped:
+    """x.chunk(n, dim=1) / x.split(size or sizes, dim=1) along the channels of an image (the
+    last axis of tokens): archspec's chunk and split, read by part (`from: name.i`)."""
+    source = node.args[0]
+    how = _arg(node, 1, "chunks" if "chunk" in str(node.target) else "split_size_or_sections")
+    dim = _arg(node, 2, "dim", 0)
+    rank = len(dims(source)) + 1  # type: ignore[arg-type]
+    channel_axis = 1 if rank == 4 else rank - 1
+    if dim % rank != channel_axis:
+        raise Unmapped(f"{function_name(node)} along an axis other than the channels")
+    channels = dims(source)[channel_axis - 1]  # type: ignore[arg-type]
+    if "chunk" in str(getattr(node.target, "__name__", node.target)):
+        return Mapped({"op": "chunk", "chunks": how}, [source])  # type: ignore[list-item]
+    sizes = list(how) if isinstance(how, (list, tuple)) else [how] * (channels // how)
+    if sum(sizes) != channels:
+        sizes.append(channels - sum(sizes))
+    return Mapped({"op": "split", "sizes": sizes}, [source])  # type: ignore[list-item]
+
+
 def _getitem(node: fx.Node) -> Mapped:
     source, index = node.args
+    if isinstance(source, fx.Node) and _is_parts(source) and isinstance(index, int):
+        return Mapped(alias=source, part=index)
     if isinstance(source, fx.Node) and source.op == "call_module" and index == 0:
         return Mapped(alias=source)  # (output, weights) of attention
     if (
@@ -541,6 +568,10 @@ FUNCTIONS: dict[Any, Callable[[fx.Node], Mapped]] = {
     torch.bmm: _matmul,
     F.dropout: _dropout_fn,
     "contiguous": _alias,
+    "chunk": _parts,
+    torch.chunk: _parts,
+    "split": _parts,
+    torch.split: _parts,
     "expand": _expand,
     "clone": _alias,
     operator.getitem: _getitem,

@@ -158,7 +158,8 @@ class TreeBuilder:
         after: str | None = None,
     ) -> None:
         if mapped.alias is not None:
-            self.alias[node.name] = self.value(mapped.alias)
+            part = "" if mapped.part is None else f"|{mapped.part}"
+            self.alias[node.name] = self.value(mapped.alias) + part
             return
         assert mapped.item is not None
         try:
@@ -205,9 +206,13 @@ class TreeBuilder:
                         raise ImportSourceError("the model returns something other than tensors")
                     self.outputs.append(self.value(r))
                 continue
-            if not is_tensor(node) and not (
-                node.op == "call_module"
-                and isinstance(self.modules.get(str(node.target)), nn.MultiheadAttention)
+            if (
+                not is_tensor(node)
+                and not _makes_parts(node)
+                and not (
+                    node.op == "call_module"
+                    and isinstance(self.modules.get(str(node.target)), nn.MultiheadAttention)
+                )
             ):
                 continue  # sizes, shapes and other values that are not tensors
             try:
@@ -284,6 +289,13 @@ class _Step:
         self.meta = node.meta
 
 
+def _makes_parts(node: fx.Node) -> bool:
+    return node.target in ("chunk", "split") or getattr(node.target, "__name__", "") in (
+        "chunk",
+        "split",
+    )
+
+
 def tensor_input(node: fx.Node) -> fx.Node | None:
     for a in node.args:
         if isinstance(a, fx.Node):
@@ -332,6 +344,8 @@ def resolve(root: Group, builder: TreeBuilder) -> list[str]:
         """How `group`'s items refer to `value`."""
         if value == group.input_value or (value == INPUT_VALUE and group is root):
             return "input"
+        value, bar, part = value.partition("|")  # part i of a chunk or split: `name.i`
+        suffix = f".{part}" if bar else ""
         producer = owner.get(value)
         if producer is None:
             raise ImportSourceError(
@@ -350,15 +364,15 @@ def resolve(root: Group, builder: TreeBuilder) -> list[str]:
                         f"{inner} is read inside by {group.path or 'the model'}, not only at "
                         "its output: a spec group has one output"
                     )
-                return entry.name
-            if value == scope.input_value:
+                return entry.name + suffix
+            if value + bar + part == scope.input_value:
                 return "input"
             scope = scope.parent
         raise ImportSourceError(f"{group.path}: cannot name an input")
 
     def external(group: Group, values: list[str]) -> None:
         for v in values:
-            producer = owner.get(v)
+            producer = owner.get(v.partition("|")[0])
             inside = producer is not None and group in chain(producer)
             if not inside and group.input_value is None:
                 group.input_value = v

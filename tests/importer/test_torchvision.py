@@ -29,7 +29,6 @@ REFUSED = {
         if n.startswith("swin_")
     },
     "maxvit_t": "unmapped module called in two pieces or twice",
-    **{n: "unmapped function getitem" for n in NAMES if n.startswith("shufflenet")},  # chunk
 }
 
 
