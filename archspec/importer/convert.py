@@ -184,8 +184,7 @@ def import_module(
             f"input shape: expected channels,height,width; got {list(input_shape)}"
         )
     module = module.eval()
-    torch.manual_seed(0)
-    x = torch.randn(2, *input_shape)
+    x = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
     gm = trace(module, x)
     builder = TreeBuilder(gm, module)
     root = builder.build()
