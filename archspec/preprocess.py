@@ -10,13 +10,12 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from archspec.errors import ImageError
+from archspec.text import shown
 
 if TYPE_CHECKING:
     import torch
 
 Side = Annotated[int, Field(ge=1, le=1 << 16)]
-# Pillow modes that convert to 8-bit L/RGB without losing range (I, I;16 and F would be clipped)
-IMAGE_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 
 
 class Preprocessing(BaseModel):
@@ -25,7 +24,7 @@ class Preprocessing(BaseModel):
     channel. `load_size`: image files are first resized to it with Pillow (how an imagefolder
     dataset is loaded); None when the dataset is not made of files."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     channels: Annotated[int, Field(ge=1, le=4096)]
     size: tuple[Side, Side]  # (height, width)
@@ -74,36 +73,15 @@ class Preprocessing(BaseModel):
     def load_image(self, path: str | Path) -> torch.Tensor:
         """An image file as a (C, H, W) float tensor in [0, 1], `channels` channels, before
         resizing and normalisation; ImageError if it cannot be read or converted."""
-        import numpy as np
         import torch
-        from PIL import Image, UnidentifiedImageError
+
+        from archspec.images import read_image
 
         if self.channels not in (1, 3):
             raise ImageError(
-                f"{path}: image files give 1 or 3 channels; the model wants {self.channels}"
+                f"{shown(path)}: image files give 1 or 3 channels; the model wants {self.channels}"
             )
-        try:
-            with Image.open(path) as img:
-                if img.mode not in IMAGE_MODES:
-                    raise ImageError(
-                        f"{path}: image mode {img.mode} is not 8-bit (expected L, RGB or "
-                        "another 8-bit mode); convert it first"
-                    )
-                img = img.convert("L" if self.channels == 1 else "RGB")
-                if self.load_size is not None:
-                    h, w = self.load_size
-                    img = img.resize((w, h), Image.Resampling.BILINEAR)
-                array = np.asarray(img).copy()
-        except FileNotFoundError:
-            raise ImageError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise ImageError(f"{path}: is a folder, not an image") from None
-        except UnidentifiedImageError:
-            raise ImageError(f"{path}: not an image Pillow can read") from None
-        except Image.DecompressionBombError as exc:  # bounded work: Pillow's pixel limit
-            raise ImageError(f"{path}: too large to read ({exc})") from None
-        except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt files
-            raise ImageError(f"{path}: cannot read the image ({exc})") from exc
+        array = read_image(path, "L" if self.channels == 1 else "RGB", self.load_size)
         x = torch.from_numpy(array)
         x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)
         return x.float() / 255.0

@@ -54,9 +54,9 @@ def name_source(text: str | Path, *, storage: str | None = None, study: bool = F
     known = unknown_message("model", text, list_specs())  # "unknown model 'x'; did you mean"
     unknown, _, hint = known.partition("; ")
     raise SourceError(
-        f"{unknown}: not a bundle, a spec file, a zoo model, a search definition or a study "
-        f"(no study database {_default_database(text)}; a study elsewhere needs --storage); "
-        f"{hint}"
+        f"{text!r} is not a bundle, a spec file, a zoo model, a search definition or a study: "
+        f"{unknown} and no study database {_default_database(text)} (a study elsewhere needs "
+        f"--storage); {hint}"
     )
 
 

@@ -71,7 +71,7 @@ class Outcome:
         return self.kind in ("rejected", "accepted")
 
 
-def _internal(exc: BaseException) -> str:
+def internal_error(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = next(
         (
@@ -96,7 +96,7 @@ def check_spec(text: str, *, run: bool = True, time_limit_s: float = TIME_LIMIT_
     except Hang as exc:
         return Outcome("hang", str(exc), time.perf_counter() - start)
     except Exception as exc:
-        return Outcome("internal", _internal(exc), time.perf_counter() - start)
+        return Outcome("internal", internal_error(exc), time.perf_counter() - start)
     return Outcome("accepted", "", time.perf_counter() - start, ran)
 
 
@@ -165,7 +165,7 @@ def check_search(text: str, *, time_limit_s: float = TIME_LIMIT_S) -> Outcome:
     except Hang as exc:
         return Outcome("hang", str(exc), time.perf_counter() - start)
     except Exception as exc:
-        return Outcome("internal", _internal(exc), time.perf_counter() - start)
+        return Outcome("internal", internal_error(exc), time.perf_counter() - start)
     return Outcome("accepted", "", time.perf_counter() - start)
 
 

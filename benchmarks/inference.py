@@ -13,8 +13,14 @@ Each path's speed-up is the median over repeats of torchvision_ms / path_ms from
 onnxruntime and OpenVINO run with the same number of threads as torch. The goal: the best
 exported path >= 2x torchvision eager at batch 1.
 
+With --int8, two more paths: the same ONNX file and IR quantized to int8 (onnxruntime static
+QDQ, NNCF), calibrated on random inputs (speed does not depend on the weights' values), left
+out of the float32 output check; and a second table of top-1 agreement with float32, measured
+on bundles trained briefly on `shapes` at 64 px (--agreement-epochs), on their test split.
+
     PYTHONPATH=. python benchmarks/inference.py --models resnet50 --batches 1 --repeats 5
     nice PYTHONPATH=. python benchmarks/inference.py          # the four models, batch 1 and 8
+    nice PYTHONPATH=. python benchmarks/inference.py --batches 1 --int8 --threads 2
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ from archspec.zoo import spec_path
 MODELS = ("resnet50", "efficientnet_b0", "mobilenet_v2", "convnext_tiny")
 FLOAT32 = ("torch.export", "onnxruntime", "openvino f32")  # the exported float32 paths
 BF16 = "openvino bf16"  # the same IR at OpenVINO's CPU default where the CPU has bfloat16
-PATHS = ("torchvision eager", "archspec eager", "archspec optimized", *FLOAT32, BF16)
+INT8 = ("onnxruntime int8", "openvino int8")  # quantized: speed here, agreement on trained bundles
+PATHS = ("torchvision eager", "archspec eager", "archspec optimized", *FLOAT32, BF16, *INT8)
 TOLERANCE = 1e-3  # float32: max abs difference from torchvision's output, before timing
 BF16_TOLERANCE = 3e-2  # bfloat16: max abs difference over the largest |output|
 # Seconds between two timed calls. onnxruntime's and OpenMP's worker threads spin for a while
@@ -54,7 +61,9 @@ def has_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def build_paths(name: str, folder: Path, size: int) -> dict[str, Callable[[torch.Tensor], object]]:
+def build_paths(
+    name: str, folder: Path, size: int, int8: bool = False
+) -> dict[str, Callable[[torch.Tensor], object]]:
     """Every path of zoo model `name` as a function of the input, with torchvision's weights."""
     reference = getattr(torchvision.models, name)(weights=None).eval()
     spec = archspec.load_spec(spec_path(name))
@@ -81,7 +90,41 @@ def build_paths(name: str, folder: Path, size: int) -> dict[str, Callable[[torch
             continue
         compiled = openvino_model(ir.path, precision)
         paths[path] = (lambda c: lambda x: c(x.numpy())[c.output(0)])(compiled)
+    if int8:
+        from archspec.export.int8 import quantize, runner
+
+        calibration = torch.randn(32, 3, size, size, generator=torch.Generator().manual_seed(0))
+        for path, fmt, float_file in (
+            ("onnxruntime int8", "onnx", onnx.path),
+            ("openvino int8", "openvino", ir.path),
+        ):
+            target = folder / f"{name}.int8{float_file.suffix}"
+            quantize(fmt, float_file, target, calibration)
+            run = runner(fmt, target)
+            paths[path] = (lambda r: lambda x: r(x.numpy()))(run)
     return paths
+
+
+def agreement(name: str, folder: Path, epochs: int) -> dict[str, tuple[float, int]]:
+    """int8 path -> (top-1 agreement with float32 on the test split, images) for zoo model
+    `name` trained `epochs` on `shapes` at 64 px (3 channels: grey repeated)."""
+    from archspec.export.pipeline import export as export_file
+    from archspec.sources import load_source
+    from archspec.train.config import Data, Training
+    from archspec.train.fit import fit
+
+    spec = archspec.load_spec(spec_path(name))
+    spec = spec.model_copy(update={"input": spec.input.model_copy(update={"size": 64})})
+    data = Data(dataset="shapes", num_samples=2000)
+    trained = fit(spec, data, Training(epochs=epochs, batch_size=64), folder / f"{name}-run")
+    out = {}
+    for path, suffix in (("onnxruntime int8", ".onnx"), ("openvino int8", ".xml")):
+        result = export_file(
+            load_source(trained.bundle), folder / f"{name}-trained{suffix}", int8=True,
+            min_agreement=1e-9,
+        )  # fmt: skip
+        out[path] = (result.int8.agreement, result.int8.images)
+    return out
 
 
 def check(name: str, paths: dict[str, Callable], size: int) -> float:
@@ -93,6 +136,8 @@ def check(name: str, paths: dict[str, Callable], size: int) -> float:
         want = paths["torchvision eager"](x)
         scale = want.abs().max().item()
         for path, forward in paths.items():
+            if path in INT8:
+                continue  # int8 changes the numbers: judged by top-1 agreement instead
             diff = (torch.as_tensor(forward(x)) - want).abs().max().item()
             if path == BF16:
                 relative = diff / scale
@@ -140,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=15, help="timed rounds")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     parser.add_argument("--threads", type=int, help="CPU threads for torch and onnxruntime")
+    parser.add_argument("--int8", action="store_true", help="add the int8 paths and agreement")
+    parser.add_argument(
+        "--agreement-epochs", type=int, default=1, help="--int8: epochs on shapes per model"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -149,16 +198,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{torch.get_num_threads()} threads (torch and onnxruntime), input {args.size}, "
         f"median of {args.repeats} shuffled rounds after {args.warmup}; CPU"
     )
+    shown = [p for p in PATHS if args.int8 or p not in INT8]
     print(
         "| model | batch | "
-        + " | ".join(f"{p} ms (x)" for p in PATHS)
+        + " | ".join(f"{p} ms (x)" for p in shown)
         + " | best float32 | bf16 max diff |"
     )
-    print("|---|---:|" + "---:|" * (len(PATHS) + 2))
+    print("|---|---:|" + "---:|" * (len(shown) + 2))
     worst = {"float32": float("inf"), "any": float("inf")}
     with tempfile.TemporaryDirectory(prefix="archspec-bench-") as folder:
         for name in args.models.split(","):
-            paths = build_paths(name, Path(folder), args.size)
+            paths = build_paths(name, Path(folder), args.size, args.int8)
             relative = check(name, paths, args.size)
             for batch in batches:
                 row = measure(paths, batch, args.size, args.warmup, args.repeats)
@@ -166,13 +216,29 @@ def main(argv: list[str] | None = None) -> int:
                 if batch == 1:
                     worst["float32"] = min(worst["float32"], best)
                     worst["any"] = min(worst["any"], max(v[1] for v in row.values()))
-                cells = [f"{row[p][0]:.1f} ({row[p][1]:.2f}x)" if p in row else "-" for p in PATHS]
+                cells = [
+                    f"{row[p][0]:.1f} ({row[p][1]:.2f}x)" if p in row else "-"
+                    for p in PATHS
+                    if args.int8 or p not in INT8
+                ]
                 print(
                     f"| {name} | {batch} | " + " | ".join(cells) + f" | {best:.2f}x | "
                     f"{relative:.1e} |"
                 )
                 sys.stdout.flush()
             del paths
+        if args.int8:
+            print(
+                f"\ntop-1 agreement of int8 with float32 on the test split, after "
+                f"{args.agreement_epochs} epoch(s) on shapes at 64 px:"
+            )
+            print("| model | " + " | ".join(INT8) + " |")
+            print("|---|" + "---:|" * len(INT8))
+            for name in args.models.split(","):
+                agreed = agreement(name, Path(folder), args.agreement_epochs)
+                cells = [f"{agreed[p][0]:.2%} of {agreed[p][1]}" for p in INT8]
+                print(f"| {name} | " + " | ".join(cells) + " |")
+                sys.stdout.flush()
     if worst["float32"] != float("inf"):
         print(
             f"worst speed-up at batch 1 over the models: best float32 export "

@@ -90,6 +90,7 @@ def test_a_manifest_with_another_parameter_count_is_refused(saved):
     manifest = json.loads((path / MANIFEST_FILE).read_text())
     manifest["params"] += 1
     (path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    rehash(path)
     with pytest.raises(
         BundleError,
         match=r"spec\.yaml: builds a model with 41,778 parameters; the manifest records 41,779",
@@ -102,6 +103,7 @@ def test_a_spec_that_no_longer_fits_the_weights_is_refused(saved, spec):
 
     path, _ = saved
     (path / SPEC_FILE).write_text(dump_spec(scale(spec, width=1.5)))
+    rehash(path)
     with pytest.raises(BundleError, match="parameters; the manifest records 41,778"):
         load_bundle(path)
 
@@ -110,6 +112,7 @@ def test_class_names_that_do_not_fit_the_outputs_are_refused(saved):
     path, _ = saved
     manifest = json.loads((path / MANIFEST_FILE).read_text())
     (path / MANIFEST_FILE).write_text(json.dumps({**manifest, "class_names": ["a", "b"]}))
+    rehash(path)
     with pytest.raises(BundleError, match=r"archspec\.json: 2 class names for the model's 10"):
         load_bundle(path)
 
@@ -126,6 +129,7 @@ def test_weights_with_nan_are_refused_even_with_a_matching_hash(saved, spec):
     manifest = json.loads((path / MANIFEST_FILE).read_text())
     manifest["weights_sha256"] = hashlib.sha256(data).hexdigest()
     (path / MANIFEST_FILE).write_text(json.dumps(manifest))
+    rehash(path)
     with pytest.raises(BundleError, match=f"{re.escape(name)} holds NaN or infinite values"):
         load_bundle(path)
 
@@ -133,7 +137,7 @@ def test_weights_with_nan_are_refused_even_with_a_matching_hash(saved, spec):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"version": 2}, "bundle version 2; this archspec reads version 1; upgrade archspec"),
+        ({"version": 3}, "bundle version 3; this archspec reads versions 1, 2; upgrade archspec"),
         ({"format": "other"}, "not an archspec bundle manifest"),
         ({"weights_sha256": "xyz"}, "weights_sha256: String should match pattern"),
         ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
@@ -203,3 +207,14 @@ def test_nothing_in_archspec_unpickles():
                     calls.append((file.name, line.strip()))
     assert calls, "the training checkpoint loads with torch.load"
     assert all("weights_only=True" in line for _, line in calls), calls
+
+
+def rehash(path):
+    """Record the current spec's sha256 and the manifest's own, as a consistent (hostile or
+    hand-edited) bundle would: the checks after the hashes must catch what is wrong."""
+    from archspec.bundle import manifest_digest
+
+    manifest = json.loads((path / MANIFEST_FILE).read_text())
+    manifest["spec_sha256"] = hashlib.sha256((path / SPEC_FILE).read_bytes()).hexdigest()
+    manifest["sha256"] = manifest_digest(manifest)
+    (path / MANIFEST_FILE).write_text(json.dumps(manifest))

@@ -162,5 +162,5 @@ def render_summary(
         table.add_row(*cells, style={"node": None, "stage": "bold cyan", "total": "bold"}[kind])
         if kind == "stage":
             table.add_section()
-    (console or Console()).print(table)
+    (console or Console(markup=False)).print(table)
     return None

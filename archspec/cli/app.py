@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from archspec.errors import ArchspecError
+from archspec.text import shown
 
 app = typer.Typer(
     add_completion=False,
@@ -22,9 +23,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Declarative neural architectures: validate, inspect, build, scale, search, export.",
 )
-# A pipe or a file gets whole lines: tables are not cut to 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 10_000)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 10_000)
+# A pipe or a file gets whole lines: tables are not cut to 80 columns. No markup, ever: file,
+# class and study names are printed as they are, never read as [style] tags.
+out = Console(width=None if sys.stdout.isatty() else 10_000, markup=False)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 10_000, markup=False)
 _debug = {"on": False}
 # typer's own ways out (exit codes, usage errors): passed through as they are
 _CLI_EXITS = (typer.Exit, typer.Abort, typer.exceptions.TyperException)
@@ -55,12 +57,13 @@ def _options(
 
 def print_problems(exc: ArchspecError) -> None:
     for problem in exc.problems:
-        err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        say(str(problem))
 
 
 def say(text: str) -> None:
-    """One line on stderr, printed as it is."""
-    err.print(text, markup=False, highlight=False, soft_wrap=True)
+    """One line on stderr, control characters shown escaped (a message may quote a file or
+    class name from outside)."""
+    err.print(shown(text, limit=4000), markup=False, highlight=False, soft_wrap=True)
 
 
 def describe_error(exc: BaseException) -> str | None:
@@ -75,6 +78,11 @@ def describe_error(exc: BaseException) -> str | None:
         return "out of memory"
     module = type(exc).__module__.split(".")[0]
     if module in ("sqlalchemy", "optuna"):  # storage URLs and databases
+        from archspec.search.study.heartbeat import storage_fault
+
+        fault = storage_fault(exc, "")
+        if fault is not None:
+            return fault.message.replace("storage : ", "storage: ")
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return f"storage: {first}"
     return None

@@ -45,6 +45,21 @@ def export(
     tolerance: Annotated[
         float, typer.Option(help="allowed max abs difference, relative to the largest output")
     ] = 1e-4,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="onnx, openvino: post-training int8, calibrated on the bundle's training split "
+            "(or --data), written only when its top-1 agrees with float32 on the test split",
+        ),
+    ] = False,
+    data: Annotated[
+        str | None,
+        typer.Option(help="--int8: calibrate and check on this dataset instead (all of it)"),
+    ] = None,
+    tolerance_top1: Annotated[
+        float, typer.Option(help="--int8: least top-1 agreement with float32 (0.99: 99%)")
+    ] = 0.99,
 ) -> None:
     """Write a model to a file and verify it right away: the file is loaded back, run on fixed
     inputs at batch 1 and 4, and compared with the eager model (max abs difference printed)."""
@@ -68,9 +83,28 @@ def export(
     )
     with err.status(f"exporting {loaded.spec.name} to {fmt_name}"):
         result = export_model(
-            loaded, output, fmt_name, optimize_graph=optimize, force=force, tolerance=tolerance
+            loaded,
+            output,
+            fmt_name,
+            optimize_graph=optimize,
+            force=force,
+            tolerance=tolerance,
+            int8=int8,
+            data=_dataset(data) if data is not None else None,
+            min_agreement=tolerance_top1,
         )
     if result.optimized is not None:
         out.print(result.optimized.describe(), highlight=False, soft_wrap=True)
     out.print(result.describe(), highlight=False, soft_wrap=True)
     out.print(f"weights: {loaded.weights}", highlight=False, soft_wrap=True)
+
+
+def _dataset(name: str):
+    from pydantic import ValidationError
+
+    from archspec.train.config import Data
+
+    try:
+        return Data(dataset=name)
+    except ValidationError as exc:
+        raise ExportError(f"--data {name}: {exc.errors()[0]['msg']}") from None

@@ -18,6 +18,14 @@ if TYPE_CHECKING:
 StudyArg = Annotated[
     str, typer.Argument(help="a search definition (search/NAME.yaml) or a study name")
 ]
+OverridesArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="KEY=VALUE changes applied before validation, as Hydra and yolo take them: a "
+        "dotted key and a YAML value (training.epochs=3 sampler.name=tpe space.width=[1, 2])",
+        show_default=False,
+    ),
+]
 StorageOpt = Annotated[
     str | None,
     typer.Option(help="Optuna storage URL (default: the definition's, or sqlite:///runs/STUDY.db)"),
@@ -27,6 +35,7 @@ StorageOpt = Annotated[
 @command
 def scale(
     spec: Annotated[str, typer.Argument(help="a spec file, or the name of a zoo model")],
+    overrides: OverridesArg = None,
     depth: Annotated[float, typer.Option(help="depth multiplier (repeats, by --depth-rule)")] = 1.0,
     width: Annotated[float, typer.Option(help="width multiplier (channels, make_divisible)")] = 1.0,
     resolution: Annotated[float, typer.Option(help="input resolution multiplier")] = 1.0,
@@ -52,7 +61,7 @@ def scale(
             raise ScaleError(f"--kernel expects STAGE=K, e.g. stage3=5; got {item!r}")
         kernels[stage] = int(value)
     scaled = scale_spec(
-        load_spec(spec_path(spec)),
+        load_spec(spec_path(spec), overrides or ()),
         depth=depth,
         width=width,
         resolution=resolution,
@@ -79,6 +88,7 @@ def search(
     definition: Annotated[
         str, typer.Argument(help="a search definition (search/NAME.yaml) or a shipped one's name")
     ],
+    overrides: OverridesArg = None,
     trials: Annotated[
         int | None,
         typer.Option(
@@ -123,7 +133,7 @@ def search(
     from archspec.search.report import print_report
     from archspec.search.workers.signals import Interrupted
 
-    defn = load_search(definition)
+    defn = load_search(definition, overrides or ())
     if trials is not None and trials < 0:
         raise typer.BadParameter("--trials must be >= 0")
     try:

@@ -59,11 +59,20 @@ def summary(
 
 
 @command
-def schema() -> None:
-    """Print the JSON Schema of the spec language (for yaml-language-server and editors)."""
-    from archspec.spec.schema import spec_json_schema
-
-    sys.stdout.write(json.dumps(spec_json_schema(), indent=2) + "\n")
+def schema(
+    kind: Annotated[
+        str, typer.Argument(help="spec (default) or search: which files the schema checks")
+    ] = "spec",
+) -> None:
+    """Print the JSON Schema of specs or of search definitions (for yaml-language-server,
+    editors and validators such as check-jsonschema)."""
+    if kind == "spec":
+        from archspec.spec.schema import spec_json_schema as make
+    elif kind == "search":
+        from archspec.search.definition.schema import search_json_schema as make
+    else:
+        raise typer.BadParameter(f"spec or search; got {kind!r}")
+    sys.stdout.write(json.dumps(make(), indent=2) + "\n")
 
 
 @command
@@ -86,8 +95,6 @@ def ops(
 ) -> None:
     """List the ops a spec can use, with their fields (type, default) and what they do;
     `archspec ops conv2d` for one op in full, with examples."""
-    from rich.markup import escape
-
     from archspec.errors import SpecError
     from archspec.ops.catalog import catalog, describe
     from archspec.ops.plugins import ORIGINS, origin
@@ -101,8 +108,8 @@ def ops(
             fields = ", ".join(
                 f.name if f.default == "required" else f"{f.name}={f.default}" for f in doc.fields
             )
-            row = [doc.name, escape(fields), escape(doc.summary)]
-            table.add_row(*row, *([escape(origin(doc.name))] if ORIGINS else []))
+            row = [doc.name, fields, doc.summary]  # no markup: [h, w] stays as it is
+            table.add_row(*row, *([origin(doc.name)] if ORIGINS else []))
         out.print(table)
         return
     try:
@@ -115,7 +122,7 @@ def ops(
     if doc.fields:
         table = Table("field", "type", "default")
         for f in doc.fields:
-            table.add_row(f.name, escape(f.type), escape(f.default))
+            table.add_row(f.name, f.type, f.default)
         out.print(table)
     else:
         out.print("no fields")

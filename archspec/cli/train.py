@@ -190,6 +190,7 @@ def predict(
     cannot be read get one line each on stderr (the rest still run) and exit status 1."""
     from archspec.bundle import load_bundle
     from archspec.predict import predict_files
+    from archspec.text import shown
 
     results = predict_files(load_bundle(bundle), images, topk)
     failed = [r for r in results if r.error is not None]
@@ -200,8 +201,8 @@ def predict(
     else:
         for r in results:
             if r.error is None:
-                top = "  ".join(f"{name} {p:.4f}" for name, p in r.top)
-                typer.echo(f"{r.path}\t{top}")
+                top = "  ".join(f"{shown(name)} {p:.4f}" for name, p in r.top)
+                typer.echo(f"{shown(r.path)}\t{top}")
     if failed:
         raise typer.Exit(1)
 

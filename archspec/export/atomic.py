@@ -78,9 +78,10 @@ def atomic_path(
     with signals_raise():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # hidden, with the real extension (some writers check it)
+            sweep_stale(path)
+            # hidden, with the real extension (some writers check it) and the writer's pid
             fd, name = tempfile.mkstemp(
-                prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent
+                prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=path.suffix, dir=path.parent
             )
         except OSError as exc:  # named after the file asked for, not the temporary one
             raise ExportError(f"{path}: cannot write here: {exc.strerror}") from exc
@@ -102,9 +103,57 @@ def atomic_path(
         finally:
             for target in moved:  # companions of a file that did not arrive
                 target.unlink(missing_ok=True)
-            leftovers = {*path.parent.glob(f"{tmp.name}*"), *path.parent.glob(f"{tmp.stem}.*")}
-            for leftover in leftovers:
+            for leftover in _named_after(tmp):
                 leftover.unlink(missing_ok=True)
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.stem}.archspec-"
+
+
+def _named_after(tmp: Path) -> list[Path]:
+    """The temporary file and what its writer put beside it (`tmp` + anything, or `tmp`'s stem
+    with another suffix), by exact name: user paths are never glob patterns."""
+    try:
+        names = os.listdir(tmp.parent)
+    except OSError:
+        return []
+    return [tmp.parent / n for n in names if n.startswith(tmp.name) or n.startswith(f"{tmp.stem}.")]
+
+
+def sweep_stale(path: Path) -> list[Path]:
+    """Remove what an earlier export to `path` left when it was killed (SIGKILL, power loss):
+    temporary files `.STEM.archspec-PID.*` whose writer is no longer running. Another live
+    export's files are left alone. Returns what was removed."""
+    prefix = _temp_prefix(path)
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        pid = name[len(prefix) :].partition(".")[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        stale = path.parent / name
+        if stale.is_file() and not stale.is_symlink():
+            stale.unlink(missing_ok=True)
+            removed.append(stale)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's process: not ours to judge
+    return True
 
 
 def _move(tmp: Path, path: Path, force: bool) -> None:

@@ -289,12 +289,10 @@ def _write_py(source: Source, module: nn.Module, path: Path) -> None:
             f"\nInputs: resized to {pre.size[0]}x{pre.size[1]} ({pre.resize}), scaled to "
             f"[0, 1], normalised with mean {pre.mean}, std {pre.std}."
         )
-    if source.class_names is not None:
-        title += f"\nClasses: {', '.join(source.class_names)}."
     class_name = type(module).__name__
     if class_name in ("GraphModule", "GraphModuleImpl"):
         class_name = "Model"
-    path.write_text(python_source(module, class_name, title, shape))
+    path.write_text(python_source(module, class_name, title, shape, source.class_names))
 
 
 # Runs the standalone file where `import archspec` fails, as a user without archspec would.

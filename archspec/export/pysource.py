@@ -14,12 +14,13 @@ import re
 import sys
 import textwrap
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import fx, nn
 
 from archspec.errors import ExportError
+from archspec.text import literal
 
 # torch.nn leaves whose repr() is their constructor call: kept as submodules; every other module
 # (archspec's SqueezeExcitation, LayerNorm2d, StochasticDepth, ...) is traced into.
@@ -414,9 +415,9 @@ def _forward(
     return body, used, aliases
 
 
-_TEMPLATE = '''"""{title}
-
-Standalone PyTorch source written by archspec: only torch and safetensors are needed.
+_TEMPLATE = '''"""A model written by archspec as standalone PyTorch source: only torch and
+safetensors are needed. ABOUT below says which model it is and where its weights come from;
+CLASS_NAMES names its outputs.
 The forward is archspec's generated code for inference (eval mode: dropout and stochastic
 depth are identities). Parameter names are archspec's, so its weights load as they are:
 
@@ -429,6 +430,9 @@ from __future__ import annotations
 import torch
 from safetensors.torch import load_file
 from torch import nn
+
+ABOUT = {about}
+CLASS_NAMES = {class_names}
 
 
 class _Module(nn.Module):
@@ -468,8 +472,16 @@ _RESTORE = '''def _restore(cls: type, attributes: dict, **children: nn.Module) -
     return module'''
 
 
-def python_source(model: nn.Module, class_name: str, title: str, input_shape: str) -> str:
-    """The text of a standalone .py file defining `class_name` and `load(weights)`."""
+def python_source(
+    model: nn.Module,
+    class_name: str,
+    title: str,
+    input_shape: str,
+    class_names: Sequence[str] | None = None,
+) -> str:
+    """The text of a standalone .py file defining `class_name` and `load(weights)`. `title`
+    and `class_names` come from outside (a bundle, a study, folder names): they are written
+    only as quoted literals (ABOUT, CLASS_NAMES), never into source text or a docstring."""
     if not class_name.isidentifier() or keyword.iskeyword(class_name):
         class_name = "Model"
     copied = _untraceable(model)
@@ -486,7 +498,10 @@ def python_source(model: nn.Module, class_name: str, title: str, input_shape: st
         sources.append(_RESTORE)
     forward = "\n".join(("    " + line) if line else "" for line in forward.splitlines())
     text = _TEMPLATE.format(
-        title=title,
+        about=literal(title),
+        class_names="None"
+        if class_names is None
+        else "[" + ", ".join(literal(str(n)) for n in class_names) + "]",
         cls=class_name,
         init="\n".join(init),
         forward=forward,

@@ -31,6 +31,7 @@ class Source:
     weights: str  # "random (seed 0)", the weights file, or the bundle
     preprocessing: Preprocessing | None = None  # a bundle's: what inputs must look like
     class_names: list[str] | None = None
+    bundle: Path | None = None  # the bundle it was loaded from (its data checks int8 files)
 
 
 def from_spec(spec: Spec, header: str, weights: str | Path | None = None) -> Source:
@@ -83,4 +84,5 @@ def from_bundle(path: Path) -> Source:
         f"bundle {path}",
         bundle.preprocess,
         bundle.class_names,
+        path,
     )

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from archspec.spec.model import Spec
+from archspec.text import shown
 
 
 class _Dumper(yaml.SafeDumper):
@@ -50,7 +51,7 @@ def dump_spec(spec: Spec, header: str | None = None) -> str:
         spec_data(spec), Dumper=_Dumper, sort_keys=False, width=110, allow_unicode=True
     )
     if header:
-        text = "".join(f"# {line}\n" for line in header.splitlines()) + text
+        text = "".join(f"# {shown(line, 10_000)}\n" for line in header.splitlines()) + text
     return text
 
 

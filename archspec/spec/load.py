@@ -6,6 +6,7 @@ import difflib
 import functools
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,20 +15,23 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from archspec.errors import ArchspecError, Problem, SpecValidationError
 from archspec.ops import get_op
+from archspec.spec.compose import apply_overrides, load_composed
 from archspec.spec.expr import has_expression
 from archspec.spec.limits import check_structure
 from archspec.spec.model import PATTERN_WORDS, Item, Spec
-from archspec.spec.yamlsource import PathKey, Source, load_yaml, read_text
+from archspec.spec.yamlsource import PathKey, Source
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_spec(source: str | Path | Spec) -> Spec:
-    """Read and validate a spec from a path, from YAML text, or pass a Spec through."""
+def load_spec(source: str | Path | Spec, overrides: Sequence[str] = ()) -> Spec:
+    """Read and validate a spec from a path or from YAML text (its `extends:` files merged
+    in, `KEY=VALUE` overrides applied), or pass a Spec through."""
     if isinstance(source, Spec):
+        if overrides:
+            raise SpecValidationError("overrides apply to a spec file or text, not a Spec")
         return source
-    text, file = read_text(source)
-    return spec_from_source(load_yaml(text, file))
+    return spec_from_source(apply_overrides(load_composed(source), overrides))
 
 
 def validate_source(source: Source, model: type[M], error: type[ArchspecError], what: str) -> M:

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from archspec.errors import SearchError
-from archspec.preprocess import IMAGE_MODES, Preprocessing, prepare
+from archspec.images import IMAGE_MODES
+from archspec.preprocess import Preprocessing, prepare
 from archspec.train.config import Data
 from archspec.train.shapes import CLASS_NAMES as SHAPES_CLASSES
 from archspec.train.shapes import make_shapes

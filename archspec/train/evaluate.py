@@ -41,7 +41,7 @@ def evaluate_bundle(bundle: Bundle, data: Data | None = None) -> Evaluation:
             raise SearchError(
                 f"{bundle.path}: the bundle records no dataset; name one to evaluate on"
             )
-        data = Data.model_validate(recorded.data)
+        data = recorded_data(bundle)
         dataset = load_dataset(data, recorded.seed or 0)
         index, split = _held_out(dataset)
     else:
@@ -53,6 +53,37 @@ def evaluate_bundle(bundle: Bundle, data: Data | None = None) -> Evaluation:
     model = bundle.model.to(device=device, memory_format=MEMORY_FORMAT)
     accuracy = evaluate(model, x.to(device), dataset.labels[index].to(device), device)
     return Evaluation(accuracy, len(index), dataset.name, split)
+
+
+# datasets archspec makes itself (bundled or generated from a seed): safe to rebuild from what a
+# bundle records; anything else names files or a download, which a bundle never chooses
+GENERATED = ("digits", "shapes", "synthetic")
+
+
+def recorded_data(bundle: Bundle) -> Data:
+    """The bundle's recorded `data:` section, when it names a dataset archspec makes itself;
+    a recorded image folder or torchvision dataset is refused (the user passes it, and any
+    download, explicitly)."""
+    from pydantic import ValidationError
+
+    from archspec.text import shown
+
+    recorded = bundle.manifest.provenance.data or {}
+    name = recorded.get("dataset") if isinstance(recorded, dict) else None
+    if name not in GENERATED:
+        raise SearchError(
+            f"{shown(bundle.path)}: trained on {shown(name, 200)!s}; a bundle never chooses "
+            "files to read or a download: pass --data (a local copy) to evaluate on"
+        )
+    try:
+        data = Data.model_validate(recorded)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SearchError(
+            f"{shown(bundle.path)}: provenance.data.{shown(where, 80)}: {shown(first['msg'])}"
+        ) from None
+    return data.model_copy(update={"download": False})
 
 
 def _held_out(dataset: Dataset) -> tuple[torch.Tensor, str]:

@@ -145,3 +145,26 @@ def test_a_format_whose_extra_is_missing_says_which_to_install(tiny, tmp_path, m
     ):
         export(tiny, tmp_path / "m.xml")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_earlier_killed_export_s_files_are_swept_by_exact_name(tmp_path):
+    import subprocess
+
+    from archspec.export.atomic import sweep_stale
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    alive = subprocess.Popen(["sleep", "30"])
+    try:
+        target = tmp_path / "m[1]*.onnx"  # glob characters are part of the name, nothing more
+        stale = tmp_path / f".m[1]*.archspec-{dead.pid}.k2j4h1.onnx"
+        stale_data = tmp_path / f".m[1]*.archspec-{dead.pid}.k2j4h1.onnx.data"
+        live = tmp_path / f".m[1]*.archspec-{alive.pid}.zz91aa.onnx"
+        lookalike = tmp_path / ".m1x.archspec-1.onnx"  # what a glob of the name would match
+        for file in (stale, stale_data, live, lookalike):
+            file.write_bytes(b"partial")
+        assert sorted(sweep_stale(target)) == sorted([stale, stale_data])
+        assert live.exists() and lookalike.exists() and not stale.exists()
+    finally:
+        alive.kill()
+        alive.wait()

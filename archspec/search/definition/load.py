@@ -4,14 +4,16 @@ the whole definition or its base spec, so a bad definition fails before any tria
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from archspec.errors import Problem, ScaleError, SearchError, SpecError
 from archspec.search.definition.model import MAX_GRID_POINTS, SearchDef, _count
+from archspec.spec.compose import apply_overrides, load_composed
 from archspec.spec.load import load_spec, validate_source
 from archspec.spec.model import Spec
-from archspec.spec.yamlsource import PathKey, Source, load_yaml, read_text
+from archspec.spec.yamlsource import PathKey, Source
 
 
 def definition_path(name_or_path: str | Path) -> Path:
@@ -21,17 +23,19 @@ def definition_path(name_or_path: str | Path) -> Path:
     return find_file(name_or_path, search_dir(), "search definition", SearchError)
 
 
-def load_search(source: str | Path) -> SearchDef:
-    """Read and validate a search definition (a path, or a shipped definition's name); every
-    problem located at file:line:col."""
+def load_search(source: str | Path, overrides: Sequence[str] = ()) -> SearchDef:
+    """Read and validate a search definition (a path, or a shipped definition's name), with
+    its `extends:` files merged in and `KEY=VALUE` overrides applied; every problem located
+    at file:line:col, or at the override that wrote the value."""
     if isinstance(source, Path) or "\n" not in source:
         source = definition_path(source)
-    text, file = read_text(source)
-    data = load_yaml(text, file)
+    data = apply_overrides(load_composed(source), overrides)
+    file = data.file
     defn = validate_source(
         data, SearchDef, SearchError, "a search definition is a mapping with study, base and mode"
     )
     defn._file = file
+    defn._overrides = tuple(overrides)
     problems = list(_semantic_problems(defn, data))
     if problems:
         raise SearchError(problems)

@@ -272,6 +272,7 @@ class SearchDef(_Strict):
     export: str | None = Field(None, description="where the best spec goes; default runs/")
 
     _file: str = PrivateAttr("<search>")
+    _overrides: tuple[str, ...] = PrivateAttr(())  # KEY=VALUE given on the command line
     _base_spec: Spec | None = PrivateAttr(None)
 
     @field_validator("sampler", "pruner", mode="before")
@@ -282,6 +283,10 @@ class SearchDef(_Strict):
     @property
     def file(self) -> str:
         return self._file
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        return self._overrides
 
     @property
     def base_spec(self) -> Spec:

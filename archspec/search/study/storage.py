@@ -14,7 +14,12 @@ from archspec.search.definition.model import SearchDef, default_storage
 from archspec.search.definition.samplers import make_pruner, make_sampler
 from archspec.search.definition.space import reference_spec
 from archspec.search.study.claims import worker_index
-from archspec.search.study.heartbeat import is_url, open_storage
+from archspec.search.study.heartbeat import (
+    damaged_journal,
+    is_url,
+    open_storage,
+    storage_fault,
+)
 from archspec.search.study.records import KEY, StudyRecord, read_study, write_study_record
 from archspec.spec.dump import dump_spec
 from archspec.train.data import Dataset
@@ -65,7 +70,15 @@ def open_study(
             pruner=make_pruner(defn),
         )
     except (ValueError, ImportError) as exc:
+        fault = storage_fault(exc, url)
+        if fault is not None:
+            raise fault from exc
         raise SearchError(f"storage {url!r}: {exc}", Location(defn.file)) from exc
+    except Exception as exc:  # a driver's or Optuna's error on a store it cannot use
+        fault = storage_fault(exc, url)
+        if fault is None:
+            raise
+        raise fault from exc
     if KEY not in study.user_attrs:
         if study.trials:
             raise SearchError(
@@ -118,9 +131,12 @@ def _check_resumable(
     if [d.name.lower() for d in study.directions] != defn.directions:
         changed.append("objective directions")
     if changed:
+        sections = {c.split(" ")[0] for c in changed}
+        named = [o for o in defn.overrides if o.partition("=")[0].split(".")[0] in sections]
+        by = f"; changed by the overrides {' '.join(named)}" if named else ""
         raise SearchError(
-            f"study {defn.study!r} exists with a different setup ({', '.join(changed)}); its "
-            "trials would not compare with new ones. Use another study name or --storage.",
+            f"study {defn.study!r} exists with a different setup ({', '.join(changed)}{by}); "
+            "its trials would not compare with new ones. Use another study name or --storage.",
             Location(defn.file),
         )
 
@@ -143,13 +159,24 @@ def load_study(study: str, storage: str | None = None) -> optuna.Study:
         raise SearchError(
             f"no study database {path!r}; run `archspec search` first, or pass --storage"
         )
-    backend = open_storage(url)
     try:
-        loaded = optuna.load_study(study_name=name, storage=backend)
-    except KeyError as exc:
-        names = optuna.get_all_study_names(backend)
-        raise SearchError(
-            f"no study {name!r} in {url}; it holds: {', '.join(names) or 'none'}"
-        ) from exc
+        backend = open_storage(url)
+        try:
+            loaded = optuna.load_study(study_name=name, storage=backend)
+        except KeyError as exc:
+            names = optuna.get_all_study_names(backend)
+            raise SearchError(
+                f"no study {name!r} in {url}; it holds: {', '.join(names) or 'none'}"
+            ) from exc
+        loaded.get_trials(deepcopy=False)  # reads the whole store: damage shows here
+    except SearchError:
+        raise
+    except Exception as exc:  # a driver's or Optuna's error on a store it cannot use
+        fault = storage_fault(exc, url)
+        if fault is None and not is_url(url):
+            fault = damaged_journal(url, exc)
+        if fault is None:
+            raise
+        raise fault from exc
     read_study(loaded)  # refuses a study archspec did not write, or an older record schema
     return loaded

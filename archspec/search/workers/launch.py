@@ -218,6 +218,7 @@ def launch_workers(
         *(("--trials", str(trials)) if trials is not None else ()),
         *(("--seed", str(seed)) if seed is not None else ()),
         *(("--timeout", str(timeout)) if timeout is not None else ()),
+        *defn.overrides,  # the workers run the same definition, overrides included
     ]
     target = (defn.trials if trials is None else trials) + 1  # and the base, trial 0
     progress = Progress(defn.study, storage or defn.storage_url, target, quiet)
