@@ -30,6 +30,7 @@ class Mapped:
     inputs: list[fx.Node] = field(default_factory=list)
     alias: fx.Node | None = None
     part: int | None = None  # the alias is part `part` of a chunk or split
+    extra: list[list[fx.Node]] = field(default_factory=list)  # chain step k+1's other inputs
 
 
 def tensor_args(node: fx.Node) -> list[fx.Node]:
@@ -439,6 +440,18 @@ def _is_parts(node: fx.Node) -> bool:
     return name in ("chunk", "split")
 
 
+def _addcmul(node: fx.Node) -> Mapped:
+    """torch.addcmul(a, b, c) = a + b * c (ResMLP's affine norm): mul, then add."""
+    a, b, c = (_arg(node, i, n) for i, n in enumerate(("input", "tensor1", "tensor2")))
+    if _arg(node, 3, "value", 1) != 1 or not all(isinstance(t, fx.Node) for t in (a, b, c)):
+        raise Unmapped("function torch.addcmul with a value or constants")
+    return Mapped([{"op": "mul"}, {"op": "add"}], [b, c], extra=[[a]])
+
+
+def _reshape_as(node: fx.Node) -> Mapped:
+    return _reshape(node)
+
+
 def _expand(node: fx.Node) -> Mapped:
     source = node.args[0]
     if isinstance(source, fx.Node) and source.op == "get_attr":
@@ -568,6 +581,8 @@ FUNCTIONS: dict[Any, Callable[[fx.Node], Mapped]] = {
     torch.bmm: _matmul,
     F.dropout: _dropout_fn,
     "contiguous": _alias,
+    torch.addcmul: _addcmul,
+    "reshape_as": _reshape_as,
     "chunk": _parts,
     torch.chunk: _parts,
     "split": _parts,

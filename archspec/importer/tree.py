@@ -179,7 +179,9 @@ class TreeBuilder:
         leaf = Leaf(
             name,
             mapped.item,
-            [self.value(n) for n in mapped.inputs] if after is None else [after],
+            [self.value(n) for n in mapped.inputs]
+            if after is None
+            else [after, *(self.value(n) for n in mapped.inputs)],
             node.name,
             stateful,
             generated,
@@ -261,7 +263,8 @@ class TreeBuilder:
                             counters[(owner, op)] += 1
                             n = counters[(owner, op)]
                             last = k == len(chain) - 1
-                            step = Mapped(item, mapped.inputs if k == 0 else [])
+                            extra = mapped.extra[k - 1] if k and mapped.extra else []
+                            step = Mapped(item, mapped.inputs if k == 0 else extra)
                             self.add(
                                 node if last else _Step(node, k),  # type: ignore[arg-type]
                                 step,

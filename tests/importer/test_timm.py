@@ -49,9 +49,11 @@ MISSES = {
     "vit_small_patch16_224": "unmapped function getitem",  # qkv.unbind(0), then sdpa
     "deit_tiny_patch16_224": "unmapped function getitem",
     "swin_tiny_patch4_window7_224": "unmapped module called in two pieces or twice",
-    "resmlp_12_224": "unmapped function torch.addcmul",  # its Affine norm
+    # its Affine norm is addcmul(beta, alpha, x): mapped to mul then add, but `add` does not
+    # broadcast the (1, C) beta over the tokens
+    "resmlp_12_224": "the imported spec does not build",
     "efficientformer_l1": "unmapped function sub of two tensors",  # pool(x) - x
-    "levit_128": "unmapped method Tensor.reshape_as",
+    "levit_128": "unmapped function getitem",  # q, k, v split along the head axis
     "mobilevit_xxs": "unmapped module timm.models.mobilevit.MobileVitBlock",  # timm's leaf
     "nf_resnet50": "unmapped module timm.models.nfnet.NormFreeBlock",  # timm's leaf
     "coat_lite_tiny": "unmapped module called in two pieces or twice",
