@@ -1,8 +1,11 @@
 """Every torchvision classification builder through `archspec import`: exact (parameters,
 identical state_dict names, outputs equal on a small input in eval mode), or refused with the
-one error the importer gives for it. Slow: about 4-5 minutes on one core for the whole list."""
+one error the importer gives for it. The largest variants (each a bigger copy of a family tested
+here; 60-115 s apiece on a loaded machine) run with ARCHSPEC_IMPORT_ALL=1: all 80 passed so."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -32,9 +35,15 @@ REFUSED = {
 }
 
 
+HEAVY = {"regnet_y_128gf", "regnet_y_32gf", "regnet_y_16gf", "regnet_x_32gf", "vit_h_14"}
+HEAVY |= {"vit_l_16", "vit_l_32", "convnext_large", "efficientnet_v2_l", "resnet152"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_torchvision_builder_imports_exactly(name):
+    if name in HEAVY and not os.environ.get("ARCHSPEC_IMPORT_ALL"):
+        pytest.skip("a larger copy of a family tested here (ARCHSPEC_IMPORT_ALL=1 runs it)")
     torch.manual_seed(0)
     model = torchvision.models.get_model(name, weights=None, **KWARGS.get(name, {})).eval()
     size = SIZE.get(name, 32 if name.startswith("vit_") else 64)
