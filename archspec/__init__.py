@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from archspec.bundle import Bundle, load_bundle, save_bundle
     from archspec.compile import build, compile_graph
     from archspec.graph import build_graph
+    from archspec.importer import from_torch
     from archspec.interop import load_torchvision_state_dict
-    from archspec.ops import Op, register
+    from archspec.ops import Op, load_plugins, register
     from archspec.scaling import scale
     from archspec.spec import Spec, load_spec
     from archspec.zoo import create_model, list_specs
@@ -36,8 +37,10 @@ _LAZY = {
     "build": "archspec.compile",  # torch
     "compile_graph": "archspec.compile",  # torch
     "build_graph": "archspec.graph",
+    "from_torch": "archspec.importer",  # torch
     "load_torchvision_state_dict": "archspec.interop",  # torch
     "Op": "archspec.ops",
+    "load_plugins": "archspec.ops",
     "register": "archspec.ops",
     "scale": "archspec.scaling",
     "Spec": "archspec.spec",
@@ -81,8 +84,10 @@ __all__ = [
     "build_graph",
     "compile_graph",
     "create_model",
+    "from_torch",
     "list_specs",
     "load_bundle",
+    "load_plugins",
     "load_spec",
     "load_torchvision_state_dict",
     "register",

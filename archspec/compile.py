@@ -76,7 +76,7 @@ def _may_overwrite(graph: ArchGraph, node: Node) -> bool:
     )
 
 
-def _place(root: nn.Module, target: str, state: nn.Module | nn.Parameter) -> None:
+def _place(root: nn.Module, target: str, state: nn.Module | torch.Tensor) -> None:
     """Put `state` at dotted `target`, creating containers on the way, in graph order (so
     state_dict order follows the forward, as in hand-written modules)."""
     *path, leaf = target.split(".")
@@ -88,6 +88,8 @@ def _place(root: nn.Module, target: str, state: nn.Module | nn.Parameter) -> Non
         root = child
     if isinstance(state, nn.Parameter):
         root.register_parameter(leaf, state)
+    elif isinstance(state, torch.Tensor):  # a buffer (a constant table, an index)
+        root.register_buffer(leaf, state)
     else:
         root.add_module(leaf, state)
 

@@ -5,19 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Layout = Literal["CHW", "HWC", "LC", "C"]
+Layout = Literal["CHW", "HWC", "LC", "C", "ND"]
 
 LAYOUT_NAMES = {
     "CHW": "an image tensor (N,C,H,W)",
     "HWC": "a channels-last tensor (N,H,W,C)",
     "LC": "a token sequence (N,L,C)",
     "C": "a feature vector (N,C)",
+    "ND": "a generic tensor (N,...)",
 }
 
 
 @dataclass(frozen=True)
 class Shape:
-    """`dims` excludes the batch axis: (C,H,W), (H,W,C), (L,C) or (C,)."""
+    """`dims` excludes the batch axis: (C,H,W), (H,W,C), (L,C), (C,) or, in the generic layout
+    ND (a reshape to 4-6 axes, attention heads, windows), any sizes whose last one is channels."""
 
     layout: Layout
     dims: tuple[int, ...]

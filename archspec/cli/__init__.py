@@ -8,6 +8,13 @@ __all__ = ["app", "command", "err", "fail", "main", "out"]
 
 
 def main() -> None:
-    from archspec.cli import analysis, export, search, spec, train  # noqa: F401 - registers the commands
+    from archspec.cli import (  # noqa: F401 - registers the commands
+        analysis,
+        export,
+        importer,
+        search,
+        spec,
+        train,
+    )
 
     app()

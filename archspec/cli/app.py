@@ -3,12 +3,13 @@ and how an error becomes one line and an exit code."""
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -106,12 +107,38 @@ def fail(exc: BaseException) -> int:
     return 1
 
 
-def command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Register a CLI command: errors print as one line each (see `fail`), exit non-zero."""
+PLUGIN_HELP = (
+    "Import MODULE first, to register the ops it defines (repeatable; also ARCHSPEC_PLUGINS, "
+    "comma-separated). Installed packages' archspec.ops entry points load by themselves."
+)
+_PLUGIN = inspect.Parameter(
+    "plugin",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=None,
+    annotation=Annotated[
+        Optional[list[str]],  # noqa: UP045 - typer reads the annotation at run time
+        typer.Option("--plugin", metavar="MODULE", help=PLUGIN_HELP, show_default=False),
+    ],
+)
+
+
+def command(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    """Register a CLI command (`@command`, or `@command(name="import")` where the function
+    cannot be called so): it takes `--plugin MODULE` (loaded before it runs, as pytest's -p);
+    errors print as one line each (see `fail`), exit non-zero."""
+    if fn is None:
+        return lambda f: _command(f, name)
+    return _command(fn, name)
+
+
+def _command(fn: Callable[..., Any], name: str | None) -> Callable[..., Any]:
 
     @wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
+    def run(*args: Any, plugin: list[str] | None = None, **kwargs: Any) -> Any:
         try:
+            from archspec.ops.plugins import load_plugins
+
+            load_plugins(plugin or ())
             return fn(*args, **kwargs)
         except _CLI_EXITS:
             raise
@@ -120,7 +147,11 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             raise typer.Exit(fail(exc)) from None
 
-    return app.command()(run)
+    signature = inspect.signature(fn, eval_str=True)
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), _PLUGIN]
+    )
+    return app.command(name)(run)
 
 
 @contextmanager

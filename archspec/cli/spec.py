@@ -97,14 +97,19 @@ def ops(
     `archspec ops conv2d` for one op in full, with examples."""
     from archspec.errors import SpecError
     from archspec.ops.catalog import catalog, describe
+    from archspec.ops.plugins import ORIGINS, origin
 
     if name is None:
-        table = Table("op", "fields (name=default)", "what it does", title="archspec ops")
+        columns = ["op", "fields (name=default)", "what it does"]
+        if ORIGINS:  # plugin ops loaded: say where each op comes from
+            columns.append("from")
+        table = Table(*columns, title="archspec ops")
         for doc in catalog():
             fields = ", ".join(
                 f.name if f.default == "required" else f"{f.name}={f.default}" for f in doc.fields
             )
-            table.add_row(doc.name, fields, doc.summary)  # no markup: [h, w] stays as it is
+            row = [doc.name, fields, doc.summary]  # no markup: [h, w] stays as it is
+            table.add_row(*row, *([origin(doc.name)] if ORIGINS else []))
         out.print(table)
         return
     try:
@@ -112,6 +117,8 @@ def ops(
     except KeyError as exc:
         raise SpecError(exc.args[0]) from None
     out.print(f"{doc.name}: {doc.doc}", markup=False, highlight=False)
+    if doc.name in ORIGINS:
+        out.print(f"from plugin {origin(doc.name)}", markup=False, highlight=False)
     if doc.fields:
         table = Table("field", "type", "default")
         for f in doc.fields:

@@ -2,6 +2,7 @@
 
 from archspec.ops import (  # noqa: F401 - imported for registration
     activation,
+    algebra,
     channel,
     conv,
     linear,
@@ -27,6 +28,7 @@ from archspec.ops.base import (
     get_op,
     register,
 )
+from archspec.ops.plugins import PluginError, load_plugins, origin
 
 __all__ = [
     "REGISTRY",
@@ -34,9 +36,12 @@ __all__ = [
     "Example",
     "Kernel",
     "Op",
+    "PluginError",
     "Scalable",
     "ShapeError",
     "Window",
     "get_op",
+    "load_plugins",
+    "origin",
     "register",
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Literal
 
+from pydantic import model_validator
+
 from archspec.ops.base import Op, example, register, torch_function
 from archspec.shape import Shape
 
@@ -71,6 +73,29 @@ Hardsigmoid = _activation(
     "hardsigmoid", "torch.nn.functional.hardsigmoid", "piecewise-linear sigmoid", True
 )
 Tanh = _activation("tanh", "torch.tanh", "hyperbolic tangent")
+Exp = _activation("exp", "torch.exp", "e ** x (a logit scale kept as its log)")
+
+
+@register
+class Clamp(Activation):
+    """min(max(x, min), max), torch's clamp; either bound may be left out."""
+
+    op = "clamp"
+    examples = (example({"max": 0.5}, (3, 5, 5)), example({"min": 0.2, "max": 0.8}, (3, 4, 4)))
+    function = "torch.clamp"
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Clamp:
+        if self.min is None and self.max is None:
+            raise ValueError("clamp takes min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+    def call_kwargs(self) -> dict:
+        return {k: v for k, v in (("min", self.min), ("max", self.max)) if v is not None}
 
 
 @register

@@ -14,6 +14,7 @@ from archspec.errors import unknown_message
 from archspec.shape import Layout, Shape
 
 if TYPE_CHECKING:  # torch is imported where a module is built, so validate stays torch-free
+    import torch
     from torch import fx, nn
 
 
@@ -134,13 +135,23 @@ class Op(BaseModel):
     in_place: ClassVar[bool] = False  # can overwrite its first input: implements emit_in_place
     overwritable: ClassVar[bool] = False  # its output may be overwritten by its only reader
 
+    # `archspec import`: the torch module classes this op stands for, by qualified name
+    # ("mypkg.layers.ScaledTanh"); such a module is traced as one call and becomes this op,
+    # with the fields `fields_of(module)` reads off it (its state_dict names must be the op's).
+    imports: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def fields_of(cls, module: nn.Module) -> dict[str, Any]:
+        """This op's parameters for one instance of a module class in `imports`."""
+        return {}
+
     # --- shape -----------------------------------------------------------------------------
     def infer(self, inputs: list[Shape]) -> Shape:
         return inputs[0]
 
     # --- torch -----------------------------------------------------------------------------
-    def build(self, inputs: list[Shape]) -> nn.Module | nn.Parameter | None:
-        """The state this op owns at its node name (a module, a parameter) or None."""
+    def build(self, inputs: list[Shape]) -> nn.Module | torch.Tensor | None:
+        """The state this op owns at its node name (a module, a parameter, a buffer) or None."""
         return None
 
     def emit(
@@ -215,10 +226,17 @@ def register(cls: type[Op]) -> type[Op]:
 
 def get_op(name: str) -> type[Op]:
     """The op class called `name`; KeyError with the nearest valid names otherwise."""
+    if name not in REGISTRY:
+        from archspec.ops.plugins import load_entry_points
+
+        load_entry_points()  # installed packages' ops, loaded on the first unknown name
     try:
         return REGISTRY[name]
     except KeyError:
-        raise KeyError(unknown_message("op", name, REGISTRY)) from None
+        message = unknown_message("op", name, REGISTRY)
+        if "did you mean" not in message:
+            message += " (an op written in Python must be loaded as a plugin first)"
+        raise KeyError(message) from None
 
 
 def torch_function(path: str) -> Callable[..., Any]:

@@ -66,12 +66,16 @@ class _WindowPool(Op):
             "stride": stride,
             "padding": padding,
             "ceil_mode": self.ceil_mode,
+            **self.call_kwargs(),
         }
         return graph.call_function(torch_function(self.function), tuple(args), kwargs)
 
     def windows(self, inputs: list[Shape]) -> tuple[Window, Window]:
         h, w = (Window(k, s, 1, p) for k, s, p in self.axes())
         return h, w
+
+    def call_kwargs(self) -> dict:
+        return {}
 
 
 @register
@@ -85,10 +89,21 @@ class MaxPool(_WindowPool):
 @register
 class AvgPool(_WindowPool):
     """Mean over kernel_size windows (an int or [h, w], as are stride and padding); zero
-    padding is counted, as torch does."""
+    padding is counted, as torch does, unless `count_include_pad: false` (timm, Inception)."""
 
     op = "avgpool"
     function = "torch.nn.functional.avg_pool2d"
+    examples = (
+        *_WindowPool.examples,
+        example(
+            {"kernel_size": 3, "stride": 1, "padding": 1, "count_include_pad": False}, (2, 5, 5)
+        ),
+    )
+
+    count_include_pad: bool = True
+
+    def call_kwargs(self) -> dict:
+        return {} if self.count_include_pad else {"count_include_pad": False}
 
 
 @register

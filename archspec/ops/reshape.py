@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from archspec.ops.algebra import layout_of_rank
 from archspec.ops.base import Op, ShapeError, Window, example, register
-from archspec.shape import Layout, Shape
+from archspec.shape import Shape
 
 if TYPE_CHECKING:
     from torch import fx
@@ -32,14 +33,15 @@ class Flatten(Op):
 
 
 _PERMUTATIONS = {("CHW", "HWC"): (0, 2, 3, 1), ("HWC", "CHW"): (0, 3, 1, 2)}
-_RANK_LAYOUT: dict[int, Layout] = {1: "C", 2: "LC", 3: "CHW"}
+MAX_AXES = 6  # after the batch axis
 
 
 def permuted(shape: Shape, dims: tuple[int, ...]) -> Shape:
     """`shape` after torch's permute(*dims) (dims[0] is the batch axis, which stays first). An
-    image may move its channel axis first or last; height stays before width (receptive fields
-    are tracked per axis). Token sequences and vectors are positional: (L,C) -> (C,L) is a
-    sequence of C tokens."""
+    image stays an image when its channel axis moves first or last and height stays before width
+    (receptive fields are tracked per axis); any other order of an image, and any order of a
+    generic tensor, is generic (ND). Token sequences and vectors are positional: (L,C) -> (C,L)
+    is a sequence of C tokens."""
     rank = len(shape.dims) + 1
     if sorted(dims) != list(range(rank)) or dims[0] != 0:
         raise ShapeError(
@@ -51,13 +53,12 @@ def permuted(shape: Shape, dims: tuple[int, ...]) -> Shape:
         return Shape(shape.layout, sizes)
     channel, height, width = (1, 2, 3) if shape.layout == "CHW" else (3, 1, 2)
     order = list(dims[1:])
-    if order.index(height) > order.index(width):
-        raise ShapeError("permute cannot swap the height and width of an image")
-    if order[0] == channel:
-        return Shape("CHW", sizes)
-    if order[-1] == channel:
-        return Shape("HWC", sizes)
-    raise ShapeError("permute must put the channels of an image first (CHW) or last (HWC)")
+    if order.index(height) < order.index(width):
+        if order[0] == channel:
+            return Shape("CHW", sizes)
+        if order[-1] == channel:
+            return Shape("HWC", sizes)
+    return Shape("ND", sizes)  # height and width swapped, or channels in the middle
 
 
 @register
@@ -72,10 +73,12 @@ class Permute(Op):
         example({"to": "CHW"}, Shape("HWC", (5, 4, 3))),
         example({"dims": [0, 2, 3, 1]}, (3, 5, 4)),
         example({"dims": [0, 2, 1]}, Shape("LC", (4, 6))),
+        example({"dims": [0, 1, 3, 2]}, (3, 5, 4)),
+        example({"dims": [0, 1, 3, 2, 4, 5]}, Shape("ND", (2, 3, 2, 3, 4))),
     )
 
     to: Literal["CHW", "HWC"] | None = None
-    dims: Annotated[list[int], Field(min_length=1, max_length=4)] | None = None
+    dims: Annotated[list[int], Field(min_length=1, max_length=MAX_AXES + 1)] | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> Permute:
@@ -99,6 +102,11 @@ class Permute(Op):
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
     ) -> fx.Node:
         return graph.call_method("permute", (args[0], *self.order(inputs[0])))
+
+    def window(self, inputs: list[Shape]) -> Window:
+        # an image that stays an image keeps its pixels in place; other orders move them
+        order = self.order(inputs[0])
+        return Window() if permuted(inputs[0], order).layout != "ND" else Window(whole=True)
 
 
 @register
@@ -132,8 +140,9 @@ class Transpose(Op):
 class Reshape(Op):
     """Give the elements after the batch axis a new `shape` (torch's reshape: a view where
     memory allows, a copy otherwise); one size may be -1, inferred from the rest. The result
-    is a feature vector (1 size), a token sequence (2) or an image (3; `layout: HWC` for
-    channels-last)."""
+    is a feature vector (1 size), a token sequence (2), an image (3; `layout: HWC` for
+    channels-last, `layout: ND` for generic) or a generic tensor (4 to 6 sizes: heads,
+    windows, grids)."""
 
     op = "reshape"
     method: ClassVar[str] = "reshape"
@@ -141,12 +150,14 @@ class Reshape(Op):
         example({"shape": [-1, 4]}, (8, 3, 3)),
         example({"shape": [6, 4]}, Shape("LC", (4, 6))),
         example({"shape": [-1]}, Shape("HWC", (2, 3, 4))),
+        example({"shape": [8, 2, 3, 3, 1]}, (8, 6, 3)),
+        example({"shape": [2, 4, 3], "layout": "ND"}, Shape("LC", (4, 6))),
     )
 
     shape: Annotated[
-        list[Annotated[int, Field(ge=-1, le=1 << 30)]], Field(min_length=1, max_length=3)
+        list[Annotated[int, Field(ge=-1, le=1 << 30)]], Field(min_length=1, max_length=MAX_AXES)
     ]
-    layout: Literal["CHW", "HWC"] | None = None
+    layout: Literal["CHW", "HWC", "ND"] | None = None
 
     def sizes(self, numel: int) -> tuple[int, ...]:
         known = [s for s in self.shape if s != -1]
@@ -162,9 +173,9 @@ class Reshape(Op):
 
     def infer(self, inputs: list[Shape]) -> Shape:
         sizes = self.sizes(inputs[0].numel)
-        if self.layout is not None and len(sizes) != 3:
+        if self.layout in ("CHW", "HWC") and len(sizes) != 3:
             raise ShapeError(f"layout {self.layout} needs 3 sizes; got {list(self.shape)}")
-        return Shape(self.layout or _RANK_LAYOUT[len(sizes)], sizes)
+        return Shape(self.layout or layout_of_rank(len(sizes)), sizes)
 
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]

@@ -25,6 +25,8 @@ def single_op_module(op: Op, shapes: list[Shape]) -> fx.GraphModule:
     state = op.build(shapes)
     if isinstance(state, nn.Parameter):
         root.register_parameter("op", state)
+    elif isinstance(state, torch.Tensor):
+        root.register_buffer("op", state)
     elif state is not None:
         root.add_module("op", state)
     code.output(op.emit(code, args, "op", shapes))

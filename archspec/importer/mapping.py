@@ -1,0 +1,624 @@
+"""One table from torch to archspec ops: module classes (`MODULES`) and functions or tensor
+methods (`FUNCTIONS`), each mapped to an op item `{op: ..., fields}` and the tensors it reads.
+A node nothing here maps is reported, with its count and first place, by the importer."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+
+class Unmapped(Exception):
+    """This node (or this use of it) has no op; `what` names it for the error listing."""
+
+    def __init__(self, what: str, why: str = ""):
+        super().__init__(what)
+        self.what, self.why = what, why
+
+
+@dataclass
+class Mapped:
+    """An op item (None: `alias` or nothing), the fx nodes it reads, or the node it stands for."""
+
+    item: dict[str, Any] | list[dict[str, Any]] | None = None  # a list: ops in a chain
+    inputs: list[fx.Node] = field(default_factory=list)
+    alias: fx.Node | None = None
+    part: int | None = None  # the alias is part `part` of a chunk or split
+    extra: list[list[fx.Node]] = field(default_factory=list)  # chain step k+1's other inputs
+
+
+def tensor_args(node: fx.Node) -> list[fx.Node]:
+    found: list[fx.Node] = []
+    fx.node.map_arg((node.args, node.kwargs), lambda n: found.append(n) or n)
+    return [n for n in found if is_tensor(n)]
+
+
+def is_tensor(node: fx.Node) -> bool:
+    return isinstance(node.meta.get("tensor_meta"), torch.fx.passes.shape_prop.TensorMetadata)
+
+
+def dims(node: fx.Node) -> tuple[int, ...]:
+    """The node's output shape after the batch axis."""
+    return tuple(node.meta["tensor_meta"].shape[1:])
+
+
+def _pair(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return value[0] if len(set(value)) == 1 else list(value)
+    return value
+
+
+def _put(item: dict[str, Any], name: str, value: Any, default: Any) -> None:
+    if value != default:
+        item[name] = value
+
+
+# --- modules ------------------------------------------------------------------------------
+
+
+def _conv(m: nn.Conv2d, node: fx.Node) -> dict[str, Any]:
+    if isinstance(m.padding, str) and m.padding != "valid":
+        padding: Any = m.padding
+    else:
+        padding = 0 if m.padding == "valid" else _pair(m.padding)
+    item: dict[str, Any] = {"op": "conv2d", "out_channels": m.out_channels}
+    item["kernel_size"] = _pair(m.kernel_size)
+    _put(item, "stride", _pair(m.stride), 1)
+    _put(item, "padding", padding, 0)
+    _put(item, "dilation", _pair(m.dilation), 1)
+    if m.groups > 1:
+        depthwise = m.groups == m.in_channels == m.out_channels
+        item["groups"] = "depthwise" if depthwise else m.groups
+    _put(item, "bias", m.bias is not None, True)
+    _put(item, "padding_mode", m.padding_mode, "zeros")
+    return item
+
+
+def _batchnorm(m: nn.BatchNorm2d, node: fx.Node) -> dict[str, Any]:
+    if not m.track_running_stats:
+        raise Unmapped(f"module {type(m).__name__} without running stats")
+    item: dict[str, Any] = {"op": "batchnorm"}
+    _put(item, "eps", m.eps, 1e-5)
+    _put(item, "momentum", m.momentum, 0.1)
+    _put(item, "affine", m.affine, True)
+    return item
+
+
+def _layernorm(m: nn.LayerNorm, node: fx.Node) -> dict[str, Any]:
+    if len(m.normalized_shape) != 1 or getattr(m, "bias", True) is None:
+        raise Unmapped(f"module {type(m).__name__} over several axes or without bias")
+    item: dict[str, Any] = {"op": "layernorm"}
+    _put(item, "eps", m.eps, 1e-5)
+    _put(item, "elementwise_affine", m.elementwise_affine, True)
+    return item
+
+
+def _linear(m: nn.Linear, node: fx.Node) -> dict[str, Any]:
+    item: dict[str, Any] = {"op": "linear", "out_features": m.out_features}
+    _put(item, "bias", m.bias is not None, True)
+    return item
+
+
+def _pool(op: str) -> Callable[[nn.Module, fx.Node], dict[str, Any]]:
+    def mapped(m: Any, node: fx.Node) -> dict[str, Any]:
+        if getattr(m, "dilation", 1) not in (1, (1, 1)) or getattr(m, "return_indices", False):
+            raise Unmapped(f"module {type(m).__name__} with dilation or indices")
+        if getattr(m, "divisor_override", None) is not None:
+            raise Unmapped(f"module {type(m).__name__} with divisor_override")
+        item: dict[str, Any] = {"op": op, "kernel_size": _pair(m.kernel_size)}
+        stride = _pair(m.stride) if m.stride is not None else item["kernel_size"]
+        _put(item, "stride", stride, item["kernel_size"])
+        _put(item, "padding", _pair(m.padding), 0)
+        _put(item, "ceil_mode", m.ceil_mode, False)
+        if op == "avgpool":
+            _put(item, "count_include_pad", m.count_include_pad, True)
+        return item
+
+    return mapped
+
+
+def _adaptive_avgpool(m: nn.AdaptiveAvgPool2d, node: fx.Node) -> dict[str, Any]:
+    item: dict[str, Any] = {"op": "adaptive_avgpool"}
+    _put(item, "output_size", _pair(m.output_size), 1)
+    return item
+
+
+def _plain(op: str, **fields: Callable[[Any], Any]) -> Callable[[nn.Module, fx.Node], Any]:
+    def mapped(m: Any, node: fx.Node) -> dict[str, Any]:
+        return {"op": op, **{k: f(m) for k, f in fields.items()}}
+
+    return mapped
+
+
+def _dropout(m: nn.Dropout, node: fx.Node) -> dict[str, Any]:
+    return {"op": "dropout", "p": m.p} if m.p != 0.5 else {"op": "dropout"}
+
+
+def _gelu(m: nn.GELU, node: fx.Node) -> dict[str, Any]:
+    return {"op": "gelu"} if m.approximate == "none" else {"op": "gelu", "approximate": "tanh"}
+
+
+def _flatten(m: nn.Flatten, node: fx.Node) -> dict[str, Any]:
+    if m.start_dim != 1 or m.end_dim != -1:
+        raise Unmapped("module Flatten not from axis 1 to the end")
+    return {"op": "flatten"}
+
+
+def _attention(m: nn.MultiheadAttention, node: fx.Node) -> dict[str, Any]:
+    same = len({id(a) for a in node.args[:3]}) == 1
+    if not (m.batch_first and m._qkv_same_embed_dim and same and m.bias_k is None):
+        raise Unmapped("module MultiheadAttention other than batch_first self-attention")
+    item: dict[str, Any] = {"op": "attention", "num_heads": m.num_heads}
+    _put(item, "dropout", m.dropout, 0.0)
+    _put(item, "bias", m.in_proj_bias is not None, True)
+    return item
+
+
+def _softmax(m: nn.Softmax, node: fx.Node) -> dict[str, Any]:
+    return {"op": "softmax", "dim": m.dim}
+
+
+def _stochastic_depth(m: Any, node: fx.Node) -> dict[str, Any]:
+    item: dict[str, Any] = {"op": "stochastic_depth", "p": m.p}
+    _put(item, "mode", m.mode, "row")
+    return item
+
+
+def _squeeze_excitation(m: Any, node: fx.Node) -> dict[str, Any]:
+    acts = {nn.ReLU: "relu", nn.SiLU: "silu", nn.GELU: "gelu", nn.Hardswish: "hardswish"}
+    gates = {nn.Sigmoid: "sigmoid", nn.Hardsigmoid: "hardsigmoid"}
+    act, gate = acts.get(type(m.activation)), gates.get(type(m.scale_activation))
+    if act is None or gate is None or m.fc1.kernel_size != (1, 1):
+        raise Unmapped("module SqueezeExcitation with other activations")
+    item: dict[str, Any] = {"op": "squeeze_excitation", "squeeze_channels": m.fc1.out_channels}
+    _put(item, "activation", act, "relu")
+    _put(item, "gate", gate, "sigmoid")
+    return item
+
+
+_ACTIVATIONS: dict[type, str] = {
+    nn.ReLU: "relu",
+    nn.ReLU6: "relu6",
+    nn.SiLU: "silu",
+    nn.GELU: "gelu",
+    nn.Hardswish: "hardswish",
+    nn.Hardsigmoid: "hardsigmoid",
+    nn.Sigmoid: "sigmoid",
+    nn.Tanh: "tanh",
+}
+
+
+def _batchnorm_act(m: Any, node: fx.Node) -> list[dict[str, Any]]:
+    """timm's BatchNormAct2d: the batchnorm (its weights at the module's name), then its act."""
+    if not isinstance(m.drop, nn.Identity):
+        raise Unmapped(f"module {type(m).__name__} with dropout")
+    items = [_batchnorm(m, node)]
+    if isinstance(m.act, nn.Identity):
+        return items
+    if isinstance(m.act, nn.LeakyReLU):
+        return [*items, {"op": "leaky_relu", "negative_slope": m.act.negative_slope}]
+    act = _ACTIVATIONS.get(type(m.act))
+    if act is None:
+        raise Unmapped(f"module {type(m).__name__} with {type(m.act).__name__}")
+    return [*items, {"op": act}]
+
+
+def _modules() -> dict[type, Callable[[Any, fx.Node], Any]]:
+    table: dict[type, Callable[[Any, fx.Node], dict[str, Any]]] = {
+        nn.Conv2d: _conv,
+        nn.BatchNorm2d: _batchnorm,
+        nn.BatchNorm1d: _batchnorm,
+        nn.LayerNorm: _layernorm,
+        nn.Linear: _linear,
+        nn.MaxPool2d: _pool("maxpool"),
+        nn.AvgPool2d: _pool("avgpool"),
+        nn.AdaptiveAvgPool2d: _adaptive_avgpool,
+        nn.ReLU: _plain("relu"),
+        nn.ReLU6: _plain("relu6"),
+        nn.SiLU: _plain("silu"),
+        nn.Hardswish: _plain("hardswish"),
+        nn.Hardsigmoid: _plain("hardsigmoid"),
+        nn.Sigmoid: _plain("sigmoid"),
+        nn.Tanh: _plain("tanh"),
+        nn.GELU: _gelu,
+        nn.LeakyReLU: _plain("leaky_relu", negative_slope=lambda m: m.negative_slope),
+        nn.Dropout: _dropout,
+        nn.Identity: _plain("identity"),
+        nn.Flatten: _flatten,
+        nn.MultiheadAttention: _attention,
+        nn.Softmax: _softmax,
+    }
+    try:
+        import timm.layers as timm_layers
+
+        table[timm_layers.BatchNormAct2d] = _batchnorm_act
+        table[timm_layers.LayerNorm2d] = _layernorm
+        table[timm_layers.LayerNorm] = _layernorm
+        table[timm_layers.Linear] = _linear
+    except ImportError:
+        pass
+    try:
+        import torchvision.models.convnext as tv_convnext
+        import torchvision.ops as tv_ops
+
+        table[tv_ops.StochasticDepth] = _stochastic_depth
+        table[tv_ops.SqueezeExcitation] = _squeeze_excitation
+        table[tv_convnext.LayerNorm2d] = _layernorm  # over channels of (N,C,H,W)
+    except ImportError:
+        pass
+    return table
+
+
+MODULES = _modules()
+
+
+def qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def op_importing(cls: type) -> Any:
+    """The registered op (built-in or plugin) whose `imports` names this module class."""
+    from archspec.ops import REGISTRY
+
+    name = qualified(cls)
+    return next((op for op in REGISTRY.values() if name in op.imports), None)
+
+
+def map_module(module: nn.Module, node: fx.Node) -> Mapped:
+    mapper = MODULES.get(type(module))
+    if mapper is None:
+        op = op_importing(type(module))
+        if op is None:
+            raise Unmapped(f"module {qualified(type(module))}")
+        return Mapped({"op": op.op, **op.fields_of(module)}, tensor_args(node))
+    item = mapper(module, node)
+    if isinstance(item, list):
+        return Mapped(item, tensor_args(node))
+    if item.get("op") == "attention":
+        return Mapped(item, [node.args[0]])  # type: ignore[list-item]
+    return Mapped(item, tensor_args(node))
+
+
+# --- functions and tensor methods ------------------------------------------------------------
+
+
+def _arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
+    if len(node.args) > index:
+        return node.args[index]
+    return node.kwargs.get(name, default)
+
+
+def _binary(node: fx.Node, merge: str) -> Mapped:
+    a, b = _arg(node, 0, "input"), _arg(node, 1, "other")
+    tensors = [x for x in (a, b) if isinstance(x, fx.Node) and is_tensor(x)]
+    if len(tensors) == 2:
+        if merge == "sub" or merge == "div":
+            raise Unmapped(f"function {merge} of two tensors")
+        return Mapped({"op": merge}, tensors)
+    scalar = b if tensors and tensors[0] is a else a
+    if not isinstance(scalar, (int, float)) or not tensors:
+        raise Unmapped(f"function {merge} with a non-constant operand")
+    if merge == "mul":
+        return Mapped({"op": "scale", "value": float(scalar)}, tensors)
+    if merge == "div" and tensors[0] is a:
+        return Mapped({"op": "scale", "value": 1.0 / float(scalar)}, tensors)
+    raise Unmapped(f"function {merge} with a constant")
+
+
+def _act(op: str) -> Callable[[fx.Node], Mapped]:
+    return lambda node: Mapped({"op": op}, tensor_args(node)[:1])
+
+
+def _flatten_fn(node: fx.Node) -> Mapped:
+    start, end = _arg(node, 1, "start_dim", 0), _arg(node, 2, "end_dim", -1)
+    if start != 1 or end != -1:
+        return _reshape(node)
+    return Mapped({"op": "flatten"}, [node.args[0]])  # type: ignore[list-item]
+
+
+def _reshape(node: fx.Node) -> Mapped:
+    sizes = list(dims(node))
+    source = node.args[0]
+    if sizes == list(dims(source)):  # type: ignore[arg-type]
+        return Mapped(alias=source)  # type: ignore[arg-type]
+    return Mapped({"op": "reshape", "shape": sizes}, [source])  # type: ignore[list-item]
+
+
+def _permute(node: fx.Node) -> Mapped:
+    order = node.args[1:] if node.op == "call_method" else (_arg(node, 1, "dims"),)
+    if len(order) == 1 and isinstance(order[0], (list, tuple)):
+        order = tuple(order[0])
+    rank = len(dims(node)) + 1
+    order = [d % rank for d in order]
+    if order == list(range(rank)):
+        return Mapped(alias=node.args[0])  # type: ignore[arg-type]
+    return Mapped({"op": "permute", "dims": order}, [node.args[0]])  # type: ignore[list-item]
+
+
+def _transpose(node: fx.Node) -> Mapped:
+    rank = len(dims(node)) + 1
+    a, b = (_arg(node, 1, "dim0") % rank, _arg(node, 2, "dim1") % rank)
+    order = list(range(rank))
+    order[a], order[b] = order[b], order[a]
+    return Mapped({"op": "permute", "dims": order}, [node.args[0]])  # type: ignore[list-item]
+
+
+def _cat(node: fx.Node) -> Mapped:
+    parts = list(_arg(node, 0, "tensors"))
+    if len(parts) == 1:  # DenseNet's first layer concatenates a list of one
+        return Mapped(alias=parts[0])
+    dim = _arg(node, 1, "dim", 0)
+    rank = len(dims(node)) + 1
+    dim %= rank
+    if dim == 1 and rank == 4:
+        return Mapped({"op": "concat"}, parts)
+    if dim == 1 and rank == 3:
+        return Mapped({"op": "concat", "axis": "tokens"}, parts)
+    if dim == rank - 1:
+        return Mapped({"op": "concat"}, parts)
+    raise Unmapped("function cat along an axis other than channels or tokens")
+
+
+def _adaptive_avgpool_fn(node: fx.Node) -> Mapped:
+    size = _pair(_arg(node, 1, "output_size"))
+    item: dict[str, Any] = {"op": "adaptive_avgpool"}
+    _put(item, "output_size", size, 1)
+    return Mapped(item, [node.args[0]])  # type: ignore[list-item]
+
+
+def _mean(node: fx.Node) -> Mapped:
+    axes = _arg(node, 1, "dim")
+    keep = _arg(node, 2, "keepdim", False)
+    rank = len(dims(node.args[0])) + 1  # type: ignore[arg-type]
+    axes = tuple(sorted(a % rank for a in (axes if isinstance(axes, (list, tuple)) else [axes])))
+    if axes == (2, 3) and keep and len(dims(node)) == 3:
+        return Mapped({"op": "adaptive_avgpool"}, [node.args[0]])  # type: ignore[list-item]
+    if len(axes) == 1 and len(dims(node.args[0])) >= 2:  # type: ignore[arg-type]
+        item: dict[str, Any] = {"op": "mean", "dim": axes[0]}
+        _put(item, "keepdim", bool(keep), False)
+        return Mapped(item, [node.args[0]])  # type: ignore[list-item]
+    if axes == (2, 3) and not keep and len(dims(node)) == 1:
+        items = [{"op": "adaptive_avgpool"}, {"op": "flatten"}]
+        return Mapped(items, [node.args[0]])  # type: ignore[arg-type,list-item]
+    raise Unmapped("function mean other than over height and width with keepdim")
+
+
+def _pool_fn(op: str) -> Callable[[fx.Node], Mapped]:
+    def mapped(node: fx.Node) -> Mapped:
+        kernel = _pair(_arg(node, 1, "kernel_size"))
+        stride = _arg(node, 2, "stride", None)
+        stride = kernel if stride in (None, []) else _pair(stride)
+        item: dict[str, Any] = {"op": op, "kernel_size": kernel}
+        _put(item, "stride", stride, kernel)
+        _put(item, "padding", _pair(_arg(node, 3, "padding", 0)), 0)
+        index = 5 if op == "maxpool" else 4  # max_pool2d has dilation before ceil_mode
+        if op == "maxpool" and _pair(_arg(node, 4, "dilation", 1)) != 1:
+            raise Unmapped(f"function {op} with dilation")
+        _put(item, "ceil_mode", bool(_arg(node, index, "ceil_mode", False)), False)
+        if op == "avgpool":
+            _put(item, "count_include_pad", bool(_arg(node, 5, "count_include_pad", True)), True)
+            if _arg(node, 6, "divisor_override", None) is not None:
+                raise Unmapped("function avg_pool2d with divisor_override")
+        return Mapped(item, [node.args[0]])  # type: ignore[list-item]
+
+    return mapped
+
+
+def _softmax_fn(node: fx.Node) -> Mapped:
+    return Mapped({"op": "softmax", "dim": _arg(node, 1, "dim")}, [node.args[0]])  # type: ignore[list-item]
+
+
+def _normalize(node: fx.Node) -> Mapped:
+    item: dict[str, Any] = {"op": "normalize"}
+    _put(item, "p", float(_arg(node, 1, "p", 2.0)), 2.0)
+    _put(item, "dim", _arg(node, 2, "dim", 1), -1)
+    _put(item, "eps", _arg(node, 3, "eps", 1e-12), 1e-12)
+    return Mapped(item, [node.args[0]])  # type: ignore[list-item]
+
+
+def _matmul(node: fx.Node) -> Mapped:
+    return Mapped({"op": "matmul"}, tensor_args(node)[:2])
+
+
+def _dropout_fn(node: fx.Node) -> Mapped:
+    p = _arg(node, 1, "p", 0.5)
+    return Mapped({"op": "dropout", "p": p} if p != 0.5 else {"op": "dropout"}, [node.args[0]])  # type: ignore[list-item]
+
+
+def _alias(node: fx.Node) -> Mapped:
+    return Mapped(alias=node.args[0])  # type: ignore[arg-type]
+
+
+def _is_parts(node: fx.Node) -> bool:
+    name = getattr(node.target, "__name__", node.target)
+    return name in ("chunk", "split")
+
+
+def _addcmul(node: fx.Node) -> Mapped:
+    """torch.addcmul(a, b, c) = a + b * c (ResMLP's affine norm): mul, then add."""
+    a, b, c = (_arg(node, i, n) for i, n in enumerate(("input", "tensor1", "tensor2")))
+    if _arg(node, 3, "value", 1) != 1 or not all(isinstance(t, fx.Node) for t in (a, b, c)):
+        raise Unmapped("function torch.addcmul with a value or constants")
+    return Mapped([{"op": "mul"}, {"op": "add"}], [b, c], extra=[[a]])
+
+
+def _reshape_as(node: fx.Node) -> Mapped:
+    return _reshape(node)
+
+
+def _expand(node: fx.Node) -> Mapped:
+    source = node.args[0]
+    if isinstance(source, fx.Node) and source.op == "get_attr":
+        return Mapped(alias=source)  # a parameter op is expanded to the batch already
+    if isinstance(source, fx.Node) and dims(source) == dims(node):
+        return Mapped(alias=source)
+    raise Unmapped("method Tensor.expand of a computed tensor")
+
+
+def _parts(node: fx.Node) -> Mapped:
+    """x.chunk(n, dim=1) / x.split(size or sizes, dim=1) along the channels of an image (the
+    last axis of tokens): archspec's chunk and split, read by part (`from: name.i`)."""
+    source = node.args[0]
+    how = _arg(node, 1, "chunks" if "chunk" in str(node.target) else "split_size_or_sections")
+    dim = _arg(node, 2, "dim", 0)
+    rank = len(dims(source)) + 1  # type: ignore[arg-type]
+    channel_axis = 1 if rank == 4 else rank - 1
+    if dim % rank != channel_axis:
+        raise Unmapped(f"{function_name(node)} along an axis other than the channels")
+    channels = dims(source)[channel_axis - 1]  # type: ignore[arg-type]
+    if "chunk" in str(getattr(node.target, "__name__", node.target)):
+        return Mapped({"op": "chunk", "chunks": how}, [source])  # type: ignore[list-item]
+    sizes = list(how) if isinstance(how, (list, tuple)) else [how] * (channels // how)
+    if sum(sizes) != channels:
+        sizes.append(channels - sum(sizes))
+    return Mapped({"op": "split", "sizes": sizes}, [source])  # type: ignore[list-item]
+
+
+def _getitem(node: fx.Node) -> Mapped:
+    source, index = node.args
+    if isinstance(source, fx.Node) and _is_parts(source) and isinstance(index, int):
+        return Mapped(alias=source, part=index)
+    if isinstance(source, fx.Node) and source.op == "call_module" and index == 0:
+        return Mapped(alias=source)  # (output, weights) of attention
+    if (
+        isinstance(index, tuple)
+        and len(index) == 2
+        and index[0] == slice(None)
+        and isinstance(index[1], int)
+        and isinstance(source, fx.Node)
+        and len(dims(source)) == 2
+    ):
+        item: dict[str, Any] = {"op": "select_token"}
+        _put(item, "index", index[1], 0)
+        return Mapped(item, [source])
+    narrowed = _channel_slice(source, index)
+    if narrowed is not None:
+        return narrowed
+    raise Unmapped("function getitem (indexing)")
+
+
+def _channel_slice(source: Any, index: Any) -> Mapped | None:
+    """`x[:, a:b]` (and `x[:, a:b, :, :]`) on an image: narrow along the channels."""
+    if not (isinstance(source, fx.Node) and isinstance(index, tuple) and len(dims(source)) == 3):
+        return None
+    if len(index) < 2 or index[0] != slice(None) or any(i != slice(None) for i in index[2:]):
+        return None
+    part = index[1]
+    if not isinstance(part, slice) or part.step not in (None, 1):
+        return None
+    channels = dims(source)[0]
+    start, stop, _ = part.indices(channels)
+    if not isinstance(start, int) or stop <= start:
+        return None
+    if start == 0 and stop == channels:
+        return Mapped(alias=source)
+    return Mapped({"op": "narrow", "start": start, "length": stop - start}, [source])
+
+
+def _gelu_fn(node: fx.Node) -> Mapped:
+    approximate = node.kwargs.get("approximate", "none")
+    item = {"op": "gelu"} if approximate == "none" else {"op": "gelu", "approximate": "tanh"}
+    return Mapped(item, [node.args[0]])  # type: ignore[list-item]
+
+
+FUNCTIONS: dict[Any, Callable[[fx.Node], Mapped]] = {
+    operator.add: lambda n: _binary(n, "add"),
+    operator.iadd: lambda n: _binary(n, "add"),
+    torch.add: lambda n: _binary(n, "add"),
+    "add": lambda n: _binary(n, "add"),
+    "add_": lambda n: _binary(n, "add"),
+    operator.mul: lambda n: _binary(n, "mul"),
+    operator.imul: lambda n: _binary(n, "mul"),
+    torch.mul: lambda n: _binary(n, "mul"),
+    "mul": lambda n: _binary(n, "mul"),
+    "mul_": lambda n: _binary(n, "mul"),
+    operator.truediv: lambda n: _binary(n, "div"),
+    operator.sub: lambda n: _binary(n, "sub"),
+    torch.relu: _act("relu"),
+    F.relu: _act("relu"),
+    "relu": _act("relu"),
+    "relu_": _act("relu"),
+    F.relu6: _act("relu6"),
+    F.silu: _act("silu"),
+    F.hardswish: _act("hardswish"),
+    F.hardsigmoid: _act("hardsigmoid"),
+    torch.sigmoid: _act("sigmoid"),
+    "sigmoid": _act("sigmoid"),
+    F.sigmoid: _act("sigmoid"),
+    torch.tanh: _act("tanh"),
+    torch.exp: _act("exp"),
+    F.gelu: _gelu_fn,
+    torch.flatten: _flatten_fn,
+    "flatten": _flatten_fn,
+    "reshape": _reshape,
+    "view": _reshape,
+    torch.reshape: _reshape,
+    "permute": _permute,
+    torch.permute: _permute,
+    "transpose": _transpose,
+    torch.transpose: _transpose,
+    torch.cat: _cat,
+    torch.concat: _cat,
+    F.adaptive_avg_pool2d: _adaptive_avgpool_fn,
+    F.avg_pool2d: _pool_fn("avgpool"),
+    torch._C._nn.avg_pool2d: _pool_fn("avgpool"),
+    F.max_pool2d: _pool_fn("maxpool"),
+    torch.max_pool2d: _pool_fn("maxpool"),
+    "mean": _mean,
+    torch.mean: _mean,
+    torch.softmax: _softmax_fn,
+    F.softmax: _softmax_fn,
+    "softmax": _softmax_fn,
+    F.normalize: _normalize,
+    torch.matmul: _matmul,
+    operator.matmul: _matmul,
+    torch.bmm: _matmul,
+    F.dropout: _dropout_fn,
+    "contiguous": _alias,
+    torch.addcmul: _addcmul,
+    "reshape_as": _reshape_as,
+    "chunk": _parts,
+    torch.chunk: _parts,
+    "split": _parts,
+    torch.split: _parts,
+    "expand": _expand,
+    "clone": _alias,
+    operator.getitem: _getitem,
+}
+
+
+def function_name(node: fx.Node) -> str:
+    target = node.target
+    if node.op == "call_method":
+        return f"method Tensor.{target}"
+    module = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__name__", str(target))
+    return f"function {module + '.' if module else ''}{name}"
+
+
+def map_function(node: fx.Node) -> Mapped:
+    mapper = FUNCTIONS.get(node.target)
+    if mapper is None:
+        raise Unmapped(function_name(node))
+    try:
+        return mapper(node)
+    except Unmapped:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        raise Unmapped(function_name(node), str(exc)) from exc
+
+
+def parameter_item(value: torch.Tensor, trainable: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {"op": "parameter", "shape": list(value.shape)}
+    if not trainable:
+        item["trainable"] = False
+    return item
+
+
+__all__ = ["FUNCTIONS", "MODULES", "Mapped", "Unmapped", "map_function", "map_module"]

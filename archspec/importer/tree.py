@@ -1,0 +1,407 @@
+"""The traced graph as a tree of archspec items: one inline group per module call, named as the
+module is, each op named after its module (so state_dict keys are the source's), and the data
+flow written as `from:` only where it is not the previous item."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import fx, nn
+
+from archspec.importer.capture import ImportSourceError
+from archspec.importer.mapping import (
+    Mapped,
+    Unmapped,
+    is_tensor,
+    map_function,
+    map_module,
+    parameter_item,
+)
+
+INPUT_VALUE = "<input>"
+
+
+@dataclass(eq=False)
+class Leaf:
+    name: str
+    item: dict[str, Any]  # {op: ..., fields}
+    inputs: list[str]  # value ids read
+    value: str  # the value id it produces
+    stateful: bool
+    generated: bool  # the name was made up (a function), not a module's
+    parent: Group | None = None
+    sources: list[str] | None = None  # `from:` names, resolved by `resolve`
+
+
+@dataclass(eq=False)
+class Group:
+    name: str
+    path: str
+    module_class: str
+    entries: list[Leaf | Group] = field(default_factory=list)
+    parent: Group | None = None
+    closed: bool = False
+    input_value: str | None = None
+    sources: list[str] | None = None
+
+    @property
+    def value(self) -> str:
+        return self.entries[-1].value
+
+    def leaves(self) -> list[Leaf]:
+        out: list[Leaf] = []
+        for e in self.entries:
+            out.extend(e.leaves() if isinstance(e, Group) else [e])
+        return out
+
+
+Entry = Leaf | Group
+
+
+class Problems:
+    """Unmapped module types and functions: count and first place of each."""
+
+    def __init__(self) -> None:
+        self.count: Counter[str] = Counter()
+        self.first: dict[str, str] = {}
+        self.why: dict[str, str] = {}
+
+    def add(self, what: str, where: str, why: str = "") -> None:
+        self.count[what] += 1
+        self.first.setdefault(what, where)
+        if why:
+            self.why.setdefault(what, why)
+
+    def lines(self) -> list[str]:
+        return [
+            f"unmapped {what}: {n} use{'s' if n > 1 else ''}, first at {self.first[what]}"
+            + (f" ({self.why[what]})" if what in self.why else "")
+            for what, n in self.count.most_common()
+        ]
+
+
+def _owner(node: fx.Node) -> list[str]:
+    if node.op in ("call_module", "get_attr"):
+        return str(node.target).split(".")[:-1]
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return []
+    key = list(stack)[-1]
+    return re.sub(r"@\d+$", "", key).split(".") if key else []
+
+
+def _op_name(item: dict[str, Any]) -> str:
+    return str(item["op"])
+
+
+class TreeBuilder:
+    def __init__(self, gm: fx.GraphModule, source: nn.Module | None = None):
+        self.gm = gm
+        self.modules = dict((source or gm).named_modules())
+        self.root = Group("", "", type(gm).__name__)
+        self.groups: dict[str, Group] = {"": self.root}
+        self.open_path: list[str] = []
+        self.alias: dict[str, str] = {}
+        self.producer: dict[str, Leaf] = {}
+        self.problems = Problems()
+        self.outputs: list[str] = []
+        self.called: set[str] = set()
+
+    def value(self, node: fx.Node) -> str:
+        name = node.name
+        while name in self.alias:
+            name = self.alias[name]
+        return name
+
+    def _group(self, path: list[str]) -> Group:
+        """The group for module `path`, opening it (and closing the groups left) as needed."""
+        common = 0
+        while (
+            common < min(len(path), len(self.open_path)) and path[common] == self.open_path[common]
+        ):
+            common += 1
+        for depth in range(len(self.open_path), common, -1):
+            self.groups[".".join(self.open_path[:depth])].closed = True
+        group = self.root
+        for depth in range(1, len(path) + 1):
+            key = ".".join(path[:depth])
+            child = self.groups.get(key)
+            if child is None:
+                module = self.modules.get(key)
+                child = Group(path[depth - 1], key, type(module).__name__ if module else "")
+                child.parent = group
+                group.entries.append(child)
+                self.groups[key] = child
+            elif child.closed:
+                raise _Split(key)
+            group = child
+        self.open_path = list(path)
+        return group
+
+    def _place(self, node: fx.Node) -> str:
+        return (
+            ".".join(_owner(node) + [node.name])
+            if node.op.startswith("call_f")
+            else str(node.target)
+        )
+
+    def add(
+        self,
+        node: fx.Node,
+        mapped: Mapped,
+        local: str,
+        stateful: bool,
+        generated: bool,
+        after: str | None = None,
+    ) -> None:
+        if mapped.alias is not None:
+            part = "" if mapped.part is None else f"|{mapped.part}"
+            self.alias[node.name] = self.value(mapped.alias) + part
+            return
+        assert mapped.item is not None
+        try:
+            group = self._group(_owner(node))
+        except _Split as split:
+            self.problems.add(
+                "module called in two pieces or twice", split.path, "its calls interleave"
+            )
+            return
+        used = {e.name for e in group.entries}
+        name, k = local, 1
+        while name in used:
+            name, k = f"{local}_{k}", k + 1
+        if stateful and name != local:
+            self.problems.add("module called twice (shared weights)", str(node.target))
+            return
+        leaf = Leaf(
+            name,
+            mapped.item,
+            [self.value(n) for n in mapped.inputs]
+            if after is None
+            else [after, *(self.value(n) for n in mapped.inputs)],
+            node.name,
+            stateful,
+            generated,
+            parent=group,
+        )
+        group.entries.append(leaf)
+        self.producer[node.name] = leaf
+
+    def build(self) -> Group:
+        counters: Counter[tuple[str, str]] = Counter()
+        for node in self.gm.graph.nodes:
+            if node.op == "placeholder":
+                if any(v == INPUT_VALUE for v in self.alias.values()):
+                    if not node.users:
+                        continue  # an optional argument the forward does not use
+                    raise ImportSourceError("only models with one input can be imported")
+                self.alias[node.name] = INPUT_VALUE
+                continue
+            if node.op == "output":
+                result = node.args[0]
+                results = list(result) if isinstance(result, (tuple, list)) else [result]
+                for r in results:
+                    if not isinstance(r, fx.Node):
+                        raise ImportSourceError("the model returns something other than tensors")
+                    self.outputs.append(self.value(r))
+                continue
+            if (
+                not is_tensor(node)
+                and not _makes_parts(node)
+                and not (
+                    node.op == "call_module"
+                    and isinstance(self.modules.get(str(node.target)), nn.MultiheadAttention)
+                )
+            ):
+                continue  # sizes, shapes and other values that are not tensors
+            try:
+                if node.op == "get_attr":
+                    value = (
+                        self.gm.get_parameter(node.target)
+                        if _is_param(self.gm, node)
+                        else (self.gm.get_buffer(node.target))
+                    )
+                    mapped = Mapped(parameter_item(value, _is_param(self.gm, node)), [])
+                    self.add(node, mapped, str(node.target).split(".")[-1], True, False)
+                elif node.op == "call_module":
+                    module = self.modules[str(node.target)]
+                    mapped = map_module(module, node)
+                    stateful = any(True for _ in module.state_dict())
+                    local = str(node.target).split(".")[-1]
+                    if isinstance(mapped.item, list):  # the first op holds the module's state
+                        first, *rest = mapped.item
+                        self.add(
+                            _Step(node, 0), Mapped(first, mapped.inputs), local, stateful, False
+                        )  # type: ignore[arg-type]
+                        previous = f"{node.name}#0"
+                        for k, item in enumerate(rest, 1):
+                            last = k == len(rest)
+                            self.add(
+                                node if last else _Step(node, k),  # type: ignore[arg-type]
+                                Mapped(item, []),
+                                f"{local}_{item['op']}",
+                                False,
+                                True,
+                                after=previous,
+                            )
+                            previous = node.name if last else f"{node.name}#{k}"
+                        if not rest:
+                            self.alias[node.name] = f"{node.name}#0"
+                    else:
+                        self.add(node, mapped, local, stateful, False)
+                else:
+                    mapped = map_function(node)
+                    if mapped.item is not None:
+                        owner = ".".join(_owner(node))
+                        chain = mapped.item if isinstance(mapped.item, list) else [mapped.item]
+                        previous = ""
+                        for k, item in enumerate(chain):
+                            op = _op_name(item)
+                            counters[(owner, op)] += 1
+                            n = counters[(owner, op)]
+                            last = k == len(chain) - 1
+                            extra = mapped.extra[k - 1] if k and mapped.extra else []
+                            step = Mapped(item, mapped.inputs if k == 0 else extra)
+                            self.add(
+                                node if last else _Step(node, k),  # type: ignore[arg-type]
+                                step,
+                                op if n == 1 else f"{op}_{n - 1}",
+                                False,
+                                True,
+                                after=None if k == 0 else previous,
+                            )
+                            previous = node.name if last else f"{node.name}#{k}"
+                    else:
+                        self.add(node, mapped, "", False, True)
+            except Unmapped as exc:
+                self.problems.add(exc.what, self._place(node), exc.why)
+                self.alias[node.name] = (
+                    self.value(tensor_input(node)) if tensor_input(node) else node.name
+                )
+        return self.root
+
+
+class _Step:
+    """Step k of a function that maps to a chain of ops (mean over H, W -> pool, flatten)."""
+
+    def __init__(self, node: fx.Node, k: int):
+        self.name, self.op, self.target = f"{node.name}#{k}", node.op, node.target
+        self.meta = node.meta
+
+
+def _makes_parts(node: fx.Node) -> bool:
+    return node.target in ("chunk", "split") or getattr(node.target, "__name__", "") in (
+        "chunk",
+        "split",
+    )
+
+
+def tensor_input(node: fx.Node) -> fx.Node | None:
+    for a in node.args:
+        if isinstance(a, fx.Node):
+            return a
+    return None
+
+
+def _is_param(gm: fx.GraphModule, node: fx.Node) -> bool:
+    return str(node.target) in dict(gm.named_parameters())
+
+
+class _Split(Exception):
+    def __init__(self, path: str):
+        super().__init__(path)
+        self.path = path
+
+
+# --- references ----------------------------------------------------------------------------
+
+
+def resolve(root: Group, builder: TreeBuilder) -> list[str]:
+    """Set every entry's `sources` (None: the previous item) and each group's input; returns the
+    root's output names. Raises ImportSourceError where a value is read across a module's
+    boundary in a way a spec cannot say."""
+    owner: dict[str, Entry] = {}  # value -> the leaf producing it
+
+    def index(group: Group) -> None:
+        for e in group.entries:
+            if isinstance(e, Group):
+                index(e)
+            else:
+                owner[e.value] = e
+
+    index(root)
+    root.input_value = INPUT_VALUE
+
+    def chain(e: Entry) -> list[Group]:
+        out = []
+        p = e.parent
+        while p is not None:
+            out.append(p)
+            p = p.parent
+        return out
+
+    def name_in(group: Group, value: str) -> str:
+        """How `group`'s items refer to `value`."""
+        if value == group.input_value or (value == INPUT_VALUE and group is root):
+            return "input"
+        value, bar, part = value.partition("|")  # part i of a chunk or split: `name.i`
+        suffix = f".{part}" if bar else ""
+        producer = owner.get(value)
+        if producer is None:
+            raise ImportSourceError(
+                f"{group.path or 'the model'} reads a value archspec cannot name"
+            )
+        # the entry of `group` (or of an ancestor, lexically) whose subtree produced it
+        scope: Group | None = group
+        while scope is not None:
+            entry: Entry = producer
+            while entry.parent is not None and entry.parent is not scope:
+                entry = entry.parent
+            if entry.parent is scope:
+                if entry.value != value:
+                    inner = f"{scope.path}.{entry.name}" if scope.path else entry.name
+                    raise ImportSourceError(
+                        f"{inner} is read inside by {group.path or 'the model'}, not only at "
+                        "its output: a spec group has one output"
+                    )
+                return entry.name + suffix
+            if value + bar + part == scope.input_value:
+                return "input"
+            scope = scope.parent
+        raise ImportSourceError(f"{group.path}: cannot name an input")
+
+    def external(group: Group, values: list[str]) -> None:
+        for v in values:
+            producer = owner.get(v.partition("|")[0])
+            inside = producer is not None and group in chain(producer)
+            if not inside and group.input_value is None:
+                group.input_value = v
+
+    def walk(group: Group) -> None:
+        for e in group.entries:
+            if isinstance(e, Group):
+                for leaf in e.leaves():
+                    external(e, leaf.inputs)
+                # a group reading nothing from outside (only parameters): its input is its parent's
+                if e.input_value is None:
+                    e.input_value = group.input_value if group is not root else INPUT_VALUE
+        previous = group.input_value
+        for e in group.entries:
+            if isinstance(e, Group):
+                walk(e)
+                reads = [e.input_value]
+            else:
+                reads = e.inputs
+            if not reads:  # a parameter: reads the previous item, uses nothing of it
+                e.sources = None
+            elif len(reads) == 1 and reads[0] == previous:
+                e.sources = None
+            else:
+                e.sources = [name_in(group, v) for v in reads]
+            previous = e.value
+
+    walk(root)
+    return [name_in(root, v) for v in builder.outputs]

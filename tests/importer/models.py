@@ -1,0 +1,66 @@
+"""Small hand-written models for the importer tests (importable as tests.importer.models)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ScaledTanh(nn.Module):
+    """alpha * tanh(x) with a learned alpha per channel: traced through, it is a parameter, a
+    tanh and a mul."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.full((channels, 1, 1), 0.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.alpha * torch.tanh(x)
+
+
+class Unmappable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.act1 = nn.ELU()  # a torch.nn module archspec has no op for
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.act2 = nn.ELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act2(self.conv2(self.act1(self.conv(x))))
+        return torch.erf(x)
+
+
+class Residual(nn.Module):
+    def __init__(self, channels: int, stride: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride, 1, bias=False)
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x)) + x)
+
+
+class Tiny(nn.Module):
+    """A stem, a stage of three residual blocks, a head."""
+
+    def __init__(self, num_classes: int = 10, act: str = "none"):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU())
+        self.stage = nn.Sequential(*[Residual(16) for _ in range(3)])
+        acts = {"scaled_tanh": lambda: ScaledTanh(16), "elu": nn.ELU, "none": nn.Identity}
+        self.act = acts[act]()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.stage(self.stem(x)))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def tiny(**kwargs) -> Tiny:
+    return Tiny(**kwargs)
+
+
+def unmappable() -> Unmappable:
+    return Unmappable()

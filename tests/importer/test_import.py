@@ -1,0 +1,159 @@
+"""`archspec import` and `archspec.from_torch`: exact specs (parameters, state_dict names,
+outputs), blocks and repeats recovered, one error listing what cannot be mapped, nothing
+written unless verified, and plugin ops that map a user's module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import archspec
+from archspec.cli import app
+from archspec.importer import ImportSourceError, from_torch, import_module
+from archspec.ops import REGISTRY
+from archspec.ops.base import example
+from tests.importer import models
+
+runner = CliRunner()
+ZOO = Path(__file__).resolve().parents[2] / "specs"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _commands():
+    from archspec.cli import importer  # noqa: F401 - registers the command
+
+
+def check_exact(source: torch.nn.Module, spec: archspec.Spec, shape=(3, 32, 32)) -> None:
+    """What the importer promises, checked again from outside."""
+    source = source.eval()
+    model = archspec.build(spec).eval()
+    assert list(model.state_dict()) == list(source.state_dict()) or set(model.state_dict()) == set(
+        source.state_dict()
+    )
+    model.load_state_dict(source.state_dict(), strict=True)
+    x = torch.randn(2, *shape)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), source(x), rtol=1e-4, atol=1e-4)
+
+
+def test_a_small_model_with_a_repeated_block():
+    source = models.Tiny()
+    imported = import_module(source, (3, 16, 16), name="tiny")
+    check_exact(source, imported.spec, (3, 16, 16))
+    text = imported.text
+    assert text.startswith("# imported by")
+    assert "{block: residual, name: stage, repeat: 3}" in text
+    assert "blocks:\n  residual:" in text
+
+
+def test_from_torch_returns_a_spec_that_analyses_and_scales():
+    spec = from_torch(models.Tiny(), input_shape=(3, 16, 16))
+    report = archspec.analyze(spec)
+    assert report.params == sum(p.numel() for p in models.Tiny().parameters())
+    wider = archspec.scale(spec, width=2.0)
+    assert archspec.analyze(wider).params > report.params
+
+
+def test_unmapped_parts_are_listed_once_with_count_and_first_place(tmp_path):
+    with pytest.raises(ImportSourceError) as caught:
+        import_module(models.Unmappable(), (3, 8, 8))
+    lines = [str(p) for p in caught.value.problems]
+    assert lines == [
+        "unmapped module torch.nn.modules.activation.ELU: 2 uses, first at act1",
+        "unmapped function torch.erf: 1 use, first at erf",
+    ]
+    out = tmp_path / "model.yaml"
+    result = runner.invoke(
+        app, ["import", "tests.importer.models:unmappable", "-o", str(out), "--input", "3,8,8"]
+    )
+    assert result.exit_code == 1
+    assert "unmapped module torch.nn.modules.activation.ELU: 2 uses" in result.output
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+class EluOp(archspec.Op):
+    """ELU, as a user would register it for the module archspec does not map."""
+
+    op = "elu_for_import_test"
+    imports = ("torch.nn.modules.activation.ELU",)
+    examples = (example({"alpha": 0.5}, (3, 4, 4)),)
+    alpha: float = 1.0
+
+    @classmethod
+    def fields_of(cls, module):
+        return {"alpha": module.alpha}
+
+    def build(self, inputs):
+        return torch.nn.ELU(self.alpha)
+
+
+def test_a_plugin_op_maps_a_users_module_and_the_import_goes_through():
+    model = models.Tiny(act="elu")
+    with pytest.raises(ImportSourceError, match="ELU"):
+        import_module(model, (3, 16, 16))
+    archspec.register(EluOp)
+    try:
+        imported = import_module(model, (3, 16, 16))
+        assert "{op: elu_for_import_test, alpha: 1.0}" in imported.text
+        check_exact(model, imported.spec, (3, 16, 16))
+    finally:
+        del REGISTRY[EluOp.op]
+
+
+def test_a_module_traced_through_becomes_primitives():
+    model = models.Tiny(act="scaled_tanh")  # alpha * tanh(x): parameter, tanh, mul
+    imported = import_module(model, (3, 16, 16))
+    assert "{op: parameter, name: alpha, shape: [16, 1, 1]}" in imported.text
+    check_exact(model, imported.spec, (3, 16, 16))
+
+
+def test_the_command_writes_a_verified_spec_and_never_overwrites(tmp_path):
+    out = tmp_path / "tiny.yaml"
+    args = ["import", "tests.importer.models:tiny", "-o", str(out), "--input", "3,16,16"]
+    result = runner.invoke(app, [*args, "--kwargs", '{"num_classes": 5}'])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out}" in result.output
+    text = out.read_text()
+    assert text.startswith("# imported by `archspec import tests.importer.models:tiny`")
+    assert "out_features: 5" in text
+    assert archspec.analyze(archspec.load_spec(out)).params == sum(
+        p.numel() for p in models.tiny(num_classes=5).parameters()
+    )
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "exists" in again.output
+    bad = runner.invoke(app, [*args[:-2], "--input", "3,16", "--force"])
+    assert bad.exit_code == 1 and "channels,height,width" in bad.output
+    bad = runner.invoke(app, ["import", "nosuchthing", "-o", str(tmp_path / "x.yaml")])
+    assert bad.exit_code == 1 and "expected torchvision:NAME" in bad.output
+
+
+@pytest.mark.slow
+def test_imported_resnet50_reads_like_the_zoo():
+    import torchvision
+
+    source = torchvision.models.resnet50()
+    imported = import_module(source, (3, 64, 64), source="torchvision:resnet50")
+    check_exact(source, imported.spec, (3, 64, 64))
+    ours = imported.text.count("\n")
+    zoo = (ZOO / "resnet50.yaml").read_text().count("\n")
+    assert ours <= 1.5 * zoo, (ours, zoo)
+    stages = [line for line in imported.text.splitlines() if "{block: bottleneck" in line]
+    assert [s.split("repeat: ")[1][0] for s in stages] == ["3", "4", "6", "3"]
+
+
+@pytest.mark.slow
+def test_imported_efficientnet_b0_has_mbconv_blocks_with_repeats():
+    import torchvision
+
+    source = torchvision.models.efficientnet_b0()
+    imported = import_module(source, (3, 64, 64), source="torchvision:efficientnet_b0")
+    check_exact(source, imported.spec, (3, 64, 64))
+    text = imported.text
+    assert text.count("{block: mbconv") == 7
+    assert "repeat: 4" in text and "repeat: 3" in text
+    assert "depth_index / depth_total" in text  # the stochastic-depth schedule, as a rule
+    zoo = (ZOO / "efficientnet_b0.yaml").read_text().count("\n")
+    assert text.count("\n") <= 1.5 * zoo
