@@ -25,10 +25,9 @@ from archspec.ops.base import (
     Scalable,
     ShapeError,
     Window,
-    get_op,
     register,
 )
-from archspec.ops.plugins import PluginError, load_plugins, origin
+from archspec.ops.plugins import PluginError, get_op, load_plugins, origin
 
 __all__ = [
     "REGISTRY",

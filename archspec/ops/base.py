@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, WithJsonSchema
 
-from archspec.errors import unknown_message
 from archspec.shape import Layout, Shape
 
 if TYPE_CHECKING:  # torch is imported where a module is built, so validate stays torch-free
@@ -224,21 +223,6 @@ def register(cls: type[Op]) -> type[Op]:
     return cls
 
 
-def get_op(name: str) -> type[Op]:
-    """The op class called `name`; KeyError with the nearest valid names otherwise."""
-    if name not in REGISTRY:
-        from archspec.ops.plugins import load_entry_points
-
-        load_entry_points()  # installed packages' ops, loaded on the first unknown name
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        message = unknown_message("op", name, REGISTRY)
-        if "did you mean" not in message:
-            message += " (an op written in Python must be loaded as a plugin first)"
-        raise KeyError(message) from None
-
-
 def torch_function(path: str) -> Callable[..., Any]:
     """The function at a dotted path such as "torch.relu" or "torch.nn.functional.silu". Ops name
     the torch functions their forward calls as strings, resolved when code is generated, so that
@@ -280,7 +264,6 @@ __all__ = [
     "Window",
     "conv_out",
     "example",
-    "get_op",
     "pair",
     "pair_of",
     "register",

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from archspec.ops.base import REGISTRY, Example, Op, get_op, scalable_axis
+from archspec.ops.base import REGISTRY, Example, Op, scalable_axis
+from archspec.ops.plugins import get_op
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from importlib.metadata import entry_points
 
-from archspec.errors import ArchspecError
+from archspec.errors import ArchspecError, unknown_message
 from archspec.ops.base import REGISTRY, Op, register
 
 GROUP = "archspec.ops"
@@ -94,3 +94,16 @@ def load_plugins(modules: Iterable[str] = ()) -> None:
     load_entry_points()
     for module in [*env_modules(), *modules]:
         load_module(module)
+
+
+def get_op(name: str) -> type[Op]:
+    """The op class called `name`; KeyError with the nearest valid names otherwise."""
+    if name not in REGISTRY:
+        load_entry_points()  # installed packages' ops, loaded on the first unknown name
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        message = unknown_message("op", name, REGISTRY)
+        if "did you mean" not in message:
+            message += " (an op written in Python must be loaded as a plugin first)"
+        raise KeyError(message) from None
