@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -75,10 +76,17 @@ class Recipe:
             report=report,
             progress=not self.quiet,
             desc=desc,
+            log_dir=self.log_dir(keep),
         )
         if keep is not None and self.weights is not None:
             self.weights.save(keep, model)
         return result
+
+    def log_dir(self, key: str | None) -> Path | None:
+        """Where a kept training's curves go: runs/STUDY/tb/KEY (trial-N, phi-K)."""
+        if key is None or self.weights is None:
+            return None
+        return self.weights.folder.parent / "tb" / key
 
     def test_accuracy(self, model: torch.nn.Module, spec: Spec) -> float:
         """Top-1 on the held-out test split: only the final re-evaluation calls this."""

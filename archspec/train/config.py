@@ -191,6 +191,11 @@ class Training(_Strict):
         description="validate and test at this many times the input size (FixRes, e.g. 1.15); "
         "default: the input size",
     )
+    log: list[Literal["csv", "tensorboard"]] = Field(
+        default_factory=lambda: ["csv"],
+        description="training curves: csv (metrics.csv of archspec train), tensorboard (event "
+        "files: runs/STUDY/tb/trial-N, runs/train/NAME/tb; pip install 'archspec[tensorboard]')",
+    )
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     threads: Annotated[int, Field(ge=1, le=1024)] | None = Field(
         None, description="CPU threads for the search (default: torch's, one per core)"

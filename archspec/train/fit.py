@@ -124,6 +124,7 @@ def fit(
             desc=spec.name,
             checkpoint=checkpoint,
             on_epoch=log,
+            log_dir=Path(folder) / "tb",
         )
     metrics = {"val_accuracy": result.accuracy}
     if len(split.test):  # the held-out test split, as `archspec evaluate` reads it back

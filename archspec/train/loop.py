@@ -106,6 +106,7 @@ def train(
     desc: str = "",
     checkpoint: str | Path | None = None,
     on_epoch: Callable[[list[EpochStats]], None] | None = None,
+    log_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train `model` (already on `device`) on `data.train`, validate after each epoch;
     `report(epoch, accuracy)` may raise to stop early (Optuna pruning); `on_epoch` gets the
@@ -137,7 +138,13 @@ def train(
     stepped = _wrap(model, device, world, cfg.compile)
     order = torch.Generator().manual_seed(seed)
     stats: list[EpochStats] = []
-    recipe = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+    # what must match to resume a checkpoint (where curves are logged does not change results)
+    recipe = json.dumps(cfg.model_dump(mode="json", exclude={"log"}), sort_keys=True)
+    board = None
+    if log_dir is not None and "tensorboard" in cfg.log and rank == 0:
+        from archspec.train.logs import TensorBoardLog
+
+        board = TensorBoardLog(log_dir)
     if checkpoint is not None and Path(checkpoint).exists():
         stats = _resume(Path(checkpoint), model, optimizer, schedule, order, recipe, seed, ema)
     resumed = len(stats)
@@ -159,7 +166,7 @@ def train(
             for step in range(steps_per_epoch)
         ]
         total_loss = torch.zeros((), device=device)
-        for x, y in data.train.batches(steps):
+        for index, (x, y) in enumerate(data.train.batches(steps)):
             with autocast(device):
                 loss = F.cross_entropy(stepped(x), y, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -172,6 +179,9 @@ def train(
                 ema.update_parameters(model)
             total_loss += loss.detach().float()
             bar.update(1)
+            if board is not None:  # a float of the loss waits for the device: only when asked
+                step = epoch * steps_per_epoch + index + 1
+                board.step(step, float(loss), optimizer.param_groups[0]["lr"])
         if cfg.precise_bn:
             recalibrate_batchnorm(scored, data.train.chunks(batch, cfg.precise_bn), device)
         accuracy = evaluate_part(scored, data.val, device)
@@ -191,12 +201,16 @@ def train(
             _save_checkpoint(
                 Path(checkpoint), model, optimizer, schedule, order, stats, recipe, seed, ema
             )
+        if board is not None:
+            board.epoch(row)
         if rank == 0:
             if on_epoch is not None:
                 on_epoch(list(stats))
             if report is not None:
                 report(epoch, accuracy)
     bar.close()
+    if board is not None:
+        board.close()
     if ema is not None:  # from here on (test, re-evaluation, bundles) the averaged weights
         model.load_state_dict(ema.module.state_dict())
     history = [row.val_accuracy for row in stats]

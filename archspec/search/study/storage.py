@@ -121,7 +121,8 @@ def _study_info(defn: SearchDef, dataset: Dataset, seed: int) -> StudyRecord:
         num_classes=dataset.num_classes,
         dataset=dataset.name,
         split=(len(dataset.train_idx), len(dataset.val_idx), len(dataset.test_idx)),
-        setup=defn.model_dump(mode="json", include=set(FINGERPRINT)),
+        # where curves are logged does not change what trials measure
+        setup=defn.model_dump(mode="json", include=set(FINGERPRINT), exclude={"training": {"log"}}),
     )
 
 
