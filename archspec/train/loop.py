@@ -311,6 +311,7 @@ def _resume(
         ) from exc
     if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
         raise SearchError(f"{path}: not an archspec training checkpoint")
+    _check_checkpoint(state, path)
     if state["recipe"] != recipe or state["seed"] != seed:
         raise SearchError(
             f"{path}: written by a run with another recipe or seed; resuming would mix two "
@@ -320,15 +321,67 @@ def _resume(
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
         raise SearchError(f"{path}: the checkpoint is of another architecture") from exc
-    optimizer.load_state_dict(state["optimizer"])
-    if ema is not None:
-        ema.load_state_dict(state["ema"])
-    schedule.load_state_dict(state["schedule"])
-    order.set_state(state["order"])
-    torch.set_rng_state(state["rng"])
-    if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    try:  # shapes and states that passed the schema can still not fit: one line, not a trace
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        schedule.load_state_dict(state["schedule"])
+        order.set_state(state["order"])
+        torch.set_rng_state(state["rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+        why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise SearchError(
+            f"{path}: the checkpoint's training state does not fit this run ({why}); remove it "
+            "to start over"
+        ) from None
     return [EpochStats(**row) for row in state["epochs"]]
+
+
+# the checkpoint's entries and what each must be (read before any of it is used)
+CHECKPOINT_SCHEMA: dict[str, type | tuple[type, ...]] = {
+    "version": int,
+    "recipe": str,
+    "seed": int,
+    "epochs": list,
+    "model": dict,
+    "optimizer": dict,
+    "schedule": dict,
+    "order": torch.Tensor,
+    "rng": torch.Tensor,
+    "cuda_rng": list,
+    "ema": dict,
+}
+
+
+def _check_checkpoint(state: dict, path: Path) -> None:
+    """Every entry present with its type, the epoch rows complete and finite, the weights
+    tensors: a damaged or foreign checkpoint is one line, never a KeyError mid-resume."""
+    import math
+    from dataclasses import fields
+
+    def bad(what: str) -> SearchError:
+        return SearchError(f"{path}: damaged checkpoint ({what}); remove it to start over")
+
+    for key, kind in CHECKPOINT_SCHEMA.items():
+        if key not in state:
+            raise bad(f"no {key!r}")
+        if not isinstance(state[key], kind) or isinstance(state[key], bool):
+            raise bad(f"{key!r} is {type(state[key]).__name__}")
+    names = {f.name for f in fields(EpochStats)}
+    for i, row in enumerate(state["epochs"]):
+        if not isinstance(row, dict) or set(row) != names:
+            raise bad(f"epoch row {i + 1} is not {sorted(names)}")
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in row.values()):
+            raise bad(f"epoch row {i + 1} holds a value that is not a finite number")
+        if row["epoch"] != i + 1:
+            raise bad(f"epoch row {i + 1} says epoch {row['epoch']}")
+    for name, value in [*state["model"].items(), *state["ema"].items()]:
+        if not isinstance(value, torch.Tensor):
+            raise bad(f"weight {str(name)[:80]!r} is not a tensor")
+    if state["order"].dtype != torch.uint8 or state["rng"].dtype != torch.uint8:
+        raise bad("a random generator state is not a byte tensor")
 
 
 @torch.no_grad()

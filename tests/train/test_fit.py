@@ -89,3 +89,33 @@ def test_a_damaged_checkpoint_is_one_line_without_unsafe_advice(spec, tmp_path, 
     message = str(info.value)
     assert "checkpoint.pt: not a readable checkpoint" in message and "\n" not in message
     assert "weights_only=False" not in message and "weights_only set to False" not in message
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (lambda s: s.pop("optimizer"), "damaged checkpoint (no 'optimizer')"),
+        (lambda s: s.update(seed="0"), "damaged checkpoint ('seed' is str)"),
+        (lambda s: s["epochs"][0].pop("lr"), "epoch row 1 is not"),
+        (lambda s: s["epochs"][0].update(train_loss=float("nan")), "not a finite number"),
+        (lambda s: s["model"].update(extra=[1, 2]), "weight 'extra' is not a tensor"),
+        (lambda s: s.update(order=s["order"].float()), "generator state is not a byte tensor"),
+        (lambda s: s["optimizer"].update(param_groups=[]), "training state does not fit this run"),
+    ],
+)
+def test_resume_checks_the_whole_checkpoint_before_using_it(spec, tmp_path, damage, says):
+    import torch
+
+    def stop(epochs):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(spec, DATA, RECIPE, tmp_path, on_epoch=stop)
+    path = tmp_path / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    damage(state)
+    torch.save(state, path)
+    with pytest.raises(SearchError) as info:
+        fit(spec, DATA, RECIPE, tmp_path)
+    message = str(info.value)
+    assert says in message and "\n" not in message and "remove it to start over" in message
