@@ -128,6 +128,14 @@ def search(
     save_family: Annotated[
         bool, typer.Option("--save-family", help="also bundle the family as runs/STUDY/phi-K/")
     ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="when another process runs the study's final step (family, re-evaluation), "
+            "wait for it instead of stopping with exit 1",
+        ),
+    ] = False,
     as_worker: Annotated[bool, typer.Option("--as-worker", hidden=True)] = False,
     threads: Annotated[int | None, typer.Option(hidden=True)] = None,
     worker_seed: Annotated[int | None, typer.Option(hidden=True)] = None,
@@ -186,6 +194,7 @@ def search(
             quiet=quiet,
             save_top=save_top,
             save_family=save_family,
+            wait=wait,
         )
         result.added += launched
         result.seconds = time.perf_counter() - start

@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import FrozenTrial
 
+from archspec.errors import SearchError
 from archspec.search.bundles import Written, write_bundles
 from archspec.search.definition.model import SearchDef
 from archspec.search.evaluation import run_evaluation
 from archspec.search.family import run_family
 from archspec.search.progress import line, lines_wanted
-from archspec.search.study.claims import claim, once
+from archspec.search.study.claims import claim, once, running
 from archspec.search.study.queries import Tally, best_trial, is_repeat, pareto_trials
 from archspec.search.study.records import (
     ROLE_KEY,
@@ -60,6 +61,7 @@ def run_search(
     worker_seed: int | None = None,
     save_top: int = 0,
     save_family: bool = False,
+    wait: bool = False,
 ) -> SearchResult:
     """Run (or resume, or join) the study of `defn` until it holds the base (trial 0) and
     `trials` more finished trials (default: the definition's), counting every worker's; then,
@@ -126,24 +128,44 @@ def run_search(
             # (reusing every stored network's scores that still apply)
             ev = defn.evaluation
             final = f"final:{target}:seeds={ev.seeds}:top_k={ev.top_k}"
-            with once(study, final, lease=defn.heartbeat.grace_period) as mine:
-                if mine:
-                    family = run_family(study, runner) if defn.mode == "compound" else None
-                    evaluation = run_evaluation(study, runner, family)
-                    bundles = write_bundles(
-                        study,
-                        dataset,
-                        store,
-                        folder,
-                        top=save_top,
-                        family=save_family,
-                        storage=storage,
-                        retrain=lambda spec, key: _retrain(runner, spec, key),
-                    )
-                else:
-                    family, evaluation = read_family(study), read_evaluation(study)
+            lease = defn.heartbeat.grace_period
+            while True:
+                with once(study, final, lease=lease) as mine:
+                    if mine:
+                        family = run_family(study, runner) if defn.mode == "compound" else None
+                        evaluation = run_evaluation(study, runner, family)
+                        bundles = write_bundles(
+                            study,
+                            dataset,
+                            store,
+                            folder,
+                            top=save_top,
+                            family=save_family,
+                            storage=storage,
+                            retrain=lambda spec, key: _retrain(runner, spec, key),
+                        )
+                        break
+                    held = running(study, final, lease)
+                    if held is None:  # done by another process: its results are stored
+                        family, evaluation = read_family(study), read_evaluation(study)
+                        break
+                    if not wait:
+                        raise SearchError(_held_message(defn.study, held, lease))
+                time.sleep(min(5.0, lease / 3))  # --wait: until it is done, or its claim lapses
     return SearchResult(
         study, added, time.perf_counter() - start, family, evaluation, bundles, notes
+    )
+
+
+def _held_message(study: str, held: dict, lease: float) -> str:
+    when = time.strftime("%H:%M:%S", time.localtime(held.get("at", 0)))
+    lapses = time.strftime("%H:%M:%S", time.localtime(held.get("at", 0) + lease))
+    return (
+        f"study {study!r} holds its trials, and its final step (the family and the seeds "
+        f"re-evaluation) is running in another process ({held.get('host', '?')}, pid "
+        f"{held.get('pid', '?')}, last seen {when}); if that process has stopped, its claim "
+        f"lapses at {lapses} and a rerun takes the step over. Run this again then, or add "
+        "--wait to wait for it"
     )
 
 

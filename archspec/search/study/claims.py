@@ -115,6 +115,17 @@ def once(study: optuna.Study, key: str, lease: float = 60.0) -> Iterator[bool]:
     mark(done=True)
 
 
+def running(study: optuna.Study, key: str, lease: float = 60.0) -> dict[str, Any] | None:
+    """Who is doing `once(study, key)`'s work right now (host, pid, `at`: its last refresh),
+    or None when nobody is (not started, done, or its holder lapsed)."""
+    generation, taken = 0, None
+    while (found := holder(study, f"{key}:{generation}")) is not None:
+        taken, generation = found, generation + 1
+    if taken is None or taken.get("done") or _lapsed(taken, lease):
+        return None
+    return taken
+
+
 def _lapsed(taken: dict[str, Any], lease: float) -> bool:
     if taken.get("done"):
         return False
