@@ -140,7 +140,7 @@ def _write(
         trial=number,
         phi=phi,
         seed=info.seed,
-        data=info.setup.get("data"),
+        data=_recorded_data(info.setup.get("data"), dataset),
         recipe=info.setup.get("training"),
     )
     save_bundle(
@@ -174,3 +174,13 @@ def _reevaluated(
                 out[f"{name}_accuracy_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
             return out
     return {}
+
+
+def _recorded_data(section: dict | None, dataset: Dataset) -> dict | None:
+    """The study's `data:` section as a bundle records it: the fields that apply, with the
+    dataset's real sample and class counts."""
+    if section is None:
+        return None
+    from archspec.train.config import Data
+
+    return Data.from_recorded(section).recorded(len(dataset), dataset.num_classes)

@@ -48,6 +48,11 @@ def test_the_winner_is_saved_with_the_weights_it_was_evaluated_with(searched, tm
     assert (manifest.provenance.study, manifest.provenance.trial) == ("bundled", best.number)
     assert manifest.provenance.seed == read_study(study).seed
     assert manifest.params == record.params
+    # the dataset as it was: its real sample and class counts (issue 18: not the file's fields)
+    data = manifest.provenance.data
+    real = load_dataset(defn.data, defn.seed)
+    assert (data["dataset"], data["samples"], data["classes"]) == ("digits", len(real), 10)
+    assert "num_samples" not in data and "num_classes" not in data
     spec, _ = trial_spec(study, best.number)
     assert dump_spec(bundle.spec) == dump_spec(spec)  # the network the trial trained
     # the bundle's weights score exactly the recorded validation accuracy on the study's split
