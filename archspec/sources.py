@@ -5,6 +5,7 @@ this order; the first that matches wins."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -76,9 +77,9 @@ def _default_database(study: str) -> Path:
     return Path(default_storage(study).removeprefix("sqlite:///"))
 
 
-def spec_of(named: Named) -> Spec:
+def spec_of(named: Named, overrides: Sequence[str] = ()) -> Spec:
     """The architecture of a spec file, a zoo name or a bundle (a damaged bundle fails here,
-    clearly)."""
+    clearly); KEY=VALUE `overrides` apply to a spec file or zoo name."""
     from archspec.bundle import SPEC_FILE, read_manifest
     from archspec.spec import load_spec
     from archspec.zoo import spec_path
@@ -88,7 +89,7 @@ def spec_of(named: Named) -> Spec:
         return load_spec(Path(named.text) / SPEC_FILE)
     if named.kind == "study":
         raise SourceError(f"{named.text} is a study, not a spec")
-    return load_spec(spec_path(named.text))
+    return load_spec(spec_path(named.text), overrides)
 
 
 def load_source(

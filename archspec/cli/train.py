@@ -33,6 +33,14 @@ def train(
             "definition or a study name"
         ),
     ],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="KEY=VALUE: training.* and data.* set the recipe and the data (training.epochs=3 "
+            "data.dataset=digits), other keys the spec (input.size=16)",
+            show_default=False,
+        ),
+    ] = None,
     data: DataOpt = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="epochs (default 10)")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="default 128")] = None,
@@ -103,7 +111,13 @@ def train(
     progress = not quiet
     try:
         named = name_source(source, storage=storage, study=trial is not None or phi is not None)
+        setup = [o for o in overrides or () if o.split(".")[0].split("=")[0] in SETUP_KEYS]
+        spec_overrides = [o for o in overrides or () if o not in setup]
         if named.kind == "study":
+            if overrides:
+                _usage(
+                    f"{source} is a study: its trial is retrained as recorded; drop the overrides"
+                )
             changed = [
                 flag
                 for flag, value in (
@@ -141,9 +155,11 @@ def train(
                 on_epoch=log,
             )
         else:
-            if data is None:
+            if data is None and not any(o.startswith("data.dataset=") for o in setup):
                 _usage("--data is needed to train a spec (e.g. --data digits)")
-            spec = spec_of(named)
+            if spec_overrides and named.kind == "bundle":
+                _usage(f"{source} is a bundle: its architecture is fixed; drop {spec_overrides[0]}")
+            spec = spec_of(named, spec_overrides)
             recipe = _recipe(
                 recipe_file,
                 epochs=epochs,
@@ -152,9 +168,12 @@ def train(
                 device=device,
                 threads=threads,
             )
+            dataset, recipe = _with_overrides(
+                _data(data, limit) if data is not None else None, recipe, setup
+            )
             result = fit(
                 spec,
-                _data(data, limit),
+                dataset,
                 recipe,
                 output or Path("runs") / "train" / spec.name,
                 seed=seed,
@@ -271,6 +290,33 @@ def _epoch_line(rows) -> None:
         f"lr {row.lr:.2e}  {row.seconds:.1f} s",
         file=err.file,
     )
+
+
+SETUP_KEYS = ("training", "data")  # overrides of `archspec train` that are not the spec's
+
+
+def _with_overrides(data, recipe, overrides: list[str]):
+    """(Data, Training) with `training.*` and `data.*` overrides applied and validated; a bad
+    value is located at the override that wrote it."""
+    if not overrides:
+        return data, recipe
+    from archspec.errors import Location, SearchError
+    from archspec.spec.compose import apply_overrides, walk
+    from archspec.spec.load import validate_source
+    from archspec.spec.yamlsource import Source
+    from archspec.train.config import Setup
+
+    fields = {
+        "data": data.model_dump(exclude_unset=True) if data is not None else {},
+        "training": recipe.model_dump(exclude_unset=True),
+    }
+    options = Location("the command line's options")
+    source = Source(fields, options.file)
+    for path, _ in walk(fields):
+        source.values[path] = source.keys[path] = options
+    source = apply_overrides(source, overrides)
+    setup = validate_source(source, Setup, SearchError, "the data and the recipe")
+    return setup.data, setup.training
 
 
 def _data(name: str, limit: int | None):

@@ -71,7 +71,7 @@ def merge(base: Source, top: Source) -> Source:
     `base`'s whole. Each value keeps the location of the source it came from."""
     data = _merge(base.data, top.data)
     out = Source(data, top.file)
-    for path, _ in _walk(data):
+    for path, _ in walk(data):
         for table, theirs, ours in (
             (out.values, top.values, base.values),
             (out.keys, top.keys, base.keys),
@@ -92,14 +92,14 @@ def _merge(base: Any, top: Any) -> Any:
     return top
 
 
-def _walk(data: Any, path: PathKey = ()) -> list[tuple[PathKey, Any]]:
+def walk(data: Any, path: PathKey = ()) -> list[tuple[PathKey, Any]]:
     out = [(path, data)]
     if isinstance(data, dict):
         for key, value in data.items():
-            out += _walk(value, (*path, key))
+            out += walk(value, (*path, key))
     elif isinstance(data, list):
         for i, value in enumerate(data):
-            out += _walk(value, (*path, i))
+            out += walk(value, (*path, i))
     return out
 
 
@@ -143,7 +143,7 @@ def apply_overrides(src: Source, overrides: Sequence[str]) -> Source:
         for table in (src.values, src.keys):
             for p in [p for p in table if p[: len(path)] == path]:
                 del table[p]
-        for sub, _ in _walk(parsed, path):
+        for sub, _ in walk(parsed, path):
             src.values[sub] = where
             src.keys[sub] = where
     return src

@@ -200,3 +200,11 @@ class Training(_Strict):
     threads: Annotated[int, Field(ge=1, le=1024)] | None = Field(
         None, description="CPU threads for the search (default: torch's, one per core)"
     )
+
+
+class Setup(_Strict):
+    """What `archspec train` trains a spec with: the `data:` and `training:` sections (the
+    command line's options and KEY=VALUE overrides, validated together)."""
+
+    data: Data
+    training: Training = Field(default_factory=Training)

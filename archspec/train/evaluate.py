@@ -35,7 +35,13 @@ def evaluate_bundle(bundle: Bundle, data: Data | None = None) -> Evaluation:
     the bundle records."""
     device = pick_device()
     recorded = bundle.manifest.provenance
-    same = data is not None and recorded.data and recorded.data.get("dataset") == data.dataset
+    # the user's copy of the files the bundle was trained on: its held-out split, cut as then
+    same = (
+        data is not None
+        and data.dataset not in GENERATED
+        and bool(recorded.data)
+        and recorded.data.get("dataset") == data.dataset
+    )
     if data is None or same:
         if recorded.data is None:
             raise SearchError(
