@@ -13,12 +13,11 @@ import json
 import os
 import random
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
-from archspec.errors import ArchspecError
-from archspec.testing import Hang, Outcome, internal_error, time_limit
+from archspec.spec.compose import walk
+from archspec.testing import Outcome, outcome_of
 
 TIME_LIMIT_S = 20.0
 KINDS = ("bundle", "image", "journal")
@@ -102,21 +101,10 @@ def mutate_bytes(data: bytes, rng: random.Random) -> bytes:
     return bytes(data)
 
 
-def _places(data: Any, path: tuple = ()) -> list[tuple]:
-    out = [path]
-    if isinstance(data, dict):
-        for key, value in data.items():
-            out += _places(value, (*path, key))
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            out += _places(value, (*path, i))
-    return out
-
-
 def mutate_manifest(manifest: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     """A hostile value in a random place, a key removed or an unknown key added."""
     manifest = json.loads(json.dumps(manifest))
-    path = rng.choice(_places(manifest)[1:])
+    path = rng.choice([p for p, _ in walk(manifest)][1:])
     *parents, last = path
     node = manifest
     for key in parents:
@@ -187,17 +175,7 @@ def mutated_bundle(seed: Path, target: Path, rng: random.Random) -> Path:
 
 def check(kind: str, subject: Path, *, time_limit_s: float = TIME_LIMIT_S) -> Outcome:
     """The promise for one mutated file: used or refused with an ArchspecError, in time."""
-    start = time.perf_counter()
-    try:
-        with time_limit(time_limit_s):
-            used = _use(kind, subject)
-    except ArchspecError as exc:
-        return Outcome("rejected", str(exc).splitlines()[0], time.perf_counter() - start)
-    except Hang as exc:
-        return Outcome("hang", str(exc), time.perf_counter() - start)
-    except Exception as exc:
-        return Outcome("internal", internal_error(exc), time.perf_counter() - start)
-    return Outcome("accepted", "", time.perf_counter() - start, used)
+    return outcome_of(lambda: _use(kind, subject), time_limit_s)
 
 
 def _use(kind: str, subject: Path) -> bool:

@@ -15,7 +15,7 @@ import tempfile
 import time
 import traceback
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,11 +86,16 @@ def internal_error(exc: BaseException) -> str:
 
 def check_spec(text: str, *, run: bool = True, time_limit_s: float = TIME_LIMIT_S) -> Outcome:
     """The spec property for one YAML text (see the module docstring)."""
+    return outcome_of(lambda: _spec_property(text, run), time_limit_s)
+
+
+def outcome_of(check: Callable[[], object], time_limit_s: float) -> Outcome:
+    """Run `check` within the time bound: `rejected` on an ArchspecError, `hang` past the
+    bound, `internal` on anything else; `accepted` otherwise (`ran` when it returned True)."""
     start = time.perf_counter()
-    ran = False
     try:
         with time_limit(time_limit_s):
-            ran = _spec_property(text, run)
+            ran = check() is True
     except ArchspecError as exc:
         return Outcome("rejected", str(exc).splitlines()[0], time.perf_counter() - start)
     except Hang as exc:
@@ -153,20 +158,15 @@ def _scale_property(spec: Any, text: str) -> None:
 def check_search(text: str, *, time_limit_s: float = TIME_LIMIT_S) -> Outcome:
     """The search-definition property: refused at load, or every step before training runs
     (dataset, device, sampler, a few proposed candidates scaled and analysed)."""
-    start = time.perf_counter()
-    try:
-        with tempfile.TemporaryDirectory() as folder, time_limit(time_limit_s):
+
+    def check() -> None:
+        with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "search.yaml"
             path.write_text(text)
             (Path(folder) / "bases").symlink_to(ROOT / "search" / "bases")
             _search_property(path)
-    except ArchspecError as exc:
-        return Outcome("rejected", str(exc).splitlines()[0], time.perf_counter() - start)
-    except Hang as exc:
-        return Outcome("hang", str(exc), time.perf_counter() - start)
-    except Exception as exc:
-        return Outcome("internal", internal_error(exc), time.perf_counter() - start)
-    return Outcome("accepted", "", time.perf_counter() - start)
+
+    return outcome_of(check, time_limit_s)
 
 
 def _search_property(path: Path) -> None:
