@@ -206,7 +206,11 @@ def test_nothing_in_archspec_unpickles():
                 if re.search(r"(?<![\w.])torch\.load\(|\bpickle\.loads?\(", line):
                     calls.append((file.name, line.strip()))
     assert calls, "the training checkpoint loads with torch.load"
-    assert all("weights_only=True" in line for _, line in calls), calls
+    # a test's round trip of its own object (pickle.loads(pickle.dumps(x))) reads no file
+    unsafe = [
+        c for c in calls if "weights_only=True" not in c[1] and "loads(pickle.dumps(" not in c[1]
+    ]
+    assert not unsafe, unsafe
 
 
 def rehash(path):

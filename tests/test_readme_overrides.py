@@ -16,9 +16,7 @@ from archspec.search import load_search
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-SECTION = README[
-    README.index("### Overrides and `extends:`") : README.index("## Searching on many")
-]
+SECTION = README[README.index("### Overrides and `extends:`") : README.index("### Training curves")]
 
 
 @pytest.mark.slow
