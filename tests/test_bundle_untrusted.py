@@ -14,18 +14,9 @@ import torch
 import archspec
 from archspec.bundle import MANIFEST_FILE, SPEC_FILE, WEIGHTS_FILE, load_bundle, save_bundle
 from archspec.errors import ArchspecError, BundleError
+from archspec.hostile import SPEC  # a small valid spec: 1x8x8 -> 3 classes
 from archspec.preprocess import Preprocessing
 
-SPEC = """
-name: gray
-input: {channels: 1, size: 8}
-layers:
-  - {op: conv2d, out_channels: 4, kernel_size: 3, padding: 1}
-  - {op: relu}
-  - {op: adaptive_avgpool, output_size: 1}
-  - {op: flatten}
-  - {op: linear, out_features: 3}
-"""
 SECRET = "root:$6$saltsalt$0123456789abcdef:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"
 
 

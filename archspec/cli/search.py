@@ -154,17 +154,10 @@ def search(
     if trials is not None and trials < 0:
         raise typer.BadParameter("--trials must be >= 0")
     try:
+        common = {"trials": trials, "storage": storage, "seed": seed, "timeout": timeout}
         if as_worker:  # one of --workers N: trials only; the launcher reports
             run_search(
-                defn,
-                trials=trials,
-                storage=storage,
-                seed=seed,
-                timeout=timeout,
-                quiet=True,
-                threads=threads,
-                worker_seed=worker_seed,
-                finalize=False,
+                defn, **common, quiet=True, threads=threads, worker_seed=worker_seed, finalize=False
             )
             return
         launched, start = 0, time.perf_counter()
@@ -177,24 +170,13 @@ def search(
                 workers,
                 study_name=study_name,
                 gpus=gpus,
-                trials=trials,
-                storage=storage,
-                seed=seed,
-                timeout=timeout,
                 quiet=quiet,
+                **common,
             )
             if note:
                 err.print(note, highlight=False, soft_wrap=True)
         result = run_search(
-            defn,
-            trials=trials,
-            storage=storage,
-            seed=seed,
-            timeout=timeout,
-            quiet=quiet,
-            save_top=save_top,
-            save_family=save_family,
-            wait=wait,
+            defn, **common, quiet=quiet, save_top=save_top, save_family=save_family, wait=wait
         )
         result.added += launched
         result.seconds = time.perf_counter() - start

@@ -9,18 +9,10 @@ from typer.testing import CliRunner
 
 import archspec
 from archspec.errors import SearchError, SpecError
+from archspec.hostile import SPEC  # a small valid spec: 1x8x8 -> 3 classes
 from archspec.search import load_search
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = """name: small
-input: {channels: 1, size: 8}
-layers:
-  - {op: conv2d, out_channels: 4, kernel_size: 3, padding: 1}
-  - {op: relu}
-  - {op: adaptive_avgpool, output_size: 1}
-  - {op: flatten}
-  - {op: linear, out_features: 3}
-"""
 
 
 @pytest.fixture
