@@ -24,8 +24,11 @@ REFERENCE = {
     "shufflenet_v2_x1_0": ({}, 2_278_604, 32),
     # 32 pixels: windows padded at every stage, shifts dropped where a window covers the map
     "swin_t": ({}, 28_288_354, 32),
+    # 224 pixels: the smallest input whose stages all split into 7x7 partitions
+    "maxvit_t": ({}, 30_919_624, 224),
 }
 ZOO = [name for name in REFERENCE if name in list_specs()]
+SLOW = {"maxvit_t"}  # a forward pass at 224 pixels, twice
 
 
 def test_every_shipped_spec_has_a_reference():
@@ -39,7 +42,9 @@ def test_parameter_count_matches_torchvision(name):
     assert sum(p.numel() for p in model.parameters()) == params
 
 
-@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in ZOO]
+)
 def test_same_outputs_as_torchvision_with_its_weights(name):
     kwargs, _, size = REFERENCE[name]
     reference = getattr(torchvision.models, name)(weights=None, **kwargs).eval()

@@ -1,5 +1,6 @@
-"""Composable primitives: matmul, softmax, normalize, scale, parameter and identity. Attention
-variants (cosine attention, learned logit scales, position-bias tables) are blocks of these."""
+"""Composable primitives: matmul, softmax, normalize, scale, parameter, relative_position_bias
+and identity. Attention variants (cosine attention, learned logit scales, position-bias tables)
+are blocks of these."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from archspec.ops.base import POINTWISE, Op, ShapeError, Window, example, register
+from archspec.ops.base import (
+    POINTWISE,
+    Op,
+    PositivePair,
+    ShapeError,
+    Window,
+    example,
+    pair,
+    register,
+)
 from archspec.shape import Layout, Shape
 
 if TYPE_CHECKING:
@@ -312,6 +322,53 @@ class Parameter(Op):
 
     def count_params(self, inputs: list[Shape]) -> int:
         return math.prod(self.shape) if self.trainable else 0
+
+
+@register
+class RelativePositionBias(Op):
+    """The relative position bias of attention inside an h x w window (Swin, MaxViT), gathered
+    from its input, a table with a row per offset between two tokens and a column per head.
+    The table ((2h-1)(2w-1), heads) is usually a `parameter`; the output is
+    bias[head, i, j] = table[index[i, j], head], shaped (1, heads, h*w, h*w) so that it adds to
+    the (windows, heads, h*w, h*w) attention logits. The fixed (h*w, h*w) index is a buffer at
+    this node's name: torchvision names it `relative_position_index`."""
+
+    op = "relative_position_bias"
+    layouts = ("LC",)
+    examples = (
+        example({"window_size": 2}, Shape("LC", (9, 3))),
+        example({"window_size": [2, 3]}, Shape("LC", (15, 2))),
+    )
+
+    window_size: PositivePair
+
+    def tokens(self) -> int:
+        h, w = pair(self.window_size)
+        return h * w
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        h, w = pair(self.window_size)
+        rows, heads = inputs[0].dims
+        if rows != (2 * h - 1) * (2 * w - 1):
+            raise ShapeError(
+                f"a {h}x{w} window has (2*{h}-1)*(2*{w}-1) = {(2 * h - 1) * (2 * w - 1)} "
+                f"relative positions; the table has {rows} rows"
+            )
+        return Shape("ND", (1, heads, self.tokens(), self.tokens()))
+
+    def build(self, inputs: list[Shape]) -> torch.Tensor:
+        from archspec.ops.modules import relative_position_index
+
+        return relative_position_index(pair(self.window_size)).view(self.tokens(), self.tokens())
+
+    def emit(
+        self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
+    ) -> fx.Node:
+        # (N, rows, heads)[:, (P, P)] -> (N, P, P, heads) -> (N, 1, heads, P, P)
+        index = graph.get_attr(target)
+        bias = graph.call_function(operator.getitem, (args[0], (slice(None), index)))
+        bias = graph.call_method("permute", (bias, 0, 3, 1, 2))
+        return graph.call_method("unsqueeze", (bias, 1))
 
 
 @register

@@ -32,7 +32,7 @@ class _Elementwise(Op):
     def infer(self, inputs: list[Shape]) -> Shape:
         out = inputs[0]
         for other in inputs[1:]:
-            merged = _broadcast(out, other) if self.op == "mul" else (out if out == other else None)
+            merged = _broadcast(out, other)
             if merged is None:
                 shapes = " and ".join(f"{s}" for s in inputs)
                 why = (
@@ -55,12 +55,14 @@ class _Elementwise(Op):
 
 @register
 class Add(_Elementwise):
-    """Elementwise sum of same-shape inputs (residual connections)."""
+    """Elementwise sum (residual connections); a size-1 axis broadcasts (a position bias
+    added to the attention logits of every window)."""
 
     op = "add"
     examples = (
         example({}, (3, 5, 5), (3, 5, 5)),
         example({}, Shape("LC", (4, 6)), Shape("LC", (4, 6)), Shape("LC", (4, 6))),
+        example({}, Shape("ND", (3, 2, 4, 4)), Shape("ND", (1, 2, 4, 4))),
     )
     verb = "add"
     function = staticmethod(operator.add)
@@ -70,6 +72,8 @@ class Add(_Elementwise):
     def emit_in_place(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
     ) -> fx.Node:
+        if inputs[0] != self.infer(inputs):  # a broadcast first input cannot hold the sum
+            return self.emit(graph, args, target, inputs)
         node = graph.call_function(operator.add, (args[0], args[1]))
         node.target = operator.iadd  # named `add` like the out-of-place call
         for arg in args[2:]:
