@@ -25,6 +25,7 @@ class _Strict(BaseModel):
 DATASET = re.compile(r"^(digits|shapes|synthetic|imagefolder:.+|torchvision:[A-Za-z0-9_]+)$")
 # the in-memory demo sets; image folders and torchvision datasets are decoded into the image cache
 DEMO_SETS = ("digits", "shapes", "synthetic")
+MAX_LOAD_SIZE = 4096
 
 
 class Data(_Strict):
@@ -44,10 +45,12 @@ class Data(_Strict):
     limit: PositiveInt | None = Field(None, description="use at most this many samples")
     num_samples: PositiveInt = Field(2000, description="synthetic, shapes: number of images")
     num_classes: Annotated[int, Field(ge=2, le=1000)] = Field(10, description="synthetic only")
-    image_size: Annotated[int, Field(ge=1, le=4096)] = Field(
+    image_size: Annotated[int, Field(ge=1, le=MAX_LOAD_SIZE)] = Field(
         64,
-        description="imagefolder, torchvision: images are decoded into the cache at this size "
-        "(torchvision: default the first image's size); the largest input a search asks for",
+        description="imagefolder, torchvision: images are decoded into the cache at this size; "
+        "default: the largest input the search or training can ask for (the base input scaled "
+        "by the largest resolution multiplier, the compound family's included, times "
+        "training.test_size_ratio)",
     )
     root: str = Field("data", description="torchvision: where the dataset lives")
     download: bool = False
@@ -96,6 +99,14 @@ class Data(_Strict):
                 "leave at least 10% for training"
             )
         return self
+
+    def at_load_size(self, size: int) -> Data:
+        """This configuration with the image cache's load size chosen: `size` (the largest input
+        side the caller can ask for) unless the user set `image_size`. Only image folders and
+        torchvision datasets have a load size; the demo sets are returned as they are."""
+        if self.dataset in DEMO_SETS or "image_size" in self.model_fields_set:
+            return self
+        return self.model_copy(update={"image_size": max(1, min(MAX_LOAD_SIZE, int(size)))})
 
     def recorded(self, samples: int, classes: int) -> dict:
         """What a bundle records: the fields that apply to this dataset, with its real sample

@@ -54,8 +54,9 @@ def evaluate_bundle(bundle: Bundle, data: Data | None = None) -> Evaluation:
             data = recorded_data(bundle)
         dataset = load_dataset(data, recorded.seed or 0)
         index, split = _held_out(dataset)
-    else:
-        dataset = load_dataset(data, recorded.seed or 0)
+    else:  # another dataset: its images loaded at the size the bundle's training loaded
+        load = bundle.manifest.preprocessing.load_size or bundle.manifest.preprocessing.size
+        dataset = load_dataset(data.at_load_size(max(load)), recorded.seed or 0)
         index, split = torch.arange(len(dataset)), "all"
     _check_classes(bundle, dataset)
     # read in chunks through the bundle's preprocessing, on the device and in the memory layout

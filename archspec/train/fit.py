@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,6 +83,8 @@ def fit(
         dist.barrier()  # nobody reads a checkpoint rank 0 is removing
         if rank != 0:
             dist.barrier()  # rank 0 decodes the dataset into the image cache first
+    # image folders and torchvision datasets: cached at the largest input training reads
+    data = data.at_load_size(math.ceil(max(spec.input.hw) * (recipe.test_size_ratio or 1.0)))
     dataset = load_dataset(data, seed)
     if world > 1 and rank == 0:
         dist.barrier()

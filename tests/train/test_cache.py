@@ -131,3 +131,38 @@ def test_train_val_test_folders_are_the_splits(tmp_path):
     data = load_dataset(Data(dataset=f"imagefolder:{root2}", image_size=16), seed=0)
     assert (len(data.train_idx), len(data.val_idx), len(data.test_idx)) == (240, 100, 60)
     assert torch.equal(data.val_idx, torch.arange(300, 400))
+
+
+def test_the_load_size_follows_the_largest_input_asked_for(tmp_path, capsys):
+    """Unless data.image_size is set, an image folder is cached at the largest input the search
+    (base input x largest resolution multiplier^phi, one size step up, x test_size_ratio) or the
+    training (the spec's input x test_size_ratio) reads; the bundle records it, so evaluation
+    reads the same cache without decoding again."""
+    from archspec.bundle import load_bundle
+    from archspec.search.definition import load_search
+    from archspec.spec import load_spec
+    from archspec.train.config import Training
+    from archspec.train.evaluate import evaluate_bundle
+    from archspec.train.fit import fit
+
+    write_image_folder(tmp_path / "pets", 320, size=40)
+    folder = f"data.dataset=imagefolder:{tmp_path / 'pets'}"
+    # shapes_compound: base 16 px, gamma up to 1.4, phi 2: 16 x 1.96 -> 32 (multiple 2), +2
+    assert load_search("search/shapes_compound.yaml", [folder]).data.image_size == 34
+    ratio = load_search("search/shapes_compound.yaml", [folder, "training.test_size_ratio=1.5"])
+    assert ratio.data.image_size == 51
+    assert load_search("search/shapes_compound.yaml", [folder, "data.image_size=20"]).data \
+        .image_size == 20  # fmt: skip
+    assert load_search("search/shapes_compound.yaml").data.image_size == 64  # demo set: unused
+
+    spec = load_spec(Path(__file__).resolve().parents[2] / "search" / "bases" / "tiny_effnet.yaml")
+    data = Data(dataset=f"imagefolder:{tmp_path / 'pets'}")
+    recipe = Training(epochs=1, batch_size=16, test_size_ratio=1.25, augment={"crop": "none"})
+    result = fit(spec, data, recipe, tmp_path / "run", seed=0)
+    assert "320 images decoded" in capsys.readouterr().err
+    (cache,) = cache_folders()
+    assert np.load(cache / "shard-00000.npy", mmap_mode="r").shape[-2:] == (15, 15)  # 12 x 1.25
+    bundle = load_bundle(result.bundle)
+    assert bundle.manifest.provenance.data["image_size"] == 15
+    evaluate_bundle(bundle, data)  # the user's copy: read as the bundle's training read it
+    assert "decoded" not in capsys.readouterr().err and len(cache_folders()) == 1

@@ -10,6 +10,7 @@ from typing import Any
 
 from archspec.errors import Problem, ScaleError, SearchError, SpecError
 from archspec.search.definition.model import MAX_GRID_POINTS, SearchDef, _count
+from archspec.search.definition.space import largest_input
 from archspec.spec.compose import apply_overrides, load_composed
 from archspec.spec.load import load_spec, validate_source
 from archspec.spec.model import Spec
@@ -43,7 +44,8 @@ def load_search(source: str | Path, overrides: Sequence[str] = ()) -> SearchDef:
     problems = list(_base_problems(defn, data))
     if problems:
         raise SearchError(problems)
-    return defn
+    # image folders and torchvision datasets: the image cache's size follows the search
+    return defn.model_copy(update={"data": defn.data.at_load_size(largest_input(defn))})
 
 
 def _semantic_problems(defn: SearchDef, src: Source):

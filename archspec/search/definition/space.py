@@ -150,3 +150,23 @@ def grid_space(defn: SearchDef, networks: list[BandNetwork] | None = None) -> di
         if len(choices) > 1:
             grid[KERNEL_PREFIX + stage] = list(choices)
     return grid
+
+
+def largest_input(defn: SearchDef) -> int:
+    """The largest input side (pixels) any network of this search can be trained or evaluated
+    at: the base input scaled by the largest resolution multiplier (in compound mode raised to
+    the family's last phi), one size step more (the FLOPs fit may round up to the neighbouring
+    size), times `training.test_size_ratio`. What the image cache decodes at."""
+    import math
+
+    from archspec.scaling.rules import scale_size
+
+    spec = defn.base_spec
+    top = defn.space.resolution.high if defn.space.resolution is not None else 1.0
+    if defn.mode == "compound":
+        top = max(top, 1.0) ** defn.compound.phi
+    multiple = spec.input.size_multiple
+    side = max(max(scale_size(spec.input.hw, max(top, 1.0), multiple)), *spec.input.hw)
+    if top > 1.0:
+        side += multiple
+    return math.ceil(side * (defn.training.test_size_ratio or 1.0))
