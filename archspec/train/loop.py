@@ -166,7 +166,8 @@ def train(
             for step in range(steps_per_epoch)
         ]
         total_loss = torch.zeros((), device=device)
-        for index, (x, y) in enumerate(data.train.batches(steps)):
+        # the augmentation draws from `order` too: the same numbers in every process
+        for index, (x, y) in enumerate(data.train.batches(steps, order, (rank, world))):
             with autocast(device):
                 loss = F.cross_entropy(stepped(x), y, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)

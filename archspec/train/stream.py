@@ -41,9 +41,17 @@ class Part:
     def __len__(self) -> int:
         return len(self.y)
 
-    def batches(self, indices: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self,
+        indices: list[torch.Tensor],
+        generator: torch.Generator | None = None,
+        share: tuple[int, int] = (0, 1),
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(x, y) for each index tensor in turn: training batches (augmented, when the part
-        has an augmentation; y then may be soft labels (B, classes))."""
+        has an augmentation; y then may be soft labels (B, classes)). `generator` draws the
+        augmentation (default: torch's global one); `share` = (rank, world): the indices are
+        this process's share of a global batch `world` times larger, and the augmentation is
+        drawn for the whole global batch, so N processes see what one process sees."""
         raise NotImplementedError
 
     def chunks(
@@ -67,7 +75,7 @@ class ResidentPart(Part):
         self.x = x.contiguous(memory_format=MEMORY_FORMAT)
         self.y = y
 
-    def batches(self, indices):
+    def batches(self, indices, generator=None, share=(0, 1)):
         for idx in indices:
             yield self.x[idx], self.y[idx]
 
@@ -97,12 +105,12 @@ class StreamedPart(Part):
         self.y = y.to(self.device)
         self.transform, self.augment = transform, augment
 
-    def batches(self, indices):
+    def batches(self, indices, generator=None, share=(0, 1)):
         positions = [idx.cpu().numpy() for idx in indices]
         for idx, images in zip(indices, self._read(positions), strict=True):
             y = self.y[idx.to(self.device)]
             if self.augment is not None:
-                x, y = self.augment(images, y)
+                x, y = self.augment(images, y, generator, share)
             else:
                 x = self.transform(images)
             yield x.contiguous(memory_format=MEMORY_FORMAT), y
@@ -146,8 +154,12 @@ class BatchAugment:
     """The recipe's `augment` applied to a batch of images (B, C, H, W), uint8 or float in
     [0, 1], on their device: crop (per image) and resize to the preprocessing's size, flip,
     policy (per image), channels, normalization, erasing (per image), then MixUp or CutMix (per
-    batch, soft labels). Random numbers come from torch's global generators, so a seeded
-    training is reproducible."""
+    batch, soft labels). Random numbers come from one CPU generator (the training's, else
+    torch's global one), drawn for the whole global batch when the batch is one process's share
+    of it: a seeded training is reproducible, and N processes augment each image as one process
+    does. Each image's policy and erasing, and each batch's MixUp/CutMix, run under a seed drawn
+    from it. MixUp/CutMix pair images within each process's share of the batch, as timm's and
+    torchvision's reference scripts do."""
 
     def __init__(self, augment: Augment, preprocessing: Preprocessing, num_classes: int):
         from torchvision.transforms import v2
@@ -169,23 +181,44 @@ class BatchAugment:
             None if not mixers else mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
         )
 
-    def __call__(self, images: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self,
+        images: torch.Tensor,
+        y: torch.Tensor,
+        generator: torch.Generator | None = None,
+        share: tuple[int, int] = (0, 1),
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(images)
+        rank, world = share
+        mine = slice(rank * n, (rank + 1) * n)  # this process's images of the global batch
+        total = n * world
+
+        def draw(*shape: int) -> torch.Tensor:  # uniform [0, 1) for the global batch, ours
+            return torch.rand(total, *shape, generator=generator)[mine].to(images.device)
+
+        def seeds() -> list[int]:
+            drawn = torch.randint(2**62, (total,), generator=generator)[mine]
+            return drawn.tolist()
+
         # (B, C, H, W) in [0, 1]
         x = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
-        x = self._crop(x)
+        x = self._crop(x, draw)
         if self.augment.flip:
-            flip = torch.rand(len(x), device=x.device) < 0.5
+            flip = draw() < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         if self.policy is not None:  # the policies' ops (posterize, equalize) want uint8
             pixels = (x * 255).round_().clamp_(0, 255).to(torch.uint8)
-            x = torch.stack([self.policy(image) for image in pixels]).float() / 255
+            x = torch.stack(_seeded(self.policy, pixels, seeds())).float() / 255
         x = to_channels(x, self.preprocessing.channels)
         mean, std = self._mean_std(x)
         x = (x - mean).div_(std)  # as Preprocessing.normalize, without a second temporary
         if self.erase is not None:
-            x = torch.stack([self.erase(image) for image in x])
+            x = torch.stack(_seeded(self.erase, x, seeds()))
         if self.mix is not None:
-            x, y = self.mix(x, y)
+            batch_seed = int(torch.randint(2**62, (1,), generator=generator))
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(batch_seed)
+                x, y = self.mix(x, y)
         return x, y
 
     def _mean_std(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,7 +233,7 @@ class BatchAugment:
             self._stats_key = key
         return self._stats
 
-    def _crop(self, x: torch.Tensor) -> torch.Tensor:
+    def _crop(self, x: torch.Tensor, draw) -> torch.Tensor:
         crop = self.augment.crop
         if crop == "none":
             return resize(x, self.size)
@@ -216,7 +249,7 @@ class BatchAugment:
             )  # fmt: skip
             boxes = box.expand(n, 4)
         else:
-            boxes = random_resized_boxes(n, height, width, x.device)
+            boxes = random_resized_boxes(n, height, width, x.device, draw=draw)
         index = torch.arange(n, device=x.device, dtype=x.dtype)[:, None]
         # sampling_ratio=-1: each output pixel averages ceil(box/output) samples per side, an
         # area filter when the crop is larger than the output
@@ -233,15 +266,21 @@ def random_resized_boxes(
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
     tries: int = 10,
+    draw=None,
 ) -> torch.Tensor:
     """(n, 4) crop boxes (x1, y1, x2, y2) drawn as torchvision's RandomResizedCrop.get_params
     draws one (area fraction uniform in `scale`, log aspect uniform in `ratio`, the first of
-    `tries` that fits, else the whole image), for n images at once, without rounding."""
+    `tries` that fits, else the whole image), for n images at once, without rounding.
+    `draw(*shape)`: (n, *shape) uniform [0, 1) numbers on `device` (default: torch.rand)."""
+    if draw is None:
+
+        def draw(*shape: int) -> torch.Tensor:
+            return torch.rand(n, *shape, device=device)
+
     area = height * width
-    target = area * torch.empty(n, tries, device=device).uniform_(*scale)
-    log_ratio = torch.empty(n, tries, device=device).uniform_(
-        math.log(ratio[0]), math.log(ratio[1])
-    )
+    target = area * (scale[0] + (scale[1] - scale[0]) * draw(tries))
+    low, high = math.log(ratio[0]), math.log(ratio[1])
+    log_ratio = low + (high - low) * draw(tries)
     aspect = log_ratio.exp()
     w = (target * aspect).sqrt()
     h = (target / aspect).sqrt()
@@ -251,6 +290,17 @@ def random_resized_boxes(
     w, h, ok = w[pick, first], h[pick, first], fits[pick, first]
     w = torch.where(ok, w, torch.full_like(w, width))
     h = torch.where(ok, h, torch.full_like(h, height))
-    x1 = torch.rand(n, device=device) * (width - w)
-    y1 = torch.rand(n, device=device) * (height - h)
+    x1 = draw() * (width - w)
+    y1 = draw() * (height - h)
     return torch.stack([x1, y1, x1 + w, y1 + h], dim=1)
+
+
+def _seeded(transform, images: torch.Tensor, seeds: list[int]) -> list[torch.Tensor]:
+    """`transform` applied to each image with torch's CPU generator seeded by its seed (what
+    torchvision's transforms draw from), leaving the global generator as it was."""
+    out = []
+    with torch.random.fork_rng(devices=[]):
+        for image, seed in zip(images, seeds, strict=True):
+            torch.default_generator.manual_seed(seed)
+            out.append(transform(image))
+    return out

@@ -1,5 +1,6 @@
 """`archspec train --nproc 2`: two processes (gloo, CPU) each train half of every batch and end
-with the weights one process trains with the same global batch; files are written once."""
+with the weights one process trains with the same global batch, augmented or not (each image
+is augmented as one process would); files are written once."""
 
 import csv
 import subprocess
@@ -37,11 +38,18 @@ def train(tmp_path: Path, name: str, *extra: str) -> subprocess.CompletedProcess
     return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
 
 
+# the streamed path with every per-image augmentation (MixUp/CutMix pair images within each
+# process's share, as timm does, so they are left out of the equality)
+AUGMENTED = ["training.augment.crop=random_resized", "training.augment.policy=trivialaugment",
+             "training.augment.erasing=0.5"]  # fmt: skip
+
+
 @pytest.mark.slow
-def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
+@pytest.mark.parametrize("augment", [[], AUGMENTED], ids=["plain", "augmented"])
+def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, augment):
     (tmp_path / "plain.yaml").write_text(PLAIN)
-    one = train(tmp_path, "one")
-    two = train(tmp_path, "two", "--nproc", "2")
+    one = train(tmp_path, "one", *augment)
+    two = train(tmp_path, "two", "--nproc", "2", *augment)
     assert one.returncode == 0, one.stderr
     assert two.returncode == 0, two.stderr
     assert two.stdout.count("validation accuracy") == 1  # rank 0 reports, alone
