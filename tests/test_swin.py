@@ -1,4 +1,5 @@
-"""Swin-T at its own resolution (the zoo test runs it at 32 pixels, where windows are padded)."""
+"""Swin-T and Swin V2-T at their own resolution (the zoo test runs them at 32 pixels, where
+windows are padded)."""
 
 import re
 
@@ -15,6 +16,21 @@ def test_swin_t_is_torchvision_swin_t_at_224():
     model = archspec.create_model("swin_t").eval()
     archspec.load_torchvision_state_dict(model, reference.state_dict())
     assert set(model.state_dict()) == set(reference.state_dict())  # loaded by name
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
+
+
+@pytest.mark.slow
+def test_swin_v2_t_is_torchvision_swin_v2_t_at_224():
+    torch.manual_seed(0)
+    reference = torchvision.models.swin_v2_t(weights=None).eval()
+    with torch.no_grad():  # a key bias and scales away from their initial values: V2 ignores
+        for name, p in reference.named_parameters():  # the former, clamps the latter
+            if name.endswith(("qkv.bias", "logit_scale")):
+                p.copy_(torch.randn_like(p) * 3)
+    model = archspec.create_model("swin_v2_t").eval()
+    model.load_state_dict(reference.state_dict(), strict=True)
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         assert torch.equal(model(x), reference(x))

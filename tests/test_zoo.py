@@ -24,6 +24,7 @@ REFERENCE = {
     "shufflenet_v2_x1_0": ({}, 2_278_604, 32),
     # 32 pixels: windows padded at every stage, shifts dropped where a window covers the map
     "swin_t": ({}, 28_288_354, 32),
+    "swin_v2_t": ({}, 28_351_570, 32),
     # 224 pixels: the smallest input whose stages all split into 7x7 partitions
     "maxvit_t": ({}, 30_919_624, 224),
 }

@@ -3,6 +3,8 @@ Imported only when a network is built (op.build / op.emit), never by the spec or
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -102,6 +104,16 @@ def relative_position_index(window: tuple[int, int]) -> torch.Tensor:
     return (dy * (2 * ww - 1) + dx).flatten()
 
 
+def relative_coords_table(window: tuple[int, int]) -> torch.Tensor:
+    """(1, 2wh-1, 2ww-1, 2) Swin V2's log-spaced relative coordinates (Liu et al. 2022, eq. 4):
+    offsets scaled to [-8, 8], then sign(x) * log2(1 + |x|) / 3, the input of its bias MLP."""
+    wh, ww = window
+    dy = torch.arange(-(wh - 1), wh, dtype=torch.float32) / max(wh - 1, 1)
+    dx = torch.arange(-(ww - 1), ww, dtype=torch.float32) / max(ww - 1, 1)
+    table = torch.stack(torch.meshgrid(dy, dx, indexing="ij"), dim=-1).unsqueeze(0) * 8
+    return torch.sign(table) * torch.log2(table.abs() + 1.0) / 3.0
+
+
 def shift_mask(
     h: int, w: int, window: tuple[int, int], shift: tuple[int, int], like: torch.Tensor
 ) -> torch.Tensor:
@@ -125,7 +137,8 @@ class ShiftedWindowAttention(nn.Module):
     """Multi-head self-attention inside non-overlapping windows of an (N, H, W, C) tensor, with
     a learned relative position bias per head; `shift` > 0 rolls the windows by that much first
     (and back after), masking attention across the wrap. The input is zero-padded to whole
-    windows and cropped back. Parameter and buffer names are torchvision's."""
+    windows and cropped back. `cosine` and `position_bias="mlp"` are Swin V2's cosine attention
+    and continuous position bias. Parameter and buffer names are torchvision's."""
 
     def __init__(
         self,
@@ -137,21 +150,41 @@ class ShiftedWindowAttention(nn.Module):
         proj_bias: bool,
         attention_dropout: float,
         dropout: float,
+        cosine: bool = False,
+        position_bias: str = "table",
+        bias_hidden: int = 512,
     ):
         super().__init__()
         self.window, self.shift, self.num_heads = window, shift, num_heads
         self.attention_dropout, self.dropout = attention_dropout, dropout
         self.qkv = nn.Linear(channels, 3 * channels, bias=qkv_bias)
         self.proj = nn.Linear(channels, channels, bias=proj_bias)
-        table = torch.zeros((2 * window[0] - 1) * (2 * window[1] - 1), num_heads)
-        self.relative_position_bias_table = nn.Parameter(nn.init.trunc_normal_(table, std=0.02))
+        if position_bias == "mlp":
+            self.register_buffer("relative_coords_table", relative_coords_table(window))
+        else:
+            table = torch.zeros((2 * window[0] - 1) * (2 * window[1] - 1), num_heads)
+            self.relative_position_bias_table = nn.Parameter(nn.init.trunc_normal_(table, std=0.02))
         self.register_buffer("relative_position_index", relative_position_index(window))
+        self.cosine, self.position_bias = cosine, position_bias
+        if cosine:  # per-head temperature, initialised to log(10) as in torchvision
+            self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), 10.0).log())
+        if position_bias == "mlp":
+            self.cpb_mlp = nn.Sequential(
+                nn.Linear(2, bias_hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(bias_hidden, num_heads, bias=False),
+            )
 
     def relative_position_bias(self) -> torch.Tensor:
         """(1, heads, wh*ww, wh*ww), added to every window's attention logits."""
         tokens = self.window[0] * self.window[1]
-        bias = self.relative_position_bias_table[self.relative_position_index]
-        return bias.view(tokens, tokens, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
+        if self.position_bias == "mlp":
+            table = self.cpb_mlp(self.relative_coords_table).view(-1, self.num_heads)
+        else:
+            table = self.relative_position_bias_table
+        bias = table[self.relative_position_index]
+        bias = bias.view(tokens, tokens, -1).permute(2, 0, 1).contiguous().unsqueeze(0)
+        return 16 * torch.sigmoid(bias) if self.position_bias == "mlp" else bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, h, w, c = x.shape
@@ -164,10 +197,19 @@ class ShiftedWindowAttention(nn.Module):
             x = torch.roll(x, shifts=(-shift[0], -shift[1]), dims=(1, 2))
         windows = window_partition(x, self.window)  # (N * windows, tokens, C)
         batch, tokens, heads = windows.shape[0], windows.shape[1], self.num_heads
-        qkv = self.qkv(windows).reshape(batch, tokens, 3, heads, c // heads)
+        bias = self.qkv.bias
+        if self.cosine and bias is not None:  # V2 has no key bias
+            bias = torch.cat([bias[:c], torch.zeros_like(bias[c : 2 * c]), bias[2 * c :]])
+        qkv = F.linear(windows, self.qkv.weight, bias).reshape(batch, tokens, 3, heads, c // heads)
         qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, N * windows, heads, tokens, C / heads)
-        q, k, v = qkv[0] * (c // heads) ** -0.5, qkv[1], qkv[2]
-        attn = q.matmul(k.transpose(-2, -1)) + self.relative_position_bias()
+        if self.cosine:
+            q, k, v = F.normalize(qkv[0], dim=-1), F.normalize(qkv[1], dim=-1), qkv[2]
+            scale = torch.clamp(self.logit_scale, max=math.log(100.0)).exp()
+            attn = q.matmul(k.transpose(-2, -1)) * scale
+        else:
+            q, k, v = qkv[0] * (c // heads) ** -0.5, qkv[1], qkv[2]
+            attn = q.matmul(k.transpose(-2, -1))
+        attn = attn + self.relative_position_bias()
         if any(shift):
             mask = shift_mask(ph, pw, self.window, shift, attn)
             count = mask.shape[0]

@@ -53,7 +53,7 @@ CNNS = {
     "shufflenet_v2_x1_0": ({}, 64, ["conv1", "maxpool", "stage2", "stage3", "conv5"], None),
 }
 SLOW = {"alexnet", "vgg16", "vgg16_bn", "densenet121", "convnext_tiny"}
-TRANSFORMERS = {"vit_b_16", "swin_t", "maxvit_t"}
+TRANSFORMERS = {"vit_b_16", "swin_t", "swin_v2_t", "maxvit_t"}
 
 
 def test_every_zoo_cnn_is_checked():
