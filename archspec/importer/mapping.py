@@ -527,6 +527,25 @@ def _gelu_fn(node: fx.Node) -> Mapped:
     return Mapped(item, [node.args[0]])  # type: ignore[list-item]
 
 
+def _patch_merging(node: fx.Node) -> Mapped:
+    """torchvision's Swin `_patch_merging_pad` (fx-wrapped): an (N,H,W,C) map padded to even
+    sizes, its 2x2 patches side by side on the channels in the order x[0::2, 0::2],
+    x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2]: (H/2, 2, W/2, 2, C) -> (H/2, W/2, 2, 2, C)
+    with the column offset first -> (H/2, W/2, 4C)."""
+    source = node.args[0]
+    h, w, c = dims(source)  # type: ignore[arg-type]
+    items: list[dict[str, Any]] = []
+    if h % 2 or w % 2:
+        items.append({"op": "pad", "padding": [0, h % 2, 0, w % 2]})
+    h, w = h + h % 2, w + w % 2
+    items += [
+        {"op": "reshape", "shape": [h // 2, 2, w // 2, 2, c]},
+        {"op": "permute", "dims": [0, 1, 3, 4, 2, 5]},
+        {"op": "reshape", "shape": [h // 2, w // 2, 4 * c], "layout": "HWC"},
+    ]
+    return Mapped(items, [source])  # type: ignore[list-item]
+
+
 FUNCTIONS: dict[Any, Callable[[fx.Node], Mapped]] = {
     operator.add: lambda n: _binary(n, "add"),
     operator.iadd: lambda n: _binary(n, "add"),
@@ -591,6 +610,13 @@ FUNCTIONS: dict[Any, Callable[[fx.Node], Mapped]] = {
     "clone": _alias,
     operator.getitem: _getitem,
 }
+
+try:
+    from torchvision.models import swin_transformer as _tv_swin
+
+    FUNCTIONS[_tv_swin._patch_merging_pad] = _patch_merging
+except ImportError:
+    pass
 
 
 def function_name(node: fx.Node) -> str:

@@ -26,17 +26,13 @@ KWARGS = {
 SIZE = {"inception_v3": 80, "maxvit_t": 224, "vit_h_14": 28}
 # not importable yet, each with the start of the importer's own one-line reason
 REFUSED = {
-    **{
-        n: "unmapped module called in two pieces or twice"  # qkv sliced inside attention
-        for n in NAMES
-        if n.startswith("swin_")
-    },
     "maxvit_t": "unmapped module called in two pieces or twice",
 }
 
 
 HEAVY = {"regnet_y_128gf", "regnet_y_32gf", "regnet_y_16gf", "regnet_x_32gf", "vit_h_14"}
 HEAVY |= {"vit_l_16", "vit_l_32", "convnext_large", "efficientnet_v2_l", "resnet152"}
+HEAVY |= {"swin_s", "swin_b", "swin_v2_s", "swin_v2_b"}  # deeper, wider swin_t / swin_v2_t
 
 
 @pytest.mark.slow
