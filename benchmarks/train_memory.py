@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "search" / "bases" / "shapes_resnet.yaml"
+SIZE = 64  # the JPEGs, the spec's input (a small 64 px CNN) and so the cache's load size
 
 
 def anon_kib(pid: int) -> int:
@@ -70,15 +71,16 @@ def measure(work: Path, count: int, epochs: int, batch: int) -> tuple[float, flo
     began = time.perf_counter()
     from archspec.train.shapes import write_image_folder
 
-    write_image_folder(folder, count, size=64)
+    write_image_folder(folder, count, size=SIZE)
     made = time.perf_counter() - began
     env = dict(os.environ, ARCHSPEC_CACHE=str(work / "cache"))
     data = f"imagefolder:{folder}"
     decode = [sys.executable, "-c", "from archspec.train import Data, load_dataset; "
-              f"load_dataset(Data(dataset={data!r}))"]  # fmt: skip
+              f"load_dataset(Data(dataset={data!r}, image_size={SIZE}))"]  # fmt: skip
     decode_s, decode_peak, _ = run(decode, env)
     out = str(work / f"run-{count}")
-    train = [sys.executable, "-m", "archspec", "train", str(SPEC), "--data", data, "--epochs",
+    train = [sys.executable, "-m", "archspec", "train", str(SPEC), f"input.size={SIZE}",
+             "--data", data, "--epochs",
              str(epochs), "--batch-size", str(batch), "-q", "-o", out]  # fmt: skip
     wall, peak, _ = run(train, env)
     print(f"{count:>7} images: made in {made:.0f} s; cache decode {decode_s:.1f} s (peak anon "
