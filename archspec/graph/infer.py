@@ -167,12 +167,34 @@ class ShapeInference:
                     f"the shape of {name} needs depth_total, which is known only after "
                     "expansion (a cycle between structure and shape)"
                 ) from None
-            self.expander.fail(pending.path, f"node {name}: {exc}")
+            self.expander.fail(pending.path, f"node {name}: {exc}{self._cause(inputs)}")
             return
         self.ops[name] = op
         self.shapes[name] = shape
         if deferred:
             self.provisional.add(name)
+
+    def _cause(self, inputs: list[str]) -> str:
+        """For a node reading several inputs whose shapes do not fit: where each comes from,
+        and the classic cause, an input op's own parameter reading `in_channels` (there the
+        op's own input, not the block's)."""
+        if len(inputs) < 2:
+            return ""
+        named = "from " + ", ".join(inputs)
+        for i in inputs:
+            pending = self.expander.nodes.get(i)
+            if pending is None or pending.part is not None:
+                continue
+            for key, raw in pending.item.params.items():
+                if is_expression(raw) and "in_channels" in str(raw):
+                    seen = self.shapes.get(self.inputs.get(i, [None])[0] or "")
+                    got = f" ({seen.channels})" if seen is not None else ""
+                    return (
+                        f" ({named}; note: {i}.{key} {raw!r} reads the in_channels of "
+                        f"{i}'s own input{got}: inside an op's parameters in_channels is that "
+                        "op's input, not the block's)"
+                    )
+        return f" ({named})"
 
     def _infer_part(self, name: str, index: int, source: str, shape: Shape) -> None:
         """`split.i`: the op reading part i (a narrow of the channels), from the split's op."""

@@ -13,6 +13,24 @@ _EXPRESSION = {"type": "string", "pattern": r"^\$", "description": "$name or ${e
 _COMMON = ("name", "from", "when")
 
 
+def _or_expression(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema where an expression may stand for the value, and for each item of
+    a list (`shape: [$n, "${h * w}", $channels]`)."""
+    return {"anyOf": [_lists_of_expressions(schema), _EXPRESSION]}
+
+
+def _lists_of_expressions(schema: dict[str, Any]) -> dict[str, Any]:
+    schema = copy.deepcopy(schema)
+    if isinstance(schema.get("items"), dict):
+        schema["items"] = _or_expression(schema["items"])
+    if isinstance(schema.get("prefixItems"), list):
+        schema["prefixItems"] = [_or_expression(item) for item in schema["prefixItems"]]
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list):
+            schema[key] = [_lists_of_expressions(option) for option in schema[key]]
+    return schema
+
+
 def spec_json_schema() -> dict[str, Any]:
     """The schema editors use to complete and check spec files."""
     schema = Spec.model_json_schema(by_alias=True)
@@ -24,7 +42,7 @@ def spec_json_schema() -> dict[str, Any]:
     branches: list[dict[str, Any]] = []
     for name, op in sorted(REGISTRY.items()):
         op_schema = op.model_json_schema()
-        props = {k: {"anyOf": [v, _EXPRESSION]} for k, v in op_schema.get("properties", {}).items()}
+        props = {k: _or_expression(v) for k, v in op_schema.get("properties", {}).items()}
         defs[f"op_{name}"] = {
             "type": "object",
             "title": f"op {name}",

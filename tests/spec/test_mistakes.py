@@ -116,7 +116,30 @@ layers:
 """,
         GraphError,
         6,
-        ["node sum", "cannot add (8,32,32) and (16,16,16)"],
+        ["node sum", "cannot add (8,32,32) and (16,16,16) (from a, b)"],
+    ),
+    (
+        # inside an op's own parameters in_channels is that op's input: the error at the add
+        # names the op that read it
+        "in-channels-inside-an-op-is-its-own-input",
+        """blocks:
+  res:
+    layers:
+      - {op: conv2d, out_channels: 16, kernel_size: 1}
+      - {op: conv2d, name: widen, out_channels: "${2 * in_channels}", kernel_size: 1}
+      - {op: add, from: [widen, input]}
+layers:
+  - {op: conv2d, out_channels: 8, kernel_size: 1}
+  - {block: res}
+""",
+        GraphError,
+        8,
+        [
+            "cannot add (32,32,32) and (8,32,32)",
+            "1.widen.out_channels '${2 * in_channels}'",
+            "in_channels of 1.widen's own input (16)",
+            "that op's input, not the block's",
+        ],
     ),
     (
         "concat-different-spatial-sizes",
