@@ -298,8 +298,14 @@ def _binary(node: fx.Node, merge: str) -> Mapped:
     a, b = _arg(node, 0, "input"), _arg(node, 1, "other")
     tensors = [x for x in (a, b) if isinstance(x, fx.Node) and is_tensor(x)]
     if len(tensors) == 2:
-        if merge == "sub" or merge == "div":
+        if merge == "div":
             raise Unmapped(f"function {merge} of two tensors")
+        for k, value in enumerate(tensors):
+            shape = _broadcast_shape(value, tensors[1 - k])
+            if shape is not None and (k == 0 or merge != "sub"):
+                # reshape the parameter to the rank it broadcasts at, then merge
+                items = [{"op": "reshape", "shape": shape}, {"op": merge}]
+                return Mapped(items, [value], extra=[[tensors[1 - k]]])
         return Mapped({"op": merge}, tensors)
     scalar = b if tensors and tensors[0] is a else a
     if not isinstance(scalar, (int, float)) or not tensors:
@@ -309,6 +315,21 @@ def _binary(node: fx.Node, merge: str) -> Mapped:
     if merge == "div" and tensors[0] is a:
         return Mapped({"op": "scale", "value": 1.0 / float(scalar)}, tensors)
     raise Unmapped(f"function {merge} with a constant")
+
+
+def _broadcast_shape(value: fx.Node, other: fx.Node) -> list[int] | None:
+    """The sizes after the batch axis at which a parameter of lower rank broadcasts against
+    `other` (ResMLP's (C,) layer scale times (N,L,C) tokens: [1, C]), where archspec's
+    parameter op would read it otherwise; None if it already lines up."""
+    if value.op != "get_attr":
+        return None
+    full = list(value.meta["tensor_meta"].shape)
+    rank = len(other.meta["tensor_meta"].shape)
+    if len(full) >= rank:
+        return None
+    as_parameter = full[1:] if full[0] == 1 and len(full) > 1 else full  # its batch axis
+    wanted = ([1] * (rank - len(full)) + full)[1:]
+    return None if as_parameter == wanted else wanted
 
 
 def _act(op: str) -> Callable[[fx.Node], Mapped]:
@@ -338,7 +359,55 @@ def _permute(node: fx.Node) -> Mapped:
     order = [d % rank for d in order]
     if order == list(range(rank)):
         return Mapped(alias=node.args[0])  # type: ignore[arg-type]
+    if order[0] != 0:  # the batch axis moves: only as the stack that unbind takes apart
+        if node.users and all(_takes_apart(user, node) for user in node.users):
+            return Mapped(alias=node.args[0])  # type: ignore[arg-type]  # each part selects
+        raise Unmapped("function permute of the batch axis")
     return Mapped({"op": "permute", "dims": order}, [node.args[0]])  # type: ignore[list-item]
+
+
+def _unbinds(node: fx.Node) -> bool:
+    return getattr(node.target, "__name__", node.target) == "unbind"
+
+
+def _takes_apart(user: fx.Node, stack: fx.Node) -> bool:
+    """`stack.unbind(0)` or `stack[i]`: reads one entry of the first axis."""
+    if _unbinds(user):
+        return _arg(user, 1, "dim", 0) == 0
+    return (
+        user.target is operator.getitem and user.args[0] is stack and isinstance(user.args[1], int)
+    )
+
+
+def _permute_order(node: fx.Node) -> list[int]:
+    order = node.args[1:] if node.op == "call_method" else (_arg(node, 1, "dims"),)
+    if len(order) == 1 and isinstance(order[0], (list, tuple)):
+        order = tuple(order[0])
+    rank = len(dims(node)) + 1
+    return [d % rank for d in order]
+
+
+def _unbound(source: fx.Node, dim: int, index: int) -> Mapped:
+    """Entry `index` of axis `dim` of `source` (`source.unbind(dim)[index]`, `source[index]`):
+    select. ViT's `qkv.reshape(B, N, 3, H, D).permute(2, 0, 3, 1, 4).unbind(0)` puts the stack
+    axis ahead of the batch: that is select(dim=2) of the reshape, then permute(0, 2, 1, 3)."""
+    rank = len(dims(source)) + 1
+    dim %= rank
+    order = list(range(rank))
+    if source.op != "placeholder" and getattr(source.target, "__name__", source.target) == (
+        "permute"
+    ):
+        permuted = _permute_order(source)
+        if permuted[0] != 0:
+            order, source = permuted, source.args[0]  # type: ignore[assignment]
+    axis = order[dim]
+    rest = [a - (a > axis) for j, a in enumerate(order) if j != dim]
+    if axis == 0 or rest[0] != 0:
+        raise Unmapped("function getitem (indexing)", "an entry of the batch axis")
+    select = {"op": "select", "dim": axis, "index": index}
+    if rest == sorted(rest):
+        return Mapped(select, [source])  # type: ignore[list-item]
+    return Mapped([select, {"op": "permute", "dims": rest}], [source])  # type: ignore[list-item]
 
 
 def _transpose(node: fx.Node) -> Mapped:
@@ -466,24 +535,29 @@ def _parts(node: fx.Node) -> Mapped:
     last axis of tokens): archspec's chunk and split, read by part (`from: name.i`)."""
     source = node.args[0]
     how = _arg(node, 1, "chunks" if "chunk" in str(node.target) else "split_size_or_sections")
-    dim = _arg(node, 2, "dim", 0)
     rank = len(dims(source)) + 1  # type: ignore[arg-type]
+    dim = _arg(node, 2, "dim", 0) % rank
+    if dim == 0:
+        raise Unmapped(f"{function_name(node)} along the batch axis")
     channel_axis = 1 if rank == 4 else rank - 1
-    if dim % rank != channel_axis:
-        raise Unmapped(f"{function_name(node)} along an axis other than the channels")
-    channels = dims(source)[channel_axis - 1]  # type: ignore[arg-type]
+    along = {} if dim == channel_axis else {"dim": dim}  # LeViT splits the head channels
+    channels = dims(source)[dim - 1]  # type: ignore[arg-type]
     if "chunk" in str(getattr(node.target, "__name__", node.target)):
-        return Mapped({"op": "chunk", "chunks": how}, [source])  # type: ignore[list-item]
+        return Mapped({"op": "chunk", "chunks": how, **along}, [source])  # type: ignore[list-item]
     sizes = list(how) if isinstance(how, (list, tuple)) else [how] * (channels // how)
     if sum(sizes) != channels:
         sizes.append(channels - sum(sizes))
-    return Mapped({"op": "split", "sizes": sizes}, [source])  # type: ignore[list-item]
+    return Mapped({"op": "split", "sizes": sizes, **along}, [source])  # type: ignore[list-item]
 
 
 def _getitem(node: fx.Node) -> Mapped:
     source, index = node.args
     if isinstance(source, fx.Node) and _is_parts(source) and isinstance(index, int):
         return Mapped(alias=source, part=index)
+    if isinstance(source, fx.Node) and _unbinds(source) and isinstance(index, int):
+        return _unbound(source.args[0], _arg(source, 1, "dim", 0), index)  # type: ignore[arg-type]
+    if isinstance(source, fx.Node) and is_tensor(source) and isinstance(index, int):
+        return _unbound(source, 0, index)
     if isinstance(source, fx.Node) and source.op == "call_module" and index == 0:
         return Mapped(alias=source)  # (output, weights) of attention
     if (
@@ -519,6 +593,27 @@ def _channel_slice(source: Any, index: Any) -> Mapped | None:
     if start == 0 and stop == channels:
         return Mapped(alias=source)
     return Mapped({"op": "narrow", "start": start, "length": stop - start}, [source])
+
+
+def _sdpa(node: fx.Node) -> Mapped:
+    """F.scaled_dot_product_attention(q, k, v, attn_mask, dropout_p, is_causal, scale): the
+    sdpa op; a float mask is its additive bias (a fourth input)."""
+    q, k, v = (_arg(node, i, n) for i, n in enumerate(("query", "key", "value")))
+    mask = _arg(node, 3, "attn_mask")
+    if _arg(node, 4, "dropout_p", 0.0) != 0.0 or node.kwargs.get("enable_gqa", False):
+        raise Unmapped("function scaled_dot_product_attention with dropout or grouped queries")
+    inputs = [q, k, v]
+    if mask is not None:
+        if (
+            not (isinstance(mask, fx.Node) and is_tensor(mask))
+            or not mask.meta["tensor_meta"].dtype.is_floating_point
+        ):
+            raise Unmapped("function scaled_dot_product_attention with a boolean mask")
+        inputs.append(mask)
+    item: dict[str, Any] = {"op": "sdpa"}
+    _put(item, "scale", node.kwargs.get("scale"), None)
+    _put(item, "is_causal", bool(_arg(node, 5, "is_causal", False)), False)
+    return Mapped(item, inputs)
 
 
 def _gelu_fn(node: fx.Node) -> Mapped:
@@ -559,6 +654,8 @@ FUNCTIONS: dict[Any, Callable[[fx.Node], Mapped]] = {
     "mul_": lambda n: _binary(n, "mul"),
     operator.truediv: lambda n: _binary(n, "div"),
     operator.sub: lambda n: _binary(n, "sub"),
+    torch.sub: lambda n: _binary(n, "sub"),
+    "sub": lambda n: _binary(n, "sub"),
     torch.relu: _act("relu"),
     F.relu: _act("relu"),
     "relu": _act("relu"),
@@ -599,6 +696,7 @@ FUNCTIONS: dict[Any, Callable[[fx.Node], Mapped]] = {
     operator.matmul: _matmul,
     torch.bmm: _matmul,
     F.dropout: _dropout_fn,
+    F.scaled_dot_product_attention: _sdpa,
     "contiguous": _alias,
     torch.addcmul: _addcmul,
     "reshape_as": _reshape_as,

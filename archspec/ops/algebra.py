@@ -1,6 +1,6 @@
-"""Composable primitives: matmul, softmax, normalize, scale, parameter, relative_position_bias
-and identity. Attention variants (cosine attention, learned logit scales, position-bias tables)
-are blocks of these."""
+"""Composable primitives: matmul, softmax, sdpa, normalize, scale, parameter,
+relative_position_bias and identity. Attention variants (cosine attention, learned logit
+scales, position-bias tables) are blocks of these."""
 
 from __future__ import annotations
 
@@ -150,6 +150,81 @@ class Softmax(Op):
 
     def windows(self, inputs: list[Shape]) -> tuple[Window, Window]:
         return _along(inputs[0], axis_of(self.dim, inputs[0]))
+
+
+@register
+class Sdpa(Op):
+    """Scaled dot-product attention of q, k, v, torch's F.scaled_dot_product_attention:
+    softmax(q k^T * scale + bias) v, with q (..., L, E), k (..., S, E), v (..., S, Ev) ->
+    (..., L, Ev), leading axes (batch, heads) broadcast. `scale` defaults to E**-0.5; an
+    optional fourth input is an additive bias broadcast to (..., L, S); `is_causal` masks
+    the keys after each query. What timm's and torchvision's attention blocks call between
+    their q, k, v and output projections."""
+
+    op = "sdpa"
+    arity = None
+    examples = (
+        example({}, Shape("ND", (2, 5, 4)), Shape("ND", (2, 6, 4)), Shape("ND", (2, 6, 3))),
+        example({"scale": 0.5, "is_causal": True}, *[Shape("LC", (5, 4))] * 3),
+        example(
+            {},
+            Shape("ND", (2, 5, 4)),
+            Shape("ND", (2, 5, 4)),
+            Shape("ND", (2, 5, 4)),
+            Shape("ND", (2, 5, 5)),
+        ),
+    )
+
+    scale: Annotated[float, Field(gt=0.0, le=1e6)] | None = None
+    is_causal: bool = False
+
+    def check_inputs(self, inputs: list[Shape]) -> None:
+        if len(inputs) not in (3, 4):
+            raise ShapeError(f"sdpa takes q, k, v and an optional bias; got {len(inputs)} inputs")
+
+    def _sizes(self, inputs: list[Shape]) -> tuple[tuple[int, ...], int, int, int, int]:
+        """(leading axes, L, S, E, Ev)"""
+        q, k, v = (s.dims for s in inputs[:3])
+        if min(len(q), len(k), len(v)) < 2:
+            raise ShapeError(f"sdpa needs two axes or more after the batch axis; got {q}, {k}, {v}")
+        lead = _broadcast(_broadcast(q[:-2], k[:-2]) or (), v[:-2])
+        if q[-1] != k[-1] or k[-2] != v[-2] or lead is None or _broadcast(q[:-2], k[:-2]) is None:
+            raise ShapeError(
+                f"sdpa cannot attend with q {inputs[0]}, k {inputs[1]}, v {inputs[2]} (q and k "
+                "share their last size, k and v their second last)"
+            )
+        length, keys = q[-2], k[-2]
+        if len(inputs) == 4 and _broadcast(inputs[3].dims, (*lead, length, keys)) != (
+            *lead,
+            length,
+            keys,
+        ):
+            raise ShapeError(f"the bias {inputs[3]} does not broadcast to {(*lead, length, keys)}")
+        return lead, length, keys, q[-1], v[-1]
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        lead, length, _, _, value = self._sizes(inputs)
+        dims = (*lead, length, value)
+        return Shape("LC" if len(dims) == 2 else "ND", dims)
+
+    def emit(
+        self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
+    ) -> fx.Node:
+        import torch.nn.functional as F
+
+        kwargs: dict[str, object] = {"attn_mask": args[3] if len(args) == 4 else None}
+        if self.is_causal:
+            kwargs["is_causal"] = True
+        if self.scale is not None:
+            kwargs["scale"] = self.scale
+        return graph.call_function(F.scaled_dot_product_attention, tuple(args[:3]), kwargs)
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        lead, length, keys, channels, value = self._sizes(inputs)
+        return math.prod(lead) * length * keys * (channels + value)  # q k^T, then weights @ v
+
+    def window(self, inputs: list[Shape]) -> Window:
+        return Window(whole=True)
 
 
 @register

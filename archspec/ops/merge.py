@@ -1,4 +1,5 @@
-"""Ops that join branches: add (residuals), mul (gating) and concat (Inception, DenseNet)."""
+"""Ops that join branches: add (residuals), sub (EfficientFormer's pool(x) - x), mul (gating)
+and concat (Inception, DenseNet)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ def _broadcast(a: Shape, b: Shape) -> Shape | None:
 
 
 class _Elementwise(Op):
+    """Inputs of one layout and rank; a size-1 axis broadcasts (a (1,C) parameter over the
+    tokens, a (C,1,1) gate over the pixels)."""
+
     arity = None
     function: ClassVar[Callable[..., Any]]
     verb: ClassVar[str]
@@ -56,13 +60,15 @@ class _Elementwise(Op):
 @register
 class Add(_Elementwise):
     """Elementwise sum (residual connections); a size-1 axis broadcasts (a position bias
-    added to the attention logits of every window)."""
+    added to the attention logits of every window, ResMLP's affine norm adding a (1,C)
+    parameter to every token)."""
 
     op = "add"
     examples = (
         example({}, (3, 5, 5), (3, 5, 5)),
         example({}, Shape("LC", (4, 6)), Shape("LC", (4, 6)), Shape("LC", (4, 6))),
         example({}, Shape("ND", (3, 2, 4, 4)), Shape("ND", (1, 2, 4, 4))),
+        example({}, Shape("LC", (4, 6)), Shape("LC", (1, 6))),
     )
     verb = "add"
     function = staticmethod(operator.add)
@@ -79,6 +85,21 @@ class Add(_Elementwise):
         for arg in args[2:]:
             node = graph.call_function(operator.add, (node, arg))
         return node
+
+
+@register
+class Sub(_Elementwise):
+    """The first input minus the second (EfficientFormer's pooling mixer, pool(x) - x); a
+    size-1 axis broadcasts."""
+
+    op = "sub"
+    arity = 2
+    examples = (
+        example({}, (3, 5, 5), (3, 5, 5)),
+        example({}, Shape("LC", (4, 6)), Shape("LC", (1, 6))),
+    )
+    verb = "subtract"
+    function = staticmethod(operator.sub)
 
 
 @register

@@ -1,4 +1,5 @@
-"""Channel groups: split and chunk (each part read as `from: name.i`), narrow, channel_shuffle."""
+"""Parts of a tensor: split and chunk (each part read as `from: name.i`) and narrow, along the
+channels or another axis; select (one index of an axis); channel_shuffle."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
+from archspec.ops.algebra import Dim, axis_of, layout_of_rank
 from archspec.ops.base import Op, PositiveInt, ShapeError, example, register
 from archspec.shape import Shape
 
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
 
 TOKENS = Shape("LC", (5, 12))
 CHANNELS_LAST = Shape("HWC", (3, 4, 12))
+HEADS = Shape("ND", (5, 2, 12))  # (L, heads, head channels)
 
 
 def channel_dim(shape: Shape) -> int:
@@ -22,15 +25,25 @@ def channel_dim(shape: Shape) -> int:
     return 1 if shape.layout == "CHW" else len(shape.dims)
 
 
+def along(dim: int | None, shape: Shape) -> int:
+    """The torch dim (batch axis 0) that `dim` names; None: the channel axis."""
+    return channel_dim(shape) if dim is None else axis_of(dim, shape) + 1
+
+
 class Parts(Op):
-    """A split of the channels into parts; the node passes its input on whole and `name.i`
-    reads part i (a `narrow` of the channels the graph builder adds)."""
+    """A split of the channels (or of axis `dim`) into parts; the node passes its input on
+    whole and `name.i` reads part i (a `narrow` the graph builder adds)."""
+
+    dim: Dim | None = None  # torch's dim, batch axis 0; None: the channel axis
 
     def part_sizes(self, channels: int) -> list[int]:
         raise NotImplementedError
 
+    def _size(self, shape: Shape) -> int:
+        return shape.dims[along(self.dim, shape) - 1]
+
     def infer(self, inputs: list[Shape]) -> Shape:
-        self.part_sizes(inputs[0].channels)  # raises ShapeError on a bad split
+        self.part_sizes(self._size(inputs[0]))  # raises ShapeError on a bad split
         return inputs[0]
 
     def emit(
@@ -40,22 +53,23 @@ class Parts(Op):
 
     def part(self, index: int, inputs: list[Shape]) -> Narrow:
         """Part `index` of this split of `inputs[0]`, as the op that reads it."""
-        sizes = self.part_sizes(inputs[0].channels)
+        sizes = self.part_sizes(self._size(inputs[0]))
         if not 0 <= index < len(sizes):
             raise ShapeError(f"{self.op} makes {len(sizes)} parts (0 to {len(sizes) - 1})")
-        return Narrow(start=sum(sizes[:index]), length=sizes[index])
+        return Narrow(start=sum(sizes[:index]), length=sizes[index], dim=self.dim)
 
 
 @register
 class Split(Parts):
     """Cut the channels into parts of the given `sizes` (which add up to the channels), or into
     parts of one size (the last one smaller if it does not divide), as torch.split; read part i
-    as `from: name.i`."""
+    as `from: name.i`. `dim` splits another axis (LeViT's q, k, v along the head channels)."""
 
     op = "split"
     examples = (
         example({"sizes": [3, 5]}, (8, 5, 5)),
         example({"sizes": 5}, TOKENS),
+        example({"sizes": [4, 4, 4], "dim": 3}, HEADS),
     )
 
     sizes: PositiveInt | Annotated[list[PositiveInt], Field(min_length=1, max_length=1024)]
@@ -74,11 +88,15 @@ class Split(Parts):
 
 @register
 class Chunk(Parts):
-    """Cut the channels into `chunks` parts of equal size (torch.chunk; the last one smaller if
-    `chunks` does not divide them); read part i as `from: name.i`."""
+    """Cut the channels (or axis `dim`) into `chunks` parts of equal size (torch.chunk; the
+    last one smaller if `chunks` does not divide them); read part i as `from: name.i`."""
 
     op = "chunk"
-    examples = (example({"chunks": 2}, (8, 5, 5)), example({"chunks": 3}, CHANNELS_LAST))
+    examples = (
+        example({"chunks": 2}, (8, 5, 5)),
+        example({"chunks": 3}, CHANNELS_LAST),
+        example({"chunks": 2, "dim": 1}, TOKENS),
+    )
 
     chunks: Annotated[int, Field(ge=1, le=1024)]
 
@@ -95,33 +113,73 @@ class Chunk(Parts):
 
 @register
 class Narrow(Op):
-    """The `length` channels from `start` on (torch.narrow along the channels): what `name.i`
-    of a split or chunk reads."""
+    """The `length` channels (or entries of axis `dim`) from `start` on, torch.narrow: what
+    `name.i` of a split or chunk reads."""
 
     op = "narrow"
     examples = (
         example({"start": 2, "length": 3}, (8, 5, 5)),
         example({"start": 0, "length": 4}, TOKENS),
+        example({"start": 4, "length": 8, "dim": -1}, HEADS),
     )
 
     start: Annotated[int, Field(ge=0, le=1 << 20)]
     length: PositiveInt
+    dim: Dim | None = None  # torch's dim, batch axis 0; None: the channel axis
 
     def infer(self, inputs: list[Shape]) -> Shape:
-        channels = inputs[0].channels
-        if self.start + self.length > channels:
+        axis = along(self.dim, inputs[0]) - 1
+        size = inputs[0].dims[axis]
+        if self.start + self.length > size:
+            what = "channels" if self.dim is None else f"entries of dim {self.dim}"
             raise ShapeError(
-                f"channels {self.start} to {self.start + self.length} do not exist: the input "
-                f"has {channels}"
+                f"{what} {self.start} to {self.start + self.length} do not exist: the input "
+                f"has {size}"
             )
-        return inputs[0].with_channels(self.length)
+        dims = list(inputs[0].dims)
+        dims[axis] = self.length
+        return Shape(inputs[0].layout, tuple(dims))
 
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
     ) -> fx.Node:
-        index = [slice(None)] * (channel_dim(inputs[0]) + 1)
+        index = [slice(None)] * (along(self.dim, inputs[0]) + 1)
         index[-1] = slice(self.start, self.start + self.length)
         return graph.call_function(operator.getitem, (args[0], tuple(index)))
+
+
+@register
+class Select(Op):
+    """Entry `index` of axis `dim`, dropping that axis (torch.select; ViT's q, k, v from the
+    stacked qkv projection, `qkv.unbind(0)` in timm); `select_token` is this along the tokens.
+    The result keeps a generic tensor generic; otherwise its rank names its layout."""
+
+    op = "select"
+    examples = (
+        example({"dim": 2, "index": 1}, Shape("ND", (5, 3, 2, 4))),
+        example({"dim": -1, "index": -1}, TOKENS),
+        example({"dim": 1, "index": 0}, (3, 4, 5)),
+    )
+
+    dim: Dim
+    index: Annotated[int, Field(ge=-(1 << 20), lt=1 << 20)]
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        shape = inputs[0]
+        axis = axis_of(self.dim, shape)
+        if not -shape.dims[axis] <= self.index < shape.dims[axis]:
+            raise ShapeError(
+                f"index {self.index} is outside dim {self.dim} of size {shape.dims[axis]}"
+            )
+        dims = tuple(d for i, d in enumerate(shape.dims) if i != axis)
+        if not dims:
+            raise ShapeError(f"select from the only axis of {shape.describe()} leaves nothing")
+        return Shape("ND" if shape.layout == "ND" else layout_of_rank(len(dims)), dims)
+
+    def emit(
+        self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
+    ) -> fx.Node:
+        return graph.call_method("select", (args[0], self.dim, self.index))
 
 
 @register

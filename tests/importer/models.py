@@ -64,3 +64,33 @@ def tiny(**kwargs) -> Tiny:
 
 def unmappable() -> Unmappable:
     return Unmappable()
+
+
+class Tokens(nn.Module):
+    """A patch embedding, then the pieces of timm's ViT, ResMLP, LeViT and EfficientFormer
+    blocks that need select, sdpa, a split along the head axis, broadcast adds and sub."""
+
+    def __init__(self, dim: int = 16, heads: int = 2):
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.embed = nn.Conv2d(3, dim, 4, stride=4)
+        self.pool = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.qkv2 = nn.Linear(dim, 3 * dim)
+        self.ls = nn.Parameter(torch.full((dim,), 0.5))  # (C,) scale over (N, L, C) tokens
+        self.beta = nn.Parameter(torch.full((1, 1, dim), 0.1))
+        self.fc = nn.Linear(dim, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x)
+        x = self.pool(x) - x  # EfficientFormer's pooling mixer
+        x = x.flatten(2).transpose(1, 2)
+        b, n, c = x.shape
+        h = self.heads
+        q, k, v = self.qkv(x).reshape(b, n, 3, h, c // h).permute(2, 0, 3, 1, 4).unbind(0)
+        a = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        q2, k2, v2 = self.qkv2(x).view(b, n, h, -1).split([self.head_dim] * 3, dim=3)  # LeViT
+        a2 = q2.permute(0, 2, 1, 3) @ k2.permute(0, 2, 3, 1)
+        a2 = a2.softmax(dim=-1) @ v2.permute(0, 2, 1, 3)
+        x = x + self.ls * (a + a2).transpose(1, 2).reshape(b, n, c) + self.beta
+        return self.fc(x.mean(1))

@@ -103,6 +103,16 @@ def test_a_plugin_op_maps_a_users_module_and_the_import_goes_through():
         del REGISTRY[EluOp.op]
 
 
+def test_attention_pieces_map_to_select_sdpa_split_and_broadcast_merges():
+    model = models.Tokens()
+    imported = import_module(model, (3, 16, 16))
+    text = imported.text
+    assert "{op: select, dim: 2, index: 0}" in text and "{op: sdpa," in text
+    assert "sizes: [8, 8, 8], dim: 3}" in text and "{op: sub," in text
+    assert "from: ls, shape: [1, 16]}" in text  # the (C,) scale, broadcast over the tokens
+    check_exact(model, imported.spec, (3, 16, 16))
+
+
 def test_a_module_traced_through_becomes_primitives():
     model = models.Tiny(act="scaled_tanh")  # alpha * tanh(x): parameter, tanh, mul
     imported = import_module(model, (3, 16, 16))

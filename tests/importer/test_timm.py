@@ -46,14 +46,10 @@ MISSES = {
     # cycle (an importer bug, caught by building the spec before writing it)
     "dla34": "the imported spec does not build",
     "hrnet_w18_small": "unmapped module called in two pieces or twice",  # fuse layers
-    "vit_small_patch16_224": "unmapped function getitem",  # qkv.unbind(0), then sdpa
-    "deit_tiny_patch16_224": "unmapped function getitem",
     "swin_tiny_patch4_window7_224": "unmapped module called in two pieces or twice",
-    # its Affine norm is addcmul(beta, alpha, x): mapped to mul then add, but `add` does not
-    # broadcast the (1, C) beta over the tokens
-    "resmlp_12_224": "the imported spec does not build",
-    "efficientformer_l1": "unmapped function sub of two tensors",  # pool(x) - x
-    "levit_128": "unmapped function getitem",  # q, k, v split along the head axis
+    # its last stage's attention adds biases gathered from a table by an index buffer
+    "efficientformer_l1": "unmapped function getitem (indexing)",
+    "levit_128": "unmapped function getitem (indexing)",  # attention biases, as above
     "mobilevit_xxs": "unmapped module timm.models.mobilevit.MobileVitBlock",  # timm's leaf
     "nf_resnet50": "unmapped module timm.models.nfnet.NormFreeBlock",  # timm's leaf
     "coat_lite_tiny": "unmapped module called in two pieces or twice",
@@ -78,4 +74,4 @@ def test_timm_model_imports_exactly_or_says_why(name):
 def test_the_tally():
     exact = len(MODELS) - len(MISSES)
     assert set(MISSES) <= set(MODELS) and len(MODELS) == 25
-    assert exact >= 13, f"{exact} of 25 timm models import exactly"
+    assert exact >= 16, f"{exact} of 25 timm models import exactly"
