@@ -131,6 +131,20 @@ class Conv2d(Op):
                     f"got padding {side} on the {sizes[0]}x{sizes[1]} input"
                 )
 
+    def sampled(self, inputs: list[Shape]) -> tuple[int, int] | None:
+        """The stride of a 1x1 strided convolution emitted as the same convolution at stride
+        1 on every stride-th pixel (the same sums), else None. oneDNN 3.12's AVX-512 kernel
+        for the weight gradient of a channels-last 1x1 strided convolution with at most 8 input
+        channels corrupts memory on inputs of 46 pixels and more (torch 2.14.1 CPU: a
+        segfault or "double free"; a downsampling shortcut of a narrow ResNet at 64 px), so
+        such convolutions on inputs above 40 pixels take the other path."""
+        cin, _, groups = self.resolved(inputs)
+        stride = pair(self.stride)
+        plain = self.pad() == (0, 0) and pair(self.dilation) == (1, 1) and groups == 1
+        if pair(self.kernel_size) != (1, 1) or stride == (1, 1) or not plain or cin > 8:
+            return None
+        return stride if max(inputs[0].spatial) > 40 else None
+
     def build(self, inputs: list[Shape]) -> nn.Module:
         from torch import nn
 
@@ -139,13 +153,29 @@ class Conv2d(Op):
             cin,
             cout,
             pair(self.kernel_size),
-            pair(self.stride),
+            (1, 1) if self.sampled(inputs) else pair(self.stride),
             self.pad(),
             pair(self.dilation),
             groups,
             self.bias,
             self.padding_mode,
         )
+
+    def emit(
+        self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
+    ) -> fx.Node:
+        stride = self.sampled(inputs)
+        if stride is None:
+            return graph.call_module(target, tuple(args))
+        import operator
+
+        every = (
+            slice(None),
+            slice(None),
+            slice(None, None, stride[0]),
+            slice(None, None, stride[1]),
+        )
+        return graph.call_module(target, (graph.call_function(operator.getitem, (args[0], every)),))
 
     def count_params(self, inputs: list[Shape]) -> int:
         cin, cout, groups = self.resolved(inputs)

@@ -52,3 +52,30 @@ def test_reflect_padding_is_located():
         "<spec>:4:5: node 0: padding_mode reflect pads each side by less than the input size; "
         "got padding 2 on the 2x2 input"
     )
+
+
+@pytest.mark.parametrize("size", [40, 64])
+def test_narrow_strided_1x1_conv_trains_channels_last_and_equals_torchs(size):
+    """oneDNN 3.12 (torch 2.14.1, AVX-512 CPUs) corrupts memory in the weight gradient of a
+    channels-last 1x1 stride-2 conv with <= 8 input channels on inputs of 46+ px: archspec
+    emits it as the same conv on every second pixel. Same outputs and gradients as torch's
+    strided conv (computed here in NCHW, which does not crash), and training does not crash."""
+    text = (
+        f"name: t\ninput: {{channels: 8, size: {size}}}\nlayers:\n"
+        "  - {op: conv2d, name: down, out_channels: 16, kernel_size: 1, stride: 2, bias: false}\n"
+    )
+    model = archspec.build(archspec.load_spec(text))
+    sampled = "getitem" in model.code
+    assert sampled == (size > 40)
+    reference = torch.nn.Conv2d(8, 16, 1, stride=2, bias=False)
+    reference.weight.data.copy_(model.state_dict()["down.weight"])
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, size, size)
+    expect = reference(x)
+    expect.square().sum().backward()
+    model = model.to(memory_format=torch.channels_last)
+    got = model(x.contiguous(memory_format=torch.channels_last))
+    got.square().sum().backward()
+    assert torch.allclose(got, expect, atol=1e-5)
+    grad = dict(model.named_parameters())["down.weight"].grad
+    assert torch.allclose(grad, reference.weight.grad, rtol=1e-4, atol=1e-4)
