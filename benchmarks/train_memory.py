@@ -5,6 +5,10 @@ first (its decode is timed and reported apart), so the epoch figures are of trai
 
     python benchmarks/train_memory.py                      # 4,000 and 32,000 images: the ratio
     python benchmarks/train_memory.py --images 100000      # one epoch on 100,000 images
+    python benchmarks/train_memory.py --images 100000 --input 16   # the net at 16 px (faster)
+
+The images are decoded into the cache at 64 px (`data.image_size=64`) and the net trains at
+`--input` px (default 64: the spec scaled with `input.size=`).
 
 The data path must not grow with the dataset: memory-mapped cache pages are file-backed (page
 cache), anonymous memory is the batch, the prefetch depth, the labels and the model.
@@ -24,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "search" / "bases" / "shapes_resnet.yaml"
-SIZE = 64  # the JPEGs, the spec's input (a small 64 px CNN) and so the cache's load size
+SIZE = 64  # the JPEGs and the cache's load size
 
 
 def anon_kib(pid: int) -> int:
@@ -66,7 +70,9 @@ def run(command: list[str], env: dict) -> tuple[float, int, str]:
     return time.perf_counter() - start, peak, (out + err)[-400:]
 
 
-def measure(work: Path, count: int, epochs: int, batch: int) -> tuple[float, float, int, float]:
+def measure(
+    work: Path, count: int, epochs: int, batch: int, side: int
+) -> tuple[float, float, int, float]:
     folder = work / f"folder-{count}"
     began = time.perf_counter()
     from archspec.train.shapes import write_image_folder
@@ -79,12 +85,13 @@ def measure(work: Path, count: int, epochs: int, batch: int) -> tuple[float, flo
               f"load_dataset(Data(dataset={data!r}, image_size={SIZE}))"]  # fmt: skip
     decode_s, decode_peak, _ = run(decode, env)
     out = str(work / f"run-{count}")
-    train = [sys.executable, "-m", "archspec", "train", str(SPEC), f"input.size={SIZE}",
-             "--data", data, "--epochs",
+    train = [sys.executable, "-m", "archspec", "train", str(SPEC), f"input.size={side}",
+             f"data.image_size={SIZE}", "--data", data, "--epochs",
              str(epochs), "--batch-size", str(batch), "-q", "-o", out]  # fmt: skip
     wall, peak, _ = run(train, env)
     print(f"{count:>7} images: made in {made:.0f} s; cache decode {decode_s:.1f} s (peak anon "
-          f"{decode_peak / 1024:.0f} MiB); archspec train {epochs} epoch(s): {wall:.1f} s wall, "
+          f"{decode_peak / 1024:.0f} MiB); archspec train {epochs} epoch(s) at {side} px: "
+          f"{wall:.1f} s wall, "
           f"peak anonymous memory {peak / 1024:.0f} MiB", flush=True)  # fmt: skip
     return wall, peak, decode_s, decode_peak
 
@@ -94,10 +101,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, nargs="+", default=[4000, 32000])
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--input", type=int, default=SIZE, help="the net's input side")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="archspec-mem-"))
     try:
-        peaks = [measure(work, n, args.epochs, args.batch)[1] for n in args.images]
+        peaks = [measure(work, n, args.epochs, args.batch, args.input)[1] for n in args.images]
         if len(peaks) > 1:
             print(f"peak anonymous memory, {args.images[-1]} over {args.images[0]} images: "
                   f"{peaks[-1] / peaks[0]:.2f}x")  # fmt: skip
