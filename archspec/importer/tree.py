@@ -44,6 +44,8 @@ class Group:
     entries: list[Leaf | Group] = field(default_factory=list)
     parent: Group | None = None
     closed: bool = False
+    closed_by: str = ""  # the module path whose op came next and closed this group
+    closed_in: tuple[str, ...] = ()  # the modules whose forward that op ran in
     input_value: str | None = None
     sources: list[str] | None = None
 
@@ -83,7 +85,17 @@ class Problems:
         ]
 
 
+def _stack(node: fx.Node) -> tuple[str, ...]:
+    """The modules whose forward `node` runs in, outermost first."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return tuple(re.sub(r"@\d+$", "", key) for key in stack)
+
+
 def _owner(node: fx.Node) -> list[str]:
+    if node.op == "get_attr" and str(node.target).startswith("_tensor_constant") and node.users:
+        # a constant torch.fx made of a module's tensor (`self.index.view(-1)` is computed
+        # while tracing): it belongs where it is used, not to the model's top level
+        return _owner(next(iter(node.users)))
     if node.op in ("call_module", "get_attr"):
         return str(node.target).split(".")[:-1]
     stack = node.meta.get("nn_module_stack") or {}
@@ -116,7 +128,7 @@ class TreeBuilder:
             name = self.alias[name]
         return name
 
-    def _group(self, path: list[str]) -> Group:
+    def _group(self, path: list[str], stack: tuple[str, ...] = ()) -> Group:
         """The group for module `path`, opening it (and closing the groups left) as needed."""
         common = 0
         while (
@@ -124,7 +136,9 @@ class TreeBuilder:
         ):
             common += 1
         for depth in range(len(self.open_path), common, -1):
-            self.groups[".".join(self.open_path[:depth])].closed = True
+            closing = self.groups[".".join(self.open_path[:depth])]
+            closing.closed, closing.closed_by = True, ".".join(path)
+            closing.closed_in = stack
         group = self.root
         for depth in range(1, len(path) + 1):
             key = ".".join(path[:depth])
@@ -136,7 +150,7 @@ class TreeBuilder:
                 group.entries.append(child)
                 self.groups[key] = child
             elif child.closed:
-                raise _Split(key)
+                raise _Split(key, child.closed_by, child.closed_in, stack)
             group = child
         self.open_path = list(path)
         return group
@@ -144,7 +158,7 @@ class TreeBuilder:
     def _place(self, node: fx.Node) -> str:
         return (
             ".".join(_owner(node) + [node.name])
-            if node.op.startswith("call_f")
+            if node.op in ("call_function", "call_method")
             else str(node.target)
         )
 
@@ -163,11 +177,9 @@ class TreeBuilder:
             return
         assert mapped.item is not None
         try:
-            group = self._group(_owner(node))
+            group = self._group(_owner(node), _stack(node))
         except _Split as split:
-            self.problems.add(
-                "module called in two pieces or twice", split.path, "its calls interleave"
-            )
+            self.problems.add(*split.problem(node.op == "get_attr"))
             return
         used = {e.name for e in group.entries}
         name, k = local, 1
@@ -311,9 +323,45 @@ def _is_param(gm: fx.GraphModule, node: fx.Node) -> bool:
 
 
 class _Split(Exception):
-    def __init__(self, path: str):
+    """Module `path` runs again (its op's forwards: `again`) after an op of module `between`
+    (run inside the forwards of `within`) closed it: a spec group runs at once, start to end."""
+
+    def __init__(self, path: str, between: str, within: tuple[str, ...], again: tuple[str, ...]):
         super().__init__(path)
-        self.path = path
+        self.path, self.between, self.within, self.again = path, between, within, again
+
+    def _under(self, module: str, path: str) -> bool:
+        return path == "" or module == path or module.startswith(path + ".")
+
+    def problem(self, reads_parameters: bool) -> tuple[str, str, str]:
+        """(what, where, why) for the importer's one line about it."""
+        if reads_parameters:  # Swin's attention: F.linear(x, self.qkv.weight, ...) in pieces
+            return (
+                "module called in two pieces or twice",
+                self.path,
+                f"its parameters are read directly, between {self.between or 'the model'}'s",
+            )
+        # CoaT's position encodings: one module's forward calls a module that is not its own
+        callers = [m for m in self.within if self._under(m, self.path)]
+        where = next((m for m in self.within if not self._under(m, self.path)), self.between)
+        if not callers:
+            inside = [i for i, m in enumerate(self.again) if self._under(m, self.path)]
+            if inside and inside[0] > 0 and not self._under(self.path, self.again[inside[0] - 1]):
+                callers, where = [self.again[inside[0] - 1]], self.path
+        if callers:
+            return (
+                "module called from inside another module's forward",
+                where,
+                f"{callers[-1]} calls it, though it is not part of {callers[-1]}: a module "
+                "shared between blocks, and a spec has no shared weights",
+            )
+        # HRNet's fuse layers: the owner sums its list's outputs as it calls them one by one
+        return (
+            "module list called entry by entry, between other ops",
+            self.path,
+            f"{self.between or 'the model'} runs between the calls of its entries and reads "
+            "each one's output; a spec group runs at once and has one output",
+        )
 
 
 # --- references ----------------------------------------------------------------------------

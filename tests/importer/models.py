@@ -94,3 +94,45 @@ class Tokens(nn.Module):
         a2 = a2.softmax(dim=-1) @ v2.permute(0, 2, 1, 3)
         x = x + self.ls * (a + a2).transpose(1, 2).reshape(b, n, c) + self.beta
         return self.fc(x.mean(1))
+
+
+class Fuse(nn.Module):
+    """HRNet's fuse layers in small: the forward sums the outputs of a list's entries as it
+    calls them, one by one (the list is never called as a whole)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 1)
+        self.fuse_layers = nn.ModuleList([nn.Conv2d(4, 4, 1) for _ in range(3)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = x
+        for layer in self.fuse_layers:
+            y = y + layer(x)
+        return y
+
+
+class SharedInside(nn.Module):
+    """CoaT's shared position encoding in small: every block's forward calls one module that
+    belongs to the model, not to the block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pos = nn.Conv2d(3, 3, 3, padding=1, groups=3)
+        self.blocks = nn.ModuleList([_Calls(self.pos) for _ in range(2)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class _Calls(nn.Module):
+    def __init__(self, shared: nn.Module) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.shared = [shared]  # a plain list: the block does not own it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shared[0](self.conv(x)) + x

@@ -74,6 +74,29 @@ def test_unmapped_parts_are_listed_once_with_count_and_first_place(tmp_path):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize(
+    ("model", "line"),
+    [
+        (
+            models.Fuse(),
+            "unmapped module list called entry by entry, between other ops: 2 uses, first at "
+            "fuse_layers (the model runs between the calls of its entries and reads each one's "
+            "output; a spec group runs at once and has one output)",
+        ),
+        (
+            models.SharedInside(),
+            "unmapped module called from inside another module's forward: 3 uses, first at pos "
+            "(blocks.0 calls it, though it is not part of blocks.0: a module shared between "
+            "blocks, and a spec has no shared weights)",
+        ),
+    ],
+)
+def test_a_module_that_cannot_be_one_group_is_refused_with_its_cause(model, line):
+    with pytest.raises(ImportSourceError) as caught:
+        import_module(model, (3, 8, 8))
+    assert str(caught.value.problems[0]) == line
+
+
 class EluOp(archspec.Op):
     """ELU, as a user would register it for the module archspec does not map."""
 

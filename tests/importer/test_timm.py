@@ -45,14 +45,17 @@ MISSES = {
     # the tree's residual reads `project` across a module boundary; the generated spec has a
     # cycle (an importer bug, caught by building the spec before writing it)
     "dla34": "the imported spec does not build",
-    "hrnet_w18_small": "unmapped module called in two pieces or twice",  # fuse layers
-    "swin_tiny_patch4_window7_224": "unmapped module called in two pieces or twice",
+    # the fuse layers: the forward sums a module list's outputs as it calls its entries
+    "hrnet_w18_small": "unmapped module list called entry by entry, between other ops",
+    # the relative position bias: its table indexed by a constant, then unsqueezed
+    "swin_tiny_patch4_window7_224": "unmapped function getitem (indexing)",
     # its last stage's attention adds biases gathered from a table by an index buffer
     "efficientformer_l1": "unmapped function getitem (indexing)",
     "levit_128": "unmapped function getitem (indexing)",  # attention biases, as above
     "mobilevit_xxs": "unmapped module timm.models.mobilevit.MobileVitBlock",  # timm's leaf
     "nf_resnet50": "unmapped module timm.models.nfnet.NormFreeBlock",  # timm's leaf
-    "coat_lite_tiny": "unmapped module called in two pieces or twice",
+    # the position encodings (crpe1, cpe1) belong to the model and run inside every block
+    "coat_lite_tiny": "unmapped module called from inside another module's forward",
 }
 
 

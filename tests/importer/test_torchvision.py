@@ -26,7 +26,8 @@ KWARGS = {
 SIZE = {"inception_v3": 80, "maxvit_t": 224, "vit_h_14": 28}
 # not importable yet, each with the start of the importer's own one-line reason
 REFUSED = {
-    "maxvit_t": "unmapped module called in two pieces or twice",
+    # einsum attention, a bias gathered from a table by a fixed index, swapaxes
+    "maxvit_t": "unmapped function torch.functional.einsum",
 }
 
 
