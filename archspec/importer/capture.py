@@ -6,7 +6,8 @@ from __future__ import annotations
 import importlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -127,8 +128,39 @@ def _drop_unused(graph: fx.Graph) -> None:
             changed = True
 
 
+class _MethodCall(nn.Module):
+    """Stands in the traced module for a child whose node is really its parent's method call
+    (mapping.METHOD_CALLS), so that shape propagation runs the method."""
+
+    def __init__(self, caller: nn.Module, method: str):
+        super().__init__()
+        self.run = getattr(type(caller), method).__get__(caller)
+
+    def forward(self, *args: Any) -> Any:
+        return self.run(*args)
+
+
+@contextmanager
+def _methods_as_calls(model: nn.Module) -> Iterator[list[tuple[str, nn.Module]]]:
+    """While tracing, each METHOD_CALLS method calls its child instead (an instance attribute
+    shadows the method), so the tracer records one leaf call under the child's name."""
+    from archspec.importer.mapping import METHOD_CALLS
+
+    patched = [(n, m) for n, m in model.named_modules() if type(m) in METHOD_CALLS]
+    for _, m in patched:
+        method, child = METHOD_CALLS[type(m)]
+        m.__dict__[method] = getattr(m, child)
+    try:
+        yield patched
+    finally:
+        for _, m in patched:
+            m.__dict__.pop(METHOD_CALLS[type(m)][0], None)
+
+
 def trace(model: nn.Module, example: torch.Tensor) -> fx.GraphModule:
     """The model as an fx graph, each node's output shape in `meta["tensor_meta"]`."""
+    from archspec.importer.mapping import METHOD_CALLS
+
     tracer = _Tracer(leaf_types())
     tracer._autowrap_function_ids = {id(f) for f in _autowrap()} | getattr(
         tracer, "_autowrap_function_ids", set()
@@ -138,15 +170,23 @@ def trace(model: nn.Module, example: torch.Tensor) -> fx.GraphModule:
     # optional forward arguments (timm's attn_mask=None) are fixed at their defaults
     parameters = list(inspect.signature(model.forward).parameters.values())[1:]
     concrete = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
-    try:
-        graph = tracer.trace(model, concrete_args=concrete or None)
-    except Exception as exc:
-        raise ImportSourceError(
-            f"torch.fx cannot trace {type(model).__name__}: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}"
-        ) from exc
+    with _methods_as_calls(model) as patched:
+        try:
+            graph = tracer.trace(model, concrete_args=concrete or None)
+        except Exception as exc:
+            raise ImportSourceError(
+                f"torch.fx cannot trace {type(model).__name__}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            ) from exc
     _drop_unused(graph)
     module = fx.GraphModule(tracer.root, graph, type(model).__name__)
+    for name, caller in patched:
+        method, child = METHOD_CALLS[type(caller)]
+        target = f"{name}.{child}" if name else child
+        for node in graph.nodes:
+            if node.op == "call_module" and node.target == target:
+                node.meta["caller"] = caller
+                module.get_submodule(name).add_module(child, _MethodCall(caller, method))
     with torch.no_grad():
         ShapeProp(module).propagate(example)
     return module

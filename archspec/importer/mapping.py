@@ -209,6 +209,29 @@ def _batchnorm_act(m: Any, node: fx.Node) -> list[dict[str, Any]]:
     return [*items, {"op": act}]
 
 
+def _swin_window_attention(m: Any, node: fx.Node) -> dict[str, Any]:
+    """timm's Swin WindowAttention as traced in place of its block's `_attn(x)` (see
+    METHOD_CALLS): shift, partition into windows, attention, merge, shift back, on (N,H,W,C)."""
+    block = node.meta.get("caller")
+    if block is None or len(dims(node.args[0])) != 3:  # type: ignore[arg-type]
+        raise Unmapped("module timm WindowAttention called on windows, outside its Swin block")
+    h, w, c = dims(node.args[0])  # type: ignore[arg-type]
+    window, shift = tuple(block.window_size), tuple(block.shift_size)
+    if h % window[0] or w % window[1]:  # timm shifts before padding, archspec after
+        raise Unmapped("module timm WindowAttention on a map not split into whole windows")
+    if m.qkv.out_features != 3 * c:
+        raise Unmapped("module timm WindowAttention with head_dim * num_heads != channels")
+    item: dict[str, Any] = {"op": "window_attention", "num_heads": m.num_heads}
+    item["window_size"] = _pair(window)
+    _put(item, "shift_size", _pair(shift), 0)
+    _put(item, "qkv_bias", m.qkv.bias is not None, True)
+    _put(item, "proj_bias", m.proj.bias is not None, True)
+    _put(item, "attention_dropout", m.attn_drop.p, 0.0)
+    _put(item, "dropout", m.proj_drop.p, 0.0)
+    item["persistent_index"] = False  # timm rebuilds relative_position_index on load
+    return item
+
+
 def _modules() -> dict[type, Callable[[Any, fx.Node], Any]]:
     table: dict[type, Callable[[Any, fx.Node], dict[str, Any]]] = {
         nn.Conv2d: _conv,
@@ -236,11 +259,13 @@ def _modules() -> dict[type, Callable[[Any, fx.Node], Any]]:
     }
     try:
         import timm.layers as timm_layers
+        import timm.models.swin_transformer as timm_swin
 
         table[timm_layers.BatchNormAct2d] = _batchnorm_act
         table[timm_layers.LayerNorm2d] = _layernorm
         table[timm_layers.LayerNorm] = _layernorm
         table[timm_layers.Linear] = _linear
+        table[timm_swin.WindowAttention] = _swin_window_attention
     except ImportError:
         pass
     try:
@@ -256,6 +281,22 @@ def _modules() -> dict[type, Callable[[Any, fx.Node], Any]]:
 
 
 MODULES = _modules()
+
+
+def _method_calls() -> dict[type, tuple[str, str]]:
+    """Module classes whose method `name` is traced as one call of their child `child` (the
+    op takes the child's name and weights; node.meta["caller"] is the module): timm's Swin
+    block computes its shifted-window attention in `_attn(x)` around its `attn` child, which
+    sees only windows."""
+    try:
+        import timm.models.swin_transformer as timm_swin
+
+        return {timm_swin.SwinTransformerBlock: ("_attn", "attn")}
+    except ImportError:
+        return {}
+
+
+METHOD_CALLS = _method_calls()
 
 
 def qualified(cls: type) -> str:
@@ -348,7 +389,20 @@ def _reshape(node: fx.Node) -> Mapped:
     source = node.args[0]
     if sizes == list(dims(source)):  # type: ignore[arg-type]
         return Mapped(alias=source)  # type: ignore[arg-type]
-    return Mapped({"op": "reshape", "shape": sizes}, [source])  # type: ignore[list-item]
+    item: dict[str, Any] = {"op": "reshape", "shape": sizes}
+    if _channels_last(list(dims(source)), sizes):  # type: ignore[arg-type]
+        item["layout"] = "HWC"
+    return Mapped(item, [source])  # type: ignore[list-item]
+
+
+def _channels_last(source: list[int], sizes: list[int]) -> bool:
+    """A 3-axis result that is an (H, W, C) map, not the (C, H, W) a reshape gives by default:
+    (L, C) tokens laid out as H x W (Swin's blocks), or (H, W, ...) with the trailing axes
+    merged into the channels (Swin's patch merging)."""
+    if len(sizes) != 3:
+        return False
+    tokens = len(source) == 2 and sizes[2] == source[1] and sizes[0] * sizes[1] == source[0]
+    return tokens or (len(source) > 3 and sizes[:2] == source[:2])
 
 
 def _permute(node: fx.Node) -> Mapped:
@@ -455,6 +509,13 @@ def _mean(node: fx.Node) -> Mapped:
     if axes == (2, 3) and not keep and len(dims(node)) == 1:
         items = [{"op": "adaptive_avgpool"}, {"op": "flatten"}]
         return Mapped(items, [node.args[0]])  # type: ignore[arg-type,list-item]
+    if axes == (1, 2) and not keep and len(dims(node)) == 1 and rank == 4:  # (N,H,W,C)
+        items = [
+            {"op": "permute", "dims": [0, 3, 1, 2]},
+            {"op": "adaptive_avgpool"},
+            {"op": "flatten"},
+        ]
+        return Mapped(items, [node.args[0]])  # type: ignore[arg-type,list-item]
     raise Unmapped("function mean other than over height and width with keepdim")
 
 
@@ -477,6 +538,39 @@ def _pool_fn(op: str) -> Callable[[fx.Node], Mapped]:
         return Mapped(item, [node.args[0]])  # type: ignore[list-item]
 
     return mapped
+
+
+def _pad_fn(node: fx.Node) -> Mapped:
+    """F.pad of the two spatial axes of an (N,C,H,W) or (N,H,W,C) map (nothing where every pad
+    is 0). A pad computed in the forward (Swin's `W % 2`) is read off the shapes: the output's
+    growth along its axis less the other side's constant."""
+    source = node.args[0]
+    before, after = list(dims(source)), list(dims(node))  # type: ignore[arg-type]
+    if before == after:
+        return Mapped(alias=source)  # type: ignore[arg-type]
+    pads, mode = list(_arg(node, 1, "pad")), _arg(node, 2, "mode", "constant")
+    value = _arg(node, 3, "value", None) or 0.0
+    sides: dict[int, list[int]] = {}  # axis after the batch -> [before, after]
+    for i in range(0, len(pads), 2):
+        axis, (low, high) = len(before) - 1 - i // 2, pads[i : i + 2]
+        grown = after[axis] - before[axis]
+        if not isinstance(low, int) and isinstance(high, int):
+            low = grown - high
+        elif not isinstance(high, int) and isinstance(low, int):
+            high = grown - low
+        if not (isinstance(low, int) and isinstance(high, int)):
+            raise Unmapped("function pad with both sides of an axis computed")
+        if low or high:
+            sides[axis] = [low, high]
+    if len(before) != 3 or not (set(sides) <= {1, 2} or set(sides) <= {0, 1}):
+        raise Unmapped("function pad other than of an image's height and width")
+    first = 1 if set(sides) <= {1, 2} else 0  # height's axis: (C,H,W) or (H,W,C)
+    top, bottom = sides.get(first, [0, 0])
+    left, right = sides.get(first + 1, [0, 0])
+    item: dict[str, Any] = {"op": "pad", "padding": [top, bottom, left, right]}
+    _put(item, "mode", mode, "constant")
+    _put(item, "value", float(value), 0.0)
+    return Mapped(item, [source])  # type: ignore[list-item]
 
 
 def _softmax_fn(node: fx.Node) -> Mapped:
@@ -692,6 +786,7 @@ FUNCTIONS: dict[Any, Callable[[fx.Node], Mapped]] = {
     F.softmax: _softmax_fn,
     "softmax": _softmax_fn,
     F.normalize: _normalize,
+    F.pad: _pad_fn,
     torch.matmul: _matmul,
     operator.matmul: _matmul,
     torch.bmm: _matmul,
@@ -745,4 +840,12 @@ def parameter_item(value: torch.Tensor, trainable: bool) -> dict[str, Any]:
     return item
 
 
-__all__ = ["FUNCTIONS", "MODULES", "Mapped", "Unmapped", "map_function", "map_module"]
+__all__ = [
+    "FUNCTIONS",
+    "METHOD_CALLS",
+    "MODULES",
+    "Mapped",
+    "Unmapped",
+    "map_function",
+    "map_module",
+]

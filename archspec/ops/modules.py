@@ -153,6 +153,7 @@ class ShiftedWindowAttention(nn.Module):
         cosine: bool = False,
         position_bias: str = "table",
         bias_hidden: int = 512,
+        persistent_index: bool = True,
     ):
         super().__init__()
         self.window, self.shift, self.num_heads = window, shift, num_heads
@@ -164,7 +165,8 @@ class ShiftedWindowAttention(nn.Module):
         else:
             table = torch.zeros((2 * window[0] - 1) * (2 * window[1] - 1), num_heads)
             self.relative_position_bias_table = nn.Parameter(nn.init.trunc_normal_(table, std=0.02))
-        self.register_buffer("relative_position_index", relative_position_index(window))
+        index = relative_position_index(window)
+        self.register_buffer("relative_position_index", index, persistent=persistent_index)
         self.cosine, self.position_bias = cosine, position_bias
         if cosine:  # per-head temperature, initialised to log(10) as in torchvision
             self.logit_scale = nn.Parameter(torch.full((num_heads, 1, 1), 10.0).log())

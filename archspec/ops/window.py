@@ -75,6 +75,8 @@ class WindowAttention(Op):
     dropout: Probability = 0.0
     cosine: bool = False
     position_bias: Literal["table", "mlp"] = "table"
+    # relative_position_index in the state_dict (torchvision) or rebuilt on load (timm)
+    persistent_index: bool = True
 
     # hidden width of Swin V2's continuous position bias MLP (fixed in the paper's code)
     bias_hidden: ClassVar[int] = 512
@@ -127,6 +129,7 @@ class WindowAttention(Op):
             self.cosine,
             self.position_bias,
             self.bias_hidden,
+            self.persistent_index,
         )
 
     def count_params(self, inputs: list[Shape]) -> int:
