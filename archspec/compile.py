@@ -41,7 +41,7 @@ def compile_graph(
         shapes = list(node.input_shapes)
         state = node.op.build(shapes)
         if state is not None:
-            _place(root, node.name, state)
+            _place(root, node.name, state, node.op.saves_buffer())
         args = [values[i] for i in node.inputs]
         if _may_overwrite(graph, node):
             value = node.op.emit_in_place(code, args, node.name, shapes)
@@ -76,7 +76,9 @@ def _may_overwrite(graph: ArchGraph, node: Node) -> bool:
     )
 
 
-def _place(root: nn.Module, target: str, state: nn.Module | torch.Tensor) -> None:
+def _place(
+    root: nn.Module, target: str, state: nn.Module | torch.Tensor, persistent: bool = True
+) -> None:
     """Put `state` at dotted `target`, creating containers on the way, in graph order (so
     state_dict order follows the forward, as in hand-written modules)."""
     *path, leaf = target.split(".")
@@ -89,7 +91,7 @@ def _place(root: nn.Module, target: str, state: nn.Module | torch.Tensor) -> Non
     if isinstance(state, nn.Parameter):
         root.register_parameter(leaf, state)
     elif isinstance(state, torch.Tensor):  # a buffer (a constant table, an index)
-        root.register_buffer(leaf, state)
+        root.register_buffer(leaf, state, persistent=persistent)
     else:
         root.add_module(leaf, state)
 

@@ -31,6 +31,7 @@ class Mapped:
     alias: fx.Node | None = None
     part: int | None = None  # the alias is part `part` of a chunk or split
     extra: list[list[fx.Node]] = field(default_factory=list)  # chain step k+1's other inputs
+    name: str | None = None  # the op holds state under this name (a buffer folded into it)
 
 
 def tensor_args(node: fx.Node) -> list[fx.Node]:
@@ -377,8 +378,27 @@ def _act(op: str) -> Callable[[fx.Node], Mapped]:
     return lambda node: Mapped({"op": op}, tensor_args(node)[:1])
 
 
+def _tokens_as_samples(flat: fx.Node) -> bool:
+    """`norm(x.flatten(0, 1)).reshape_as(x)` (LeViT's LinearNorm): batchnorm over the tokens'
+    channels, which archspec's batchnorm does on (N,L,C) itself."""
+    source = flat.args[0]
+    return (
+        _arg(flat, 1, "start_dim", 0) == 0
+        and _arg(flat, 2, "end_dim", -1) == 1
+        and len(flat.users) > 0
+        and all(
+            user.op == "call_module"
+            and len(user.users) > 0
+            and all(u.target == "reshape_as" and u.args[1] is source for u in user.users)
+            for user in flat.users
+        )
+    )
+
+
 def _flatten_fn(node: fx.Node) -> Mapped:
     start, end = _arg(node, 1, "start_dim", 0), _arg(node, 2, "end_dim", -1)
+    if _tokens_as_samples(node):
+        return Mapped(alias=node.args[0])  # type: ignore[arg-type]
     if start != 1 or end != -1:
         return _reshape(node)
     return Mapped({"op": "flatten"}, [node.args[0]])  # type: ignore[list-item]
@@ -612,6 +632,11 @@ def _addcmul(node: fx.Node) -> Mapped:
 
 
 def _reshape_as(node: fx.Node) -> Mapped:
+    norm = node.args[0]
+    if isinstance(norm, fx.Node) and norm.op == "call_module":
+        flat = norm.args[0]
+        if isinstance(flat, fx.Node) and flat.target == "flatten" and _tokens_as_samples(flat):
+            return Mapped(alias=norm)  # the norm already kept the tokens' shape
     return _reshape(node)
 
 
@@ -644,7 +669,55 @@ def _parts(node: fx.Node) -> Mapped:
     return Mapped({"op": "split", "sizes": sizes, **along}, [source])  # type: ignore[list-item]
 
 
+def _bias_lookup(node: fx.Node) -> fx.Node | None:
+    """The index buffer of `table[:, index]` with both a module's own tensors (LeViT's and
+    EfficientFormer's `attention_biases[:, attention_bias_idxs]`), else None."""
+    if node.target is not operator.getitem or len(node.args) != 2:
+        return None
+    table, index = node.args
+    if not (isinstance(table, fx.Node) and table.op == "get_attr" and isinstance(index, tuple)):
+        return None
+    if len(index) == 2 and index[0] == slice(None) and isinstance(index[1], fx.Node):
+        return index[1] if index[1].op == "get_attr" else None
+    return None
+
+
+def folded(node: fx.Node) -> bool:
+    """A buffer read only as the index of such a lookup: the op that gathers holds it, so it is
+    no item of its own."""
+    return (
+        node.op == "get_attr"
+        and bool(node.users)
+        and all(_bias_lookup(user) is node for user in node.users)
+    )
+
+
+def _attention_bias(table: fx.Node, index: fx.Node) -> Mapped:
+    """attention_bias, with the grid and query stride whose index equals the buffer's."""
+    from archspec.ops.modules import attention_bias_index
+
+    owner = index.graph.owning_module
+    assert owner is not None
+    value = owner.get_buffer(str(index.target))
+    keys = owner.get_parameter(str(table.target)).shape[-1]  # (heads, h*w)
+    queries = value.shape[0] if value.dim() == 2 else -1
+    for h in (h for h in range(1, keys + 1) if keys % h == 0):
+        w = keys // h
+        for stride in range(1, max(h, w) + 1):
+            if -(-h // stride) * -(-w // stride) != queries:
+                continue
+            if torch.equal(attention_bias_index((h, w), stride), value):
+                item: dict[str, Any] = {"op": "attention_bias", "resolution": _pair((h, w))}
+                _put(item, "stride", stride, 1)
+                _put(item, "saved", str(index.target) in owner.state_dict(), True)
+                return Mapped(item, [table], name=str(index.target).split(".")[-1])
+    raise Unmapped("function getitem (indexing)", "a bias table read by another index")
+
+
 def _getitem(node: fx.Node) -> Mapped:
+    index_buffer = _bias_lookup(node)
+    if index_buffer is not None:
+        return _attention_bias(node.args[0], index_buffer)  # type: ignore[arg-type]
     source, index = node.args
     if isinstance(source, fx.Node) and _is_parts(source) and isinstance(index, int):
         return Mapped(alias=source, part=index)
@@ -668,7 +741,47 @@ def _getitem(node: fx.Node) -> Mapped:
     narrowed = _channel_slice(source, index)
     if narrowed is not None:
         return narrowed
+    strided = _spatial_slice(source, index)
+    if strided is not None:
+        return strided
     raise Unmapped("function getitem (indexing)")
+
+
+def _grid_axes(index: Any) -> tuple[slice, slice] | None:
+    """The (height, width) slices of `x[:, a:b:s, c:d:t]` (channels-last: axes 1 and 2)."""
+    if not isinstance(index, tuple) or len(index) not in (3, 4) or index[0] != slice(None):
+        return None
+    if len(index) == 4 and index[3] != slice(None):
+        return None
+    if not all(isinstance(i, slice) for i in index[1:3]):
+        return None
+    return index[1], index[2]
+
+
+def _spatial_slice(source: Any, index: Any) -> Mapped | None:
+    """`x[:, ::s, ::s]` on a channels-last grid (LeViT's subsampling): the slice op."""
+    axes = _grid_axes(index)
+    if not (isinstance(source, fx.Node) and axes is not None and len(dims(source)) == 3):
+        return None
+    item: dict[str, Any] = {"op": "slice"}
+    starts, stops, steps = [], [], []
+    for part, size in zip(axes, dims(source)[:2], strict=True):
+        start, stop, step = part.indices(size)
+        if step < 1 or stop <= start:
+            return None
+        starts.append(start)
+        stops.append(None if stop == size else stop)
+        steps.append(step)
+    _put(item, "start", _pair(starts), 0)
+    if stops != [None, None]:
+        item["stop"] = _pair(
+            [
+                size if stop is None else stop
+                for stop, size in zip(stops, dims(source)[:2], strict=True)
+            ]
+        )
+    _put(item, "step", _pair(steps), 1)
+    return Mapped(item, [source])
 
 
 def _channel_slice(source: Any, index: Any) -> Mapped | None:

@@ -15,6 +15,7 @@ from archspec.importer.capture import ImportSourceError
 from archspec.importer.mapping import (
     Mapped,
     Unmapped,
+    folded,
     is_tensor,
     map_function,
     map_module,
@@ -229,6 +230,8 @@ class TreeBuilder:
                 )
             ):
                 continue  # sizes, shapes and other values that are not tensors
+            if folded(node):
+                continue  # an index buffer that the op reading it holds
             try:
                 if node.op == "get_attr":
                     value = (
@@ -266,7 +269,9 @@ class TreeBuilder:
                         self.add(node, mapped, local, stateful, False)
                 else:
                     mapped = map_function(node)
-                    if mapped.item is not None:
+                    if mapped.name is not None:  # the op holds a buffer under that name
+                        self.add(node, mapped, mapped.name, True, False)
+                    elif mapped.item is not None:
                         owner = ".".join(_owner(node))
                         chain = mapped.item if isinstance(mapped.item, list) else [mapped.item]
                         previous = ""

@@ -1,6 +1,6 @@
 """Composable primitives: matmul, softmax, sdpa, normalize, scale, parameter,
-relative_position_bias and identity. Attention variants (cosine attention, learned logit
-scales, position-bias tables) are blocks of these."""
+relative_position_bias, attention_bias and identity. Attention variants (cosine attention,
+learned logit scales, position-bias tables) are blocks of these."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from archspec.ops.base import (
     POINTWISE,
     Op,
+    PositiveInt,
     PositivePair,
     ShapeError,
     Window,
@@ -444,6 +445,50 @@ class RelativePositionBias(Op):
         bias = graph.call_function(operator.getitem, (args[0], (slice(None), index)))
         bias = graph.call_method("permute", (bias, 0, 3, 1, 2))
         return graph.call_method("unsqueeze", (bias, 1))
+
+
+@register
+class AttentionBias(Op):
+    """LeViT's and EfficientFormer's attention bias: a learned value per head and absolute
+    offset (|dy|, |dx|) between a query and a key of an h x w grid. It is gathered from its
+    input, the (heads, h*w) table (usually a `parameter`): bias[head, i, j] = table[head, |dy| *
+    w + |dx|], shaped (heads, queries, h*w) to add to the attention logits. With `stride` > 1 the
+    queries sit on every stride-th row and column (LeViT's subsampling attention). The fixed
+    index is a buffer at this node's name (timm's `attention_bias_idxs`); `saved: false`
+    keeps it out of the state_dict, as LeViT does."""
+
+    op = "attention_bias"
+    layouts = ("LC",)
+    examples = (
+        example({"resolution": 3}, Shape("LC", (2, 9))),
+        example({"resolution": [4, 3], "stride": 2, "saved": False}, Shape("LC", (2, 12))),
+    )
+
+    resolution: PositivePair
+    stride: PositiveInt = 1
+    saved: bool = True
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        h, w = pair(self.resolution)
+        heads, size = inputs[0].dims
+        if size != h * w:
+            raise ShapeError(f"a {h}x{w} grid has {h * w} offsets; the table has {size} columns")
+        queries = -(-h // self.stride) * -(-w // self.stride)
+        return Shape("ND", (heads, queries, h * w))
+
+    def build(self, inputs: list[Shape]) -> torch.Tensor:
+        from archspec.ops.modules import attention_bias_index
+
+        return attention_bias_index(pair(self.resolution), self.stride)
+
+    def saves_buffer(self) -> bool:
+        return self.saved
+
+    def emit(
+        self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
+    ) -> fx.Node:
+        index = graph.get_attr(target)  # (queries, h*w): (N, heads, h*w) -> (N, heads, q, h*w)
+        return graph.call_function(operator.getitem, (args[0], (slice(None), slice(None), index)))
 
 
 @register

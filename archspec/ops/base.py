@@ -153,6 +153,11 @@ class Op(BaseModel):
         """The state this op owns at its node name (a module, a parameter, a buffer) or None."""
         return None
 
+    def saves_buffer(self) -> bool:
+        """Whether a buffer `build` returns goes into the state_dict (torch's `persistent`);
+        a fixed index that the op can always recompute may stay out, as LeViT's does."""
+        return True
+
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
     ) -> fx.Node:

@@ -93,6 +93,16 @@ def window_merge(x: torch.Tensor, window: tuple[int, int], h: int, w: int) -> to
     return x.reshape(-1, h, w, c)
 
 
+def attention_bias_index(resolution: tuple[int, int], stride: int = 1) -> torch.Tensor:
+    """(queries, h*w) index into LeViT's (heads, h*w) bias table: |dy| * w + |dx| between each
+    query (every stride-th row and column of the h x w grid) and each key (every position)."""
+    h, w = resolution
+    ky, kx = torch.arange(h).repeat_interleave(w), torch.arange(w).repeat(h)
+    rows, cols = torch.arange(0, h, stride), torch.arange(0, w, stride)
+    qy, qx = rows.repeat_interleave(len(cols)), cols.repeat(len(rows))
+    return (qy[:, None] - ky[None, :]).abs() * w + (qx[:, None] - kx[None, :]).abs()
+
+
 def relative_position_index(window: tuple[int, int]) -> torch.Tensor:
     """(wh*ww * wh*ww,) index into the (2wh-1)*(2ww-1) bias table for every pair of tokens of a
     window: row offset (dy + wh - 1) times (2ww - 1) plus column offset (dx + ww - 1)."""

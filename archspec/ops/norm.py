@@ -10,20 +10,25 @@ from archspec.ops.base import Op, example, register
 from archspec.shape import Shape
 
 if TYPE_CHECKING:
-    from torch import nn
+    from torch import fx, nn
 
 Eps = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
 @register
 class BatchNorm(Op):
-    """Batch normalization over the channels of an image tensor (or of a feature vector)."""
+    """Batch normalization over the channels of an image tensor, a feature vector or a token
+    sequence (LeViT's LinearNorm: the (N,L,C) tokens flattened to (N*L, C) for BatchNorm1d)."""
 
     op = "batchnorm"
     overwritable = True
-    examples = (example({}, (3, 5, 5)), example({"affine": False}, Shape("C", (6,))))
+    examples = (
+        example({}, (3, 5, 5)),
+        example({"affine": False}, Shape("C", (6,))),
+        example({}, Shape("LC", (4, 6))),
+    )
     normalizes = True
-    layouts = ("CHW", "C")
+    layouts = ("CHW", "C", "LC")
 
     eps: Eps = 1e-5
     momentum: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
@@ -34,6 +39,14 @@ class BatchNorm(Op):
 
         cls = nn.BatchNorm2d if inputs[0].layout == "CHW" else nn.BatchNorm1d
         return cls(inputs[0].channels, self.eps, self.momentum, self.affine)
+
+    def emit(
+        self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
+    ) -> fx.Node:
+        if inputs[0].layout != "LC":
+            return graph.call_module(target, tuple(args))
+        flat = graph.call_method("flatten", (args[0], 0, 1))  # every token a sample
+        return graph.call_method("reshape_as", (graph.call_module(target, (flat,)), args[0]))
 
     def count_params(self, inputs: list[Shape]) -> int:
         return 2 * inputs[0].channels if self.affine else 0
