@@ -81,6 +81,16 @@ def _conv(m: nn.Conv2d, node: fx.Node) -> dict[str, Any]:
     return item
 
 
+def _conv_tf_same(m: nn.Conv2d, node: fx.Node) -> dict[str, Any]:
+    """timm's Conv2dSame: TensorFlow's SAME padding, worked out from the input size."""
+    if _pair(m.padding) != 0 or m.padding_mode != "zeros":
+        raise Unmapped(f"module {type(m).__name__} with its own padding")
+    item = _conv(m, node)
+    at = list(item).index("stride" if "stride" in item else "kernel_size") + 1
+    pairs = list(item.items())
+    return dict([*pairs[:at], ("padding", "tf_same"), *pairs[at:]])
+
+
 def _batchnorm(m: nn.BatchNorm2d, node: fx.Node) -> dict[str, Any]:
     if not m.track_running_stats:
         raise Unmapped(f"module {type(m).__name__} without running stats")
@@ -263,6 +273,7 @@ def _modules() -> dict[type, Callable[[Any, fx.Node], Any]]:
         import timm.models.swin_transformer as timm_swin
 
         table[timm_layers.BatchNormAct2d] = _batchnorm_act
+        table[timm_layers.Conv2dSame] = _conv_tf_same
         table[timm_layers.LayerNorm2d] = _layernorm
         table[timm_layers.LayerNorm] = _layernorm
         table[timm_layers.Linear] = _linear

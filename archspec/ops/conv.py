@@ -30,7 +30,8 @@ class Conv2d(Op):
     """2-D convolution. `kernel_size`, `stride`, `padding` and `dilation` take an int or
     [h, w] (Inception's 1x7 and 7x1); `out_channels` defaults to the input's; `groups:
     depthwise` means one group per input channel; `padding: same` keeps the size at stride 1
-    (ceil(size/stride) else)."""
+    (ceil(size/stride) else); `padding: tf_same` is TensorFlow's SAME at any stride (timm's
+    Conv2dSame in the tf_ models): ceil(size/stride) outputs, the odd pixel of padding after."""
 
     op = "conv2d"
     overwritable = True
@@ -56,12 +57,15 @@ class Conv2d(Op):
             },
             (2, 10, 9),
         ),
+        example(
+            {"out_channels": 4, "kernel_size": 3, "stride": 2, "padding": "tf_same"}, (2, 10, 9)
+        ),
     )
 
     out_channels: Channels | None = None
     kernel_size: KernelPair
     stride: PositivePair = 1
-    padding: pair_of(0, 1 << 20, ("same", "valid")) = 0
+    padding: pair_of(0, 1 << 20, ("same", "valid", "tf_same")) = 0
     dilation: PositivePair = 1
     groups: PositiveInt | Literal["depthwise"] = 1
     bias: bool = True
@@ -79,9 +83,23 @@ class Conv2d(Op):
         k, s, d = pair(self.kernel_size), pair(self.stride), pair(self.dilation)
         return list(zip(k, s, d, strict=True))
 
+    def tf_sides(self, size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) of `padding: tf_same` on an input of `size`."""
+        totals = [
+            max((-(-n // s) - 1) * s + d * (k - 1) + 1 - n, 0)
+            for n, (k, s, d) in zip(size, self.axes(), strict=True)
+        ]
+        return (
+            totals[0] // 2,
+            totals[0] - totals[0] // 2,
+            totals[1] // 2,
+            totals[1] - totals[1] // 2,
+        )
+
     def pad(self) -> tuple[int, int] | str:
-        """Padding per axis; 'same' where torch must pad unevenly (an even kernel)."""
-        if self.padding == "valid":
+        """Padding per axis; 'same' where torch must pad unevenly (an even kernel). tf_same pads
+        before the convolution (see emit), which itself pads nothing."""
+        if self.padding in ("valid", "tf_same"):
             return 0, 0
         if self.padding == "same":
             spans = [d * (k - 1) for k, _, d in self.axes()]
@@ -100,6 +118,11 @@ class Conv2d(Op):
         if pad == "same" and pair(self.stride) != (1, 1):
             raise ShapeError("padding 'same' with an even kernel_size needs stride 1")
         h, w = inputs[0].spatial
+        if self.padding == "tf_same":
+            if self.padding_mode != "zeros":
+                raise ShapeError("padding tf_same pads with zeros: padding_mode must be zeros")
+            top, bottom, left, right = self.tf_sides((h, w))
+            h, w = h + top + bottom, w + left + right
         self._check_padding_mode(pad, (h, w))
         if pad == "same":
             return Shape.image(cout, h, w)
@@ -164,6 +187,11 @@ class Conv2d(Op):
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
     ) -> fx.Node:
+        if self.padding == "tf_same" and any(self.tf_sides(inputs[0].spatial)):
+            import torch.nn.functional as F
+
+            top, bottom, left, right = self.tf_sides(inputs[0].spatial)
+            args = [graph.call_function(F.pad, (args[0], (left, right, top, bottom)))]
         stride = self.sampled(inputs)
         if stride is None:
             return graph.call_module(target, tuple(args))
@@ -191,6 +219,9 @@ class Conv2d(Op):
         pad = self.pad()
         if pad == "same":  # torch puts the odd pixel of padding after: the left part is floor
             pad = tuple(d * (k - 1) // 2 for k, _, d in self.axes())
+        if self.padding == "tf_same":
+            top, _, left, _ = self.tf_sides(inputs[0].spatial)
+            pad = (top, left)
         h, w = (Window(k, s, d, p) for (k, s, d), p in zip(self.axes(), pad, strict=True))
         return h, w
 

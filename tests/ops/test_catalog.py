@@ -33,7 +33,7 @@ def test_one_op_in_full():
     }
     assert rows["kernel_size"] == ["kernel | [h, w]", "required"]  # what scale rewrites
     assert rows["out_channels"] == ["channels | null", "null"]
-    assert rows["padding"] == ["int | [h, w] | 'same' | 'valid'", "0"]
+    assert rows["padding"] == ["int | [h, w] | 'same' | 'valid' | 'tf_same'", "0"]
     assert rows["groups"] == ["int | 'depthwise'", "1"]
     assert "{op: conv2d, out_channels: 6, kernel_size: [1, 7], padding: [0, 3]}" in result.output
 
