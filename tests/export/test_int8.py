@@ -1,6 +1,9 @@
 """int8 export checked on data: calibrated on the bundle's training split, kept only when its
 top-1 agrees with float32 on the held-out test split, refused (nothing written) otherwise."""
 
+import dataclasses
+
+import onnx
 import pytest
 import torch
 
@@ -24,7 +27,9 @@ def bundle(tmp_path_factory):
         result = fit(
             archspec.load_spec(TINY),
             Data(dataset="digits", limit=600),
-            Training(epochs=2, batch_size=64),
+            # trained to ~95% test accuracy: agreement between two near-random classifiers
+            # (top-2 logits almost tied) says nothing about the quantization
+            Training(epochs=10, batch_size=64),
             folder / "run",
         )
     finally:
@@ -32,30 +37,58 @@ def bundle(tmp_path_factory):
     return result.bundle
 
 
+@pytest.fixture(scope="module")
+def written(bundle, tmp_path_factory):
+    """suffix -> (folder, export result) of the bundle's int8 onnx file and OpenVINO IR."""
+    out = {}
+    for suffix in (".onnx", ".xml"):
+        folder = tmp_path_factory.mktemp(suffix[1:])
+        out[suffix] = folder, export(load_source(bundle), folder / f"m{suffix}", int8=True,
+                                     min_agreement=0.5)  # fmt: skip
+    return out
+
+
 @pytest.mark.parametrize("suffix", [".onnx", ".xml"])
-def test_an_int8_file_is_written_with_its_agreement_and_speed(bundle, tmp_path, suffix):
-    path = tmp_path / f"m{suffix}"
-    result = export(load_source(bundle), path, int8=True, min_agreement=0.5)
+def test_an_int8_file_is_written_with_its_agreement_and_speed(written, suffix):
+    folder, result = written[suffix]
     check = result.int8
-    assert path.exists() and check is not None
+    assert (folder / f"m{suffix}").exists() and check is not None
     assert check.split == "test" and check.images == 120 and check.calibration_images == 300
-    assert 0.5 <= check.agreement <= 1 and check.float_ms > 0 and check.int8_ms > 0
+    assert check.float_ms > 0 and check.int8_ms > 0
     assert f"top-1 agrees with float32 on {check.agreement:.2%} of 120 images" in result.describe()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporaries
+    # 0.97 of 120 allows 3 flips on a trained classifier. A quantizer that collapses (logits on
+    # an 8-bit grid, an unfolded BatchNorm, calibration inputs unlike the model's) falls below.
+    assert check.agreement >= 0.97
 
 
-def test_an_int8_file_below_the_agreement_is_not_written(bundle, tmp_path):
-    measured = export(load_source(bundle), tmp_path / "first.onnx", int8=True, min_agreement=0.01)
-    agreement = measured.int8.agreement
-    if agreement == 1.0:
-        pytest.skip("int8 agreed on every test image here: no threshold above it to refuse")
+def test_the_int8_onnx_file_computes_its_logits_in_float32(written):
+    folder, _ = written[".onnx"]
+    graph = onnx.load(str(folder / "m.onnx")).graph
+    (output,) = graph.output
+    (last,) = [node for node in graph.node if output.name in node.output]
+    assert last.op_type == "Gemm"  # not DequantizeLinear: the logits are not on an 8-bit grid
+    assert not [
+        n for n in graph.node if n.op_type == "QuantizeLinear" and last.output[0] in n.input
+    ]
+
+
+def test_an_int8_file_below_the_agreement_is_not_written(bundle, tmp_path, monkeypatch):
+    from archspec.export import pipeline
+
+    measured = pipeline.compare_int8
+
+    def worse(*args, **kwargs):  # as if 60% of the test images changed class
+        return dataclasses.replace(measured(*args, **kwargs), agreement=0.4)
+
+    monkeypatch.setattr(pipeline, "compare_int8", worse)
     path = tmp_path / "out" / "m.onnx"
     with pytest.raises(
         ExportError,
-        match=r"m\.onnx: not written: int8: top-1 agrees with "
-        rf"float32 on {agreement:.2%} .* below the",
+        match=r"m\.onnx: not written: int8: top-1 agrees with float32 on 40\.00% of 120 "
+        r"images .* below the 99% asked for",
     ):
-        export(load_source(bundle), path, int8=True, min_agreement=agreement + 1e-9)
+        export(load_source(bundle), path, int8=True)
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
