@@ -84,6 +84,8 @@ def quantize(fmt: str, float_path: Path, int8_path: Path, calibration: torch.Ten
     if fmt == "openvino":
         import nncf
         import openvino as ov
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+        from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
         model = ov.Core().read_model(str(float_path))
         quantized = nncf.quantize(
@@ -91,6 +93,13 @@ def quantize(fmt: str, float_path: Path, int8_path: Path, calibration: torch.Ten
             nncf.Dataset(batches),
             subset_size=len(batches),
             preset=nncf.QuantizationPreset.MIXED,
+            # Activation ranges from the extremes over all calibration images, as onnxruntime's
+            # MinMax. NNCF's default averages each image's own extremes (one image per batch
+            # here) and clips every image above the average: on mobilenet_v2 trained 8 epochs
+            # on shapes the logits moved up to 4.5 (agreement 84%) instead of 1.2 (94%).
+            advanced_parameters=AdvancedQuantizationParameters(
+                activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX
+            ),
         )
         ov.save_model(quantized, str(int8_path), compress_to_fp16=False)
         return
