@@ -396,6 +396,40 @@ def resolve(root: Group, builder: TreeBuilder) -> list[str]:
             p = p.parent
         return out
 
+    aliases: dict[tuple[int, str], str] = {}  # (scope, value) -> the identity naming it there
+
+    def names_below(group: Group) -> set[str]:
+        found = {e.name for e in group.entries}
+        for e in group.entries:
+            if isinstance(e, Group):
+                found |= names_below(e)
+        return found
+
+    def alias(scope: Group, value: str, base: str, after: Entry | None) -> str:
+        """An identity in `scope` (right after `after`, else first) under a name no group
+        inside shadows: how an inner group reads a value of `scope` that its own name or
+        `input` cannot reach (DLA's trees concatenate their parent's downsampled input)."""
+        key = (id(scope), value)
+        if key not in aliases:
+            taken, k = names_below(scope), 1
+            while f"{base}_{k}" in taken:
+                k += 1
+            leaf = Leaf(f"{base}_{k}", {"op": "identity"}, [value], f"{value}@{scope.path}",
+                        False, True, parent=scope)  # fmt: skip
+            at = scope.entries.index(after) + 1 if after is not None else 0
+            scope.entries.insert(at, leaf)
+            owner[leaf.value] = leaf
+            aliases[key] = leaf.name
+        return aliases[key]
+
+    def shadowed(group: Group, scope: Group, name: str) -> bool:
+        inner: Group | None = group
+        while inner is not None and inner is not scope:
+            if any(e.name == name for e in inner.entries):
+                return True
+            inner = inner.parent
+        return False
+
     def name_in(group: Group, value: str) -> str:
         """How `group`'s items refer to `value`."""
         if value == group.input_value or (value == INPUT_VALUE and group is root):
@@ -420,8 +454,12 @@ def resolve(root: Group, builder: TreeBuilder) -> list[str]:
                         f"{inner} is read inside by {group.path or 'the model'}, not only at "
                         "its output: a spec group has one output"
                     )
+                if scope is not group and not bar and shadowed(group, scope, entry.name):
+                    return alias(scope, value, entry.name, entry)
                 return entry.name + suffix
             if value + bar + part == scope.input_value:
+                if scope is not group and not bar:  # `input` there is this group's own input
+                    return alias(scope, value, f"{scope.name or 'model'}_input", None)
                 return "input"
             scope = scope.parent
         raise ImportSourceError(f"{group.path}: cannot name an input")
@@ -442,7 +480,7 @@ def resolve(root: Group, builder: TreeBuilder) -> list[str]:
                 if e.input_value is None:
                     e.input_value = group.input_value if group is not root else INPUT_VALUE
         previous = group.input_value
-        for e in group.entries:
+        for e in list(group.entries):  # aliases may be inserted before e as inner groups resolve
             if isinstance(e, Group):
                 walk(e)
                 reads = [e.input_value]

@@ -136,3 +136,41 @@ class _Calls(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shared[0](self.conv(x)) + x
+
+
+class _Root(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 8, 1)
+
+    def forward(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        return self.conv(torch.cat(parts, 1))
+
+
+class _Tree(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.downsample = nn.Identity()  # the same name as its parent's maxpool
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        self.root = _Root(24)
+
+    def forward(self, x: torch.Tensor, children: list[torch.Tensor]) -> torch.Tensor:
+        return self.root([self.conv(self.downsample(x)), *children])
+
+
+class Dla(nn.Module):
+    """DLA's aggregation: an inner group concatenates its parent's `downsample` (a name its own
+    parent shadows) and its parent's input (which `input` cannot name in there)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.downsample = nn.MaxPool2d(2)
+        self.tree1 = nn.Conv2d(8, 8, 3, padding=1)
+        self.tree2 = _Tree()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        bottom = self.downsample(x)
+        x1 = self.tree1(bottom)
+        return self.tree2(x1, [bottom, x1])

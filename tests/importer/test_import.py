@@ -136,6 +136,13 @@ def test_attention_pieces_map_to_select_sdpa_split_and_broadcast_merges():
     check_exact(model, imported.spec, (3, 16, 16))
 
 
+def test_values_an_inner_group_cannot_name_are_read_through_an_alias():
+    model = models.Dla()
+    imported = import_module(model, (3, 8, 8))
+    assert "{op: concat, from: [input, downsample_1, tree2_input_1]}" in imported.text
+    check_exact(model, imported.spec, (3, 8, 8))
+
+
 def test_a_module_traced_through_becomes_primitives():
     model = models.Tiny(act="scaled_tanh")  # alpha * tanh(x): parameter, tanh, mul
     imported = import_module(model, (3, 16, 16))
