@@ -241,10 +241,23 @@ def _check_all_weights_used(module: nn.Module, gm: torch.fx.GraphModule) -> None
     """Weights no forward reaches (an auxiliary head used only in training) have no place in
     the traced graph: say which, rather than report a parameter mismatch."""
     used = {str(n.target) for n in gm.graph.nodes if n.op in ("call_module", "get_attr")}
+    # a buffer the forward reads through a view (`index.view(-1)`) is a constant in the trace
+    constants = [
+        getattr(gm, str(n.target))
+        for n in gm.graph.nodes
+        if n.op == "get_attr" and str(n.target).startswith("_tensor_constant")
+    ]
     unused: dict[str, int] = {}
     for name, tensor in module.state_dict().items():
         parts = name.split(".")
         if any(".".join(parts[:i]) in used for i in range(1, len(parts) + 1)):
+            continue
+        if any(
+            c.dtype == tensor.dtype
+            and c.numel() == tensor.numel()
+            and torch.equal(c.flatten(), tensor.flatten())
+            for c in constants
+        ):
             continue
         top = name.split(".")[0]
         unused[top] = unused.get(top, 0) + tensor.numel()

@@ -418,11 +418,15 @@ def _flatten_fn(node: fx.Node) -> Mapped:
 def _reshape(node: fx.Node) -> Mapped:
     sizes = list(dims(node))
     source = node.args[0]
+    if _bias_gather(source) is not None:
+        return Mapped(alias=source)  # type: ignore[arg-type]
     if sizes == list(dims(source)):  # type: ignore[arg-type]
         return Mapped(alias=source)  # type: ignore[arg-type]
     item: dict[str, Any] = {"op": "reshape", "shape": sizes}
-    if _channels_last(list(dims(source)), sizes):  # type: ignore[arg-type]
+    if _channels_last(list(dims(source)), sizes) and not _read_as_image(node):  # type: ignore[arg-type]
         item["layout"] = "HWC"
+    elif len(sizes) == 3 and _read_over_last_axis(node):
+        item["layout"] = "ND"  # MaxViT's (groups, tokens, C) partitions, not an image
     return Mapped(item, [source])  # type: ignore[list-item]
 
 
@@ -436,7 +440,131 @@ def _channels_last(source: list[int], sizes: list[int]) -> bool:
     return tokens or (len(source) > 3 and sizes[:2] == source[:2])
 
 
+_PASS_THROUGH = (nn.Identity, nn.Dropout)
+
+
+def _read_over_last_axis(node: fx.Node, depth: int = 3) -> bool:
+    """A user reads `node` with a LayerNorm or Linear (over its last axis), directly or
+    through identities, dropouts and axis swaps."""
+    for user in node.users:
+        module = _called_module(user)
+        if type(module) is nn.LayerNorm or isinstance(module, nn.Linear):  # not LayerNorm2d
+            return True
+        through = (
+            isinstance(module, _PASS_THROUGH)
+            or str(user.target)
+            in (
+                "swapaxes",
+                "transpose",
+            )
+            or user.target in (torch.swapaxes, torch.transpose)
+        )
+        if through and depth > 0 and _read_over_last_axis(user, depth - 1):
+            return True
+    return False
+
+
+_IMAGE_MODULES = (nn.Conv2d, nn.BatchNorm2d, nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d)
+
+
+def _read_as_image(node: fx.Node) -> bool:
+    """A convolution, batchnorm or pooling reads `node`: it is an (N,C,H,W) image (MaxViT's
+    departition gives (C, H, 1, W, 1) -> (C, H, W) at its last stage, which the shape alone
+    would take for a channels-last merge)."""
+    return any(isinstance(_called_module(user), _IMAGE_MODULES) for user in node.users)
+
+
+def _called_module(node: fx.Node) -> nn.Module | None:
+    if node.op != "call_module" or node.graph.owning_module is None:
+        return None
+    return node.graph.owning_module.get_submodule(str(node.target))
+
+
+# --- MaxViT's relative position bias: table[index.view(-1)].view(P*P, P*P, -1)
+# .permute(2, 0, 1).contiguous().unsqueeze(0), as the relative_position_bias op computes it
+
+_BIAS_STEPS = ("view", "reshape", "permute", "contiguous", "unsqueeze")
+
+
+def _attribute(node: Any) -> torch.Tensor | None:
+    if not (isinstance(node, fx.Node) and node.op == "get_attr"):
+        return None
+    value: Any = node.graph.owning_module
+    for part in str(node.target).split("."):
+        value = getattr(value, part, None)
+    return value if isinstance(value, torch.Tensor) else None
+
+
+def _bias_window(gather: fx.Node) -> int | None:
+    """P when `gather` is table[index]: a ((2P-1)**2, heads) table and the relative position
+    index of a P x P window, flattened (a constant torch.fx made of the index buffer)."""
+    if gather.target is not operator.getitem or len(gather.args) != 2:
+        return None
+    table, index = (_attribute(a) for a in gather.args)
+    if table is None or index is None or table.ndim != 2 or index.ndim != 1:
+        return None
+    side = round(table.shape[0] ** 0.5)
+    if side * side != table.shape[0] or side % 2 == 0:
+        return None
+    from archspec.ops.modules import relative_position_index
+
+    window = (side + 1) // 2
+    expected = relative_position_index((window, window))
+    if index.shape != expected.shape or not torch.equal(index.cpu(), expected):
+        return None
+    return window
+
+
+def _bias_chain_ok(gather: fx.Node) -> bool:
+    """`gather` is followed by exactly view(P*P, P*P, -1), permute(2, 0, 1), [contiguous],
+    unsqueeze(0), each the only reader of the one before."""
+    steps, node = [], gather
+    while len(node.users) == 1:
+        user = next(iter(node.users))
+        if user.op != "call_method" or user.target not in _BIAS_STEPS:
+            break
+        if user.target != "contiguous":
+            steps.append(user)
+        node = user
+    if [str(s.target) for s in steps][1:] != ["permute", "unsqueeze"]:
+        return False
+    view, permute, unsqueeze = steps
+    heads = gather.meta["tensor_meta"].shape[-1]
+    tokens = round(gather.meta["tensor_meta"].shape[0] ** 0.5)
+    return (
+        view.target in ("view", "reshape")
+        and tuple(view.meta["tensor_meta"].shape) == (tokens, tokens, heads)
+        and tuple(permute.args[1:]) == (2, 0, 1)
+        and tuple(unsqueeze.args[1:]) == (0,)
+    )
+
+
+def _bias_gather(node: Any) -> fx.Node | None:
+    """The table lookup starting the relative-position-bias chain that `node` is part of."""
+    while isinstance(node, fx.Node) and node.op == "call_method" and node.target in _BIAS_STEPS:
+        node = node.args[0]
+    if isinstance(node, fx.Node) and _bias_window(node) and _bias_chain_ok(node):
+        return node
+    return None
+
+
+def _relative_position_bias(node: fx.Node) -> Mapped | None:
+    window = _bias_window(node)
+    if window is None or not _bias_chain_ok(node):
+        return None
+    item = {"op": "relative_position_bias", "window_size": window}
+    return Mapped(item, [node.args[0]], name="relative_position_index")  # type: ignore[list-item]
+
+
+def _unsqueeze(node: fx.Node) -> Mapped:
+    if _bias_gather(node.args[0]) is not None:
+        return Mapped(alias=node.args[0])  # type: ignore[arg-type]
+    raise Unmapped("method Tensor.unsqueeze")
+
+
 def _permute(node: fx.Node) -> Mapped:
+    if _bias_gather(node.args[0]) is not None:
+        return Mapped(alias=node.args[0])  # type: ignore[arg-type]
     order = node.args[1:] if node.op == "call_method" else (_arg(node, 1, "dims"),)
     if len(order) == 1 and isinstance(order[0], (list, tuple)):
         order = tuple(order[0])
@@ -620,6 +748,28 @@ def _matmul(node: fx.Node) -> Mapped:
     return Mapped({"op": "matmul"}, tensor_args(node)[:2])
 
 
+def _einsum(node: fx.Node) -> Mapped:
+    """A batched matrix product written as einsum (MaxViT's attention): "...ik,...jk->...ij"
+    is q k^T (matmul with transpose_b), "...ij,...jk->...ik" a plain matmul; the leading
+    letters are the same in both operands and the result."""
+    equation = str(node.args[0]).replace(" ", "")
+    operands = [a for a in node.args[1:] if isinstance(a, fx.Node)]
+    if len(operands) == 1 and isinstance(node.args[1], (list, tuple)):
+        operands = list(node.args[1])
+    inputs, _, out = equation.partition("->")
+    terms = inputs.split(",")
+    if len(terms) == 2 and len(operands) == 2 and len({len(t) for t in (*terms, out)}) == 1:
+        a, b = terms
+        lead = a[:-2]
+        if len(set(a + b)) == len(lead) + 3 and b[:-2] == lead == out[:-2]:
+            i, k = a[-2:]
+            if b[-1] == k and out[-2:] == i + b[-2]:
+                return Mapped({"op": "matmul", "transpose_b": True}, operands)
+            if b[-2] == k and out[-2:] == i + b[-1]:
+                return Mapped({"op": "matmul"}, operands)
+    raise Unmapped("function torch.einsum other than a batched matrix product")
+
+
 def _dropout_fn(node: fx.Node) -> Mapped:
     p = _arg(node, 1, "p", 0.5)
     return Mapped({"op": "dropout", "p": p} if p != 0.5 else {"op": "dropout"}, [node.args[0]])  # type: ignore[list-item]
@@ -730,6 +880,9 @@ def _getitem(node: fx.Node) -> Mapped:
     if index_buffer is not None:
         return _attention_bias(node.args[0], index_buffer)  # type: ignore[arg-type]
     source, index = node.args
+    bias = _relative_position_bias(node)
+    if bias is not None:
+        return bias
     if isinstance(source, fx.Node) and _is_parts(source) and isinstance(index, int):
         return Mapped(alias=source, part=index)
     if isinstance(source, fx.Node) and _unbinds(source) and isinstance(index, int):
@@ -897,6 +1050,8 @@ FUNCTIONS: dict[Any, Callable[[fx.Node], Mapped]] = {
     torch.permute: _permute,
     "transpose": _transpose,
     torch.transpose: _transpose,
+    "swapaxes": _transpose,
+    torch.swapaxes: _transpose,
     torch.cat: _cat,
     torch.concat: _cat,
     F.adaptive_avg_pool2d: _adaptive_avgpool_fn,
@@ -914,6 +1069,7 @@ FUNCTIONS: dict[Any, Callable[[fx.Node], Mapped]] = {
     torch.matmul: _matmul,
     operator.matmul: _matmul,
     torch.bmm: _matmul,
+    torch.einsum: _einsum,
     F.dropout: _dropout_fn,
     F.scaled_dot_product_attention: _sdpa,
     "contiguous": _alias,
@@ -924,6 +1080,7 @@ FUNCTIONS: dict[Any, Callable[[fx.Node], Mapped]] = {
     "split": _parts,
     torch.split: _parts,
     "expand": _expand,
+    "unsqueeze": _unsqueeze,
     "clone": _alias,
     operator.getitem: _getitem,
 }

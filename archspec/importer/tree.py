@@ -93,10 +93,6 @@ def _stack(node: fx.Node) -> tuple[str, ...]:
 
 
 def _owner(node: fx.Node) -> list[str]:
-    if node.op == "get_attr" and str(node.target).startswith("_tensor_constant") and node.users:
-        # a constant torch.fx made of a module's tensor (`self.index.view(-1)` is computed
-        # while tracing): it belongs where it is used, not to the model's top level
-        return _owner(next(iter(node.users)))
     if node.op in ("call_module", "get_attr"):
         return str(node.target).split(".")[:-1]
     stack = node.meta.get("nn_module_stack") or {}
@@ -232,6 +228,10 @@ class TreeBuilder:
                 continue  # sizes, shapes and other values that are not tensors
             if folded(node):
                 continue  # an index buffer that the op reading it holds
+            if node.op == "get_attr" and str(node.target).startswith("_tensor_constant"):
+                # a tensor torch.fx computed while tracing (MaxViT's `index.view(-1)`): not the
+                # source's state; the op reading it holds it (relative_position_bias)
+                continue
             try:
                 if node.op == "get_attr":
                     value = (

@@ -15,15 +15,17 @@ FEATURE_LAYOUTS = ("C", "LC", "HWC")
 
 @register
 class Linear(Op):
-    """y = x W^T + b over the last axis (features, tokens or channels-last pixels)."""
+    """y = x W^T + b over the last axis (features, tokens, channels-last pixels, or the
+    channels of a generic tensor such as MaxViT's (groups, tokens, C) partitions)."""
 
     op = "linear"
     overwritable = True
-    layouts = FEATURE_LAYOUTS
+    layouts = (*FEATURE_LAYOUTS, "ND")
     examples = (
         example({"out_features": 5}, Shape("C", (7,))),
         example({"out_features": 3, "bias": False}, Shape("LC", (4, 6))),
         example({"out_features": 3}, Shape("HWC", (3, 4, 6))),
+        example({"out_features": 3}, Shape("ND", (2, 3, 4, 6))),
     )
 
     out_features: Channels

@@ -15,14 +15,18 @@ if TYPE_CHECKING:
 
 
 def _broadcast(a: Shape, b: Shape) -> Shape | None:
-    if a.layout != b.layout or len(a.dims) != len(b.dims):
+    """The shape of an elementwise merge of a and b: same layout, or a generic tensor with any
+    other of the same rank (the result is generic: MaxViT's partitions, imported, are a
+    generic (groups, tokens, C) residual plus a channels-last-labelled attention output)."""
+    generic = "ND" in (a.layout, b.layout)
+    if (a.layout != b.layout and not generic) or len(a.dims) != len(b.dims):
         return None
     dims = []
     for x, y in zip(a.dims, b.dims, strict=True):
         if x != y and 1 not in (x, y):
             return None
         dims.append(max(x, y))
-    return Shape(a.layout, tuple(dims))
+    return Shape("ND" if generic else a.layout, tuple(dims))
 
 
 class _Elementwise(Op):
@@ -69,6 +73,7 @@ class Add(_Elementwise):
         example({}, Shape("LC", (4, 6)), Shape("LC", (4, 6)), Shape("LC", (4, 6))),
         example({}, Shape("ND", (3, 2, 4, 4)), Shape("ND", (1, 2, 4, 4))),
         example({}, Shape("LC", (4, 6)), Shape("LC", (1, 6))),
+        example({}, Shape("ND", (3, 4, 6)), Shape("HWC", (3, 4, 6))),
     )
     verb = "add"
     function = staticmethod(operator.add)

@@ -174,3 +174,25 @@ class Dla(nn.Module):
         bottom = self.downsample(x)
         x1 = self.tree1(bottom)
         return self.tree2(x1, [bottom, x1])
+
+
+class MaxVitLike(nn.Module):
+    """torchvision's MaxViT layers in small: block then grid attention on a 4x4 map in 2x2
+    partitions (einsum attention, a relative position bias looked up by a constant index)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchvision.models.maxvit import PartitionAttentionLayer
+
+        self.stem = nn.Conv2d(3, 16, 3, stride=2, padding=1)
+        self.layers = nn.Sequential(
+            *[
+                PartitionAttentionLayer(
+                    16, 8, 2, kind, (4, 4), 2, nn.GELU, nn.LayerNorm, 0.0, 0.0, 0.1
+                )
+                for kind in ("window", "grid")
+            ]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(self.stem(x))

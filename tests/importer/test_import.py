@@ -97,6 +97,16 @@ def test_a_module_that_cannot_be_one_group_is_refused_with_its_cause(model, line
     assert str(caught.value.problems[0]) == line
 
 
+def test_maxvit_attention_imports_exactly():
+    source = models.MaxVitLike()
+    imported = import_module(source, (3, 8, 8), name="maxvit_like")
+    check_exact(source, imported.spec, (3, 8, 8))
+    text = imported.text
+    # einsum("BGHID,BGHJD->BGHIJ", q, k) and the bias table looked up by index.view(-1)
+    assert "{op: matmul, name: matmul, from: [permute, scale], transpose_b: true}" in text
+    assert "{op: relative_position_bias, name: relative_position_index, window_size: 2}" in text
+
+
 class EluOp(archspec.Op):
     """ELU, as a user would register it for the module archspec does not map."""
 
