@@ -73,16 +73,20 @@ def parse_kwargs(text: str | None) -> dict[str, Any]:
     return value
 
 
-def leaf_types() -> tuple[type, ...]:
+def leaf_types(through: bool = False) -> tuple[type, ...]:
     """Module classes traced as one call (beyond torch.nn's): timm's leaf list and the
-    non-torch.nn classes the importer maps directly."""
-    from archspec.importer.mapping import MODULES
+    non-torch.nn classes the importer maps directly. `through`: only the timm leaves that the
+    importer maps; the others are traced through (NF-Net's NormFreeBlock)."""
+    from archspec.importer.mapping import MODULES, op_importing
 
     leaves = {cls for cls in MODULES if not cls.__module__.startswith("torch.nn")}
     try:
         from timm.layers import _fx as timm_fx
 
-        leaves |= set(getattr(timm_fx, "_leaf_modules", ()))
+        timm_leaves = set(getattr(timm_fx, "_leaf_modules", ()))
+        if through:
+            timm_leaves = {c for c in timm_leaves if c in MODULES or op_importing(c) is not None}
+        leaves |= timm_leaves
     except ImportError:
         pass
     return tuple(leaves)
@@ -158,10 +162,21 @@ def _methods_as_calls(model: nn.Module) -> Iterator[list[tuple[str, nn.Module]]]
 
 
 def trace(model: nn.Module, example: torch.Tensor) -> fx.GraphModule:
-    """The model as an fx graph, each node's output shape in `meta["tensor_meta"]`."""
+    """The model as an fx graph, each node's output shape in `meta["tensor_meta"]`. timm's
+    leaf modules that the importer cannot map are traced through; where that trace fails
+    (a forward that branches on sizes), they stay single calls, which the importer reports."""
+    try:
+        return _trace(model, example, leaf_types(through=True))
+    except ImportSourceError:
+        if set(leaf_types(through=True)) == set(leaf_types()):
+            raise
+        return _trace(model, example, leaf_types())
+
+
+def _trace(model: nn.Module, example: torch.Tensor, leaves: tuple[type, ...]) -> fx.GraphModule:
     from archspec.importer.mapping import METHOD_CALLS
 
-    tracer = _Tracer(leaf_types())
+    tracer = _Tracer(leaves)
     tracer._autowrap_function_ids = {id(f) for f in _autowrap()} | getattr(
         tracer, "_autowrap_function_ids", set()
     )

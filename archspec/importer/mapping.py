@@ -91,6 +91,17 @@ def _conv_tf_same(m: nn.Conv2d, node: fx.Node) -> dict[str, Any]:
     return dict([*pairs[:at], ("padding", "tf_same"), *pairs[at:]])
 
 
+def _scaled_std_conv(m: Any, node: fx.Node) -> dict[str, Any]:
+    """timm's ScaledStdConv2d(Same): scaled_std_conv2d, gamma read back from its scale."""
+    item = _conv_tf_same(m, node) if getattr(m, "same_pad", False) else _conv(m, node)
+    item["op"] = "scaled_std_conv2d"
+    gamma = m.scale * m.weight[0].numel() ** 0.5
+    _put(item, "gamma", round(gamma, 12), 1.0)
+    _put(item, "eps", m.eps, 1e-6)
+    _put(item, "gain_init", m.gain_init, 1.0)
+    return item
+
+
 def _batchnorm(m: nn.BatchNorm2d, node: fx.Node) -> dict[str, Any]:
     if not m.track_running_stats:
         raise Unmapped(f"module {type(m).__name__} without running stats")
@@ -274,6 +285,8 @@ def _modules() -> dict[type, Callable[[Any, fx.Node], Any]]:
 
         table[timm_layers.BatchNormAct2d] = _batchnorm_act
         table[timm_layers.Conv2dSame] = _conv_tf_same
+        table[timm_layers.ScaledStdConv2d] = _scaled_std_conv
+        table[timm_layers.ScaledStdConv2dSame] = _scaled_std_conv
         table[timm_layers.LayerNorm2d] = _layernorm
         table[timm_layers.LayerNorm] = _layernorm
         table[timm_layers.Linear] = _linear

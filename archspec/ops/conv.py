@@ -1,8 +1,11 @@
-"""Convolutions: conv2d (pairs, groups, dilation, 'same' padding, depthwise), ViT's patch_embed."""
+"""Convolutions: conv2d (pairs, groups, dilation, 'same' padding, depthwise), NF-Nets'
+scaled_std_conv2d, ViT's patch_embed."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field
 
 from archspec.ops.base import (
     Channels,
@@ -169,10 +172,9 @@ class Conv2d(Op):
         return stride if max(inputs[0].spatial) > 40 else None
 
     def build(self, inputs: list[Shape]) -> nn.Module:
-        from torch import nn
 
         cin, cout, groups = self.resolved(inputs)
-        return nn.Conv2d(
+        return self.module(
             cin,
             cout,
             pair(self.kernel_size),
@@ -183,6 +185,12 @@ class Conv2d(Op):
             self.bias,
             self.padding_mode,
         )
+
+    def module(self, *args: Any) -> nn.Module:
+        """The torch module for nn.Conv2d's positional arguments."""
+        from torch import nn
+
+        return nn.Conv2d(*args)
 
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
@@ -224,6 +232,36 @@ class Conv2d(Op):
             pad = (top, left)
         h, w = (Window(k, s, d, p) for (k, s, d), p in zip(self.axes(), pad, strict=True))
         return h, w
+
+
+@register
+class ScaledStdConv2d(Conv2d):
+    """conv2d with Scaled Weight Standardization (NF-Nets, Brock et al. 2021): each output
+    channel's weights are standardized over their fan-in and scaled by a learned `gain` (per
+    output channel, initialised to `gain_init`) times gamma / sqrt(fan-in), as timm's
+    ScaledStdConv2d. Fields as conv2d's."""
+
+    op = "scaled_std_conv2d"
+    examples = (
+        example({"out_channels": 4, "kernel_size": 3, "padding": 1, "gamma": 1.7}, (3, 9, 9)),
+        example(
+            {"out_channels": 6, "kernel_size": 3, "stride": 2, "padding": "tf_same"}, (2, 10, 9)
+        ),
+    )
+
+    gamma: Annotated[float, Field(gt=0.0, le=1e3)] = 1.0
+    eps: Annotated[float, Field(gt=0.0, lt=1.0)] = 1e-6
+    gain_init: Annotated[float, Field(ge=-1e3, le=1e3)] = 1.0
+
+    def module(self, *args: Any) -> nn.Module:
+        from archspec.ops.modules import ScaledStdConv2dModule
+
+        return ScaledStdConv2dModule(
+            *args, gamma=self.gamma, eps=self.eps, gain_init=self.gain_init
+        )
+
+    def count_params(self, inputs: list[Shape]) -> int:
+        return super().count_params(inputs) + self.resolved(inputs)[1]  # + gain
 
 
 def _text(value: int | tuple[int, int] | str) -> str:

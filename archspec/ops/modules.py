@@ -13,6 +13,30 @@ _ACT = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "hardswish": nn.Hards
 _GATE = {"sigmoid": nn.Sigmoid, "hardsigmoid": nn.Hardsigmoid}
 
 
+class ScaledStdConv2dModule(nn.Conv2d):
+    """A Conv2d whose weight is standardized per output channel over its fan-in, then scaled
+    by gain * gamma / sqrt(fan-in) (NF-Nets' Scaled Weight Standardization, Brock et al.
+    2021); state and forward as timm's ScaledStdConv2d."""
+
+    def __init__(self, *args, gamma: float, eps: float, gain_init: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scale = gamma * self.weight[0].numel() ** -0.5
+        self.eps = eps
+        self.gain = nn.Parameter(torch.full((self.out_channels, 1, 1, 1), gain_init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = F.batch_norm(
+            self.weight.reshape(1, self.out_channels, -1),
+            None,
+            None,
+            weight=(self.gain * self.scale).view(-1),
+            training=True,
+            momentum=0.0,
+            eps=self.eps,
+        ).reshape_as(self.weight)
+        return self._conv_forward(x, weight, self.bias)
+
+
 class SqueezeExcitationModule(nn.Module):
     """x * gate(fc2(act(fc1(mean_hw(x))))) (Hu et al. 2018); names match torchvision's."""
 

@@ -44,8 +44,9 @@ MODELS = {
 MISSES = {
     # the fuse layers: the forward sums a module list's outputs as it calls its entries
     "hrnet_w18_small": "unmapped module list called entry by entry, between other ops",
-    "mobilevit_xxs": "unmapped module timm.models.mobilevit.MobileVitBlock",  # timm's leaf
-    "nf_resnet50": "unmapped module timm.models.nfnet.NormFreeBlock",  # timm's leaf
+    # timm's leaf module; traced through, its forward branches on sizes (torch.fx cannot),
+    # and it folds the batch into its patches
+    "mobilevit_xxs": "unmapped module timm.models.mobilevit.MobileVitBlock",
     # the position encodings (crpe1, cpe1) belong to the model and run inside every block
     "coat_lite_tiny": "unmapped module called from inside another module's forward",
 }
@@ -69,4 +70,4 @@ def test_timm_model_imports_exactly_or_says_why(name):
 def test_the_tally():
     exact = len(MODELS) - len(MISSES)
     assert set(MISSES) <= set(MODELS) and len(MODELS) == 25
-    assert exact >= 21, f"{exact} of 25 timm models import exactly"
+    assert exact >= 22, f"{exact} of 25 timm models import exactly"
