@@ -1,5 +1,6 @@
 """What `archspec import` reads: a model named by a SOURCE string, traced into a torch.fx graph
-with every tensor's shape recorded (torch.fx with timm's leaf modules; torch.export otherwise)."""
+with every tensor's shape recorded (torch.fx, with timm's leaf modules when timm is installed;
+a model whose forward branches on tensor values cannot be traced and is refused in one line)."""
 
 from __future__ import annotations
 
