@@ -10,12 +10,14 @@ range; the trial then builds the network nearest the FLOPs target around these m
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from archspec.scaling.rewrite import scale
+from archspec.scaling.rules import scale_size
 from archspec.spec.model import Spec
 
 if TYPE_CHECKING:
@@ -157,10 +159,6 @@ def largest_input(defn: SearchDef) -> int:
     at: the base input scaled by the largest resolution multiplier (in compound mode raised to
     the family's last phi), one size step more (the FLOPs fit may round up to the neighbouring
     size), times `training.test_size_ratio`. What the image cache decodes at."""
-    import math
-
-    from archspec.scaling.rules import scale_size
-
     spec = defn.base_spec
     top = defn.space.resolution.high if defn.space.resolution is not None else 1.0
     if defn.mode == "compound":
