@@ -1,19 +1,27 @@
-"""What `archspec import` reads: a model named by a SOURCE string, traced into a torch.fx graph
-with every tensor's shape recorded (torch.fx, with timm's leaf modules when timm is installed;
-a model whose forward branches on tensor values cannot be traced and is refused in one line)."""
+"""What `archspec import` reads: a model named by a SOURCE string, traced into a module-level
+torch.fx graph (timm's leaf modules when timm is installed) with every tensor's shape recorded on
+fake tensors (a real run only where fake tensors cannot run the model). A forward that branches or
+loops on sizes is traced again with the example's sizes answered while tracing; one that branches
+on tensor values is refused in one line, at the line that branches."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import inspect
 import json
+import os
 import re
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.fx.passes.shape_prop import _extract_tensor_metadata
 
 from archspec.errors import ArchspecError
 
@@ -162,27 +170,50 @@ def _methods_as_calls(model: nn.Module) -> Iterator[list[tuple[str, nn.Module]]]
             m.__dict__.pop(METHOD_CALLS[type(m)][0], None)
 
 
-def trace(model: nn.Module, example: torch.Tensor) -> fx.GraphModule:
-    """The model as an fx graph, each node's output shape in `meta["tensor_meta"]`. timm's
-    leaf modules that the importer cannot map are traced through; where that trace fails
-    (a forward that branches on sizes), they stay single calls, which the importer reports."""
-    try:
-        return _trace(model, example, leaf_types(through=True))
-    except ImportSourceError:
-        if set(leaf_types(through=True)) == set(leaf_types()):
-            raise
-        return _trace(model, example, leaf_types())
+@dataclass(frozen=True)
+class Captured:
+    """A traced model: its module-level fx graph, every tensor's shape in `meta["tensor_meta"]`,
+    and, where sizes were fixed while tracing, a line saying so (for the spec's header)."""
+
+    graph: fx.GraphModule
+    sizes_fixed: str = ""
 
 
-def _trace(model: nn.Module, example: torch.Tensor, leaves: tuple[type, ...]) -> fx.GraphModule:
+def trace(model: nn.Module, example: torch.Tensor) -> Captured:
+    """The model as an fx graph. timm's leaf modules that the importer cannot map are traced
+    through; where torch.fx cannot trace that (a forward that branches or loops on sizes), it
+    is traced again with the sizes of `example` answered while tracing (`_SizedTracer`), and
+    only then are those leaves kept as single calls, which the importer reports."""
+    attempts = [(leaf_types(through=True), False), (leaf_types(through=True), True)]
+    if set(leaf_types(through=True)) != set(leaf_types()):
+        attempts.append((leaf_types(), False))
+    failures: list[ImportSourceError] = []
+    for leaves, sized in attempts:
+        try:
+            graph = _trace(model, example, leaves, sized)
+        except ImportSourceError as exc:
+            failures.append(exc)
+            continue
+        fixed = ""
+        if sized:
+            fixed = (
+                f"sizes fixed at the input {'x'.join(map(str, example.shape[1:]))} while "
+                "tracing (the forward branches or loops on them)"
+            )
+        return Captured(graph, fixed)
+    # the sized trace's reason: it names a branch on values, which no size can settle
+    raise failures[1]
+
+
+def _trace(
+    model: nn.Module, example: torch.Tensor, leaves: tuple[type, ...], sized: bool
+) -> fx.GraphModule:
     from archspec.importer.mapping import METHOD_CALLS
 
-    tracer = _Tracer(leaves)
+    tracer = _SizedTracer(leaves, example) if sized else _Tracer(leaves)
     tracer._autowrap_function_ids = {id(f) for f in _autowrap()} | getattr(
         tracer, "_autowrap_function_ids", set()
     )
-    import inspect
-
     # optional forward arguments (timm's attn_mask=None) are fixed at their defaults
     parameters = list(inspect.signature(model.forward).parameters.values())[1:]
     concrete = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
@@ -190,10 +221,7 @@ def _trace(model: nn.Module, example: torch.Tensor, leaves: tuple[type, ...]) ->
         try:
             graph = tracer.trace(model, concrete_args=concrete or None)
         except Exception as exc:
-            raise ImportSourceError(
-                f"torch.fx cannot trace {type(model).__name__}: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:200] if str(exc) else ''}"
-            ) from exc
+            raise ImportSourceError(_untraceable(model, exc)) from exc
     _drop_unused(graph)
     module = fx.GraphModule(tracer.root, graph, type(model).__name__)
     for name, caller in patched:
@@ -203,6 +231,184 @@ def _trace(model: nn.Module, example: torch.Tensor, leaves: tuple[type, ...]) ->
             if node.op == "call_module" and node.target == target:
                 node.meta["caller"] = caller
                 module.get_submodule(name).add_module(child, _MethodCall(caller, method))
-    with torch.no_grad():
-        ShapeProp(module).propagate(example)
+    try:
+        record_shapes(module, example)
+    except Exception as exc:
+        raise ImportSourceError(
+            f"the traced graph of {type(model).__name__} does not run: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        ) from exc
     return module
+
+
+def _untraceable(model: nn.Module, exc: Exception) -> str:
+    """One line: why torch.fx stopped, at the line of the model's own code where it did."""
+    where = ""
+    torch_dir = os.path.dirname(torch.__file__)
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if not frame.filename.startswith(torch_dir) and frame.filename != __file__:
+            path = frame.filename
+            if path.startswith(os.getcwd() + os.sep):
+                path = os.path.relpath(path)
+            where = f" at {path}:{frame.lineno} (`{(frame.line or '').strip()}`)"
+            break
+    name = type(model).__name__
+    if isinstance(exc, fx.proxy.TraceError) and "control flow" in str(exc):
+        return (
+            f"torch.fx cannot trace {name}: its forward branches on tensor values{where}; a spec "
+            "has one data flow for every input, so this model cannot be imported"
+        )
+    first = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"torch.fx cannot trace {name}: {type(exc).__name__}: {first}{where}"
+
+
+def record_shapes(module: fx.GraphModule, example: torch.Tensor, fake: bool = True) -> None:
+    """Every node's output shape into `meta["tensor_meta"]`, computed on fake tensors (shapes
+    only, no arithmetic, the real weights never read); a model whose forward fake tensors
+    cannot run (an op without a shape rule, a real tensor mutated) is run for real instead."""
+    if fake:
+        mode = FakeTensorMode(allow_non_fake_inputs=True)
+        try:
+            with mode, torch.no_grad():
+                _ShapeRecorder(module).run(mode.from_tensor(example))
+            return
+        except Exception:  # fake tensors cannot run it: the real run below decides
+            pass
+    with torch.no_grad():
+        _ShapeRecorder(module).run(example)
+
+
+class _ShapeRecorder(fx.Interpreter):
+    """torch.fx's ShapeProp without its copy of the module (fake tensors come from the real
+    weights as each op reads them) and without printing a traceback when a run fails."""
+
+    def run_node(self, n: fx.Node) -> Any:
+        result = super().run_node(n)
+        found = False
+
+        def metadata(value: Any) -> Any:
+            nonlocal found
+            if isinstance(value, torch.Tensor):
+                found = True
+                return _extract_tensor_metadata(value)
+            return value
+
+        recorded = fx.node.map_aggregate(result, metadata)
+        if found:
+            n.meta["tensor_meta"] = recorded
+        return result
+
+
+class _SizedProxy(fx.Proxy):
+    """A proxy that answers `.shape`, `.size()`, `.dim()`, `.numel()`, `len()` and iteration
+    with the values its tracer computed for it, so that a forward's branches and loops on sizes
+    are settled while tracing (the graph holds the sizes as constants)."""
+
+    tracer: _SizedTracer
+
+    @property
+    def _value(self) -> Any:
+        return self.tracer.values[self.node]
+
+    @property
+    def shape(self) -> torch.Size:
+        return self._value.shape
+
+    @property
+    def ndim(self) -> int:
+        return self._value.dim()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._value.dtype
+
+    def size(self, dim: int | None = None) -> Any:
+        return self._value.size() if dim is None else self._value.size(dim)
+
+    def dim(self) -> int:
+        return self._value.dim()
+
+    def numel(self) -> int:
+        return self._value.numel()
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __iter__(self) -> Iterator[fx.Proxy]:
+        if isinstance(self._value, (tuple, list)):
+            return iter([self[i] for i in range(len(self._value))])
+        return super().__iter__()
+
+
+class _SizedTracer(_Tracer):
+    """torch.fx's tracer that also runs each node as it records it (on fake tensors, or for
+    real where fake tensors cannot run the model), keeping the values for `_SizedProxy`.
+
+    Why not torch.export, as issue 19 first planned: torch.export records ATen ops, which the
+    importer would have to lift back into modules and torch functions (a second mapping table
+    beside `mapping.py`, for the same ops); this tracer records the module-level graph that
+    `mapping.py` reads, with the same module names, and needs nothing else. Both settle a
+    branch on sizes at the example's sizes; neither can capture a branch on values."""
+
+    def __init__(self, leaves: Sequence[type], example: torch.Tensor):
+        super().__init__(leaves)
+        self.example = example
+        self.values: dict[fx.Node, Any] = {}
+        self.running = False
+        self.mode: FakeTensorMode | None = FakeTensorMode(allow_non_fake_inputs=True)
+
+    def trace(self, root: Any, concrete_args: dict[str, Any] | None = None) -> fx.Graph:
+        try:
+            return super().trace(root, concrete_args)
+        except _FakeFailed:
+            self.mode, self.values = None, {}  # once more, running the ops for real
+            return super().trace(root, concrete_args)
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _SizedProxy(node, self)
+
+    def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, *rest: Any,
+                     **more: Any) -> fx.Proxy:  # fmt: skip
+        proxy = super().create_proxy(kind, target, args, kwargs, *rest, **more)
+        self.values[proxy.node] = self._run(proxy.node)
+        return proxy
+
+    def _run(self, node: fx.Node) -> Any:
+        if node.op == "placeholder":
+            if not any(n.op == "placeholder" for n in self.values):
+                return self.mode.from_tensor(self.example) if self.mode else self.example
+            return node.args[0] if node.args else None
+        if node.op == "get_attr":
+            value: Any = self.root
+            for part in str(node.target).split("."):
+                value = getattr(value, part)
+            return value
+        args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: self.values[n])
+        self.running = True
+        try:
+            with self.mode or contextlib.nullcontext(), torch.no_grad():
+                if node.op == "call_module":
+                    return self.root.get_submodule(str(node.target))(*args, **kwargs)
+                if node.op == "call_method":
+                    return getattr(args[0], str(node.target))(*args[1:], **kwargs)
+                return node.target(*args, **kwargs)  # type: ignore[operator]
+        except Exception as exc:
+            if self.mode is not None:
+                raise _FakeFailed() from exc
+            raise
+        finally:
+            self.running = False
+
+    def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
+        if self.running:  # computing a value: the module runs as it is, nothing recorded
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
+        if self.running:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+
+class _FakeFailed(Exception):
+    """Fake tensors could not run a node: the sized trace starts again with real tensors."""

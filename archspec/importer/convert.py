@@ -185,7 +185,8 @@ def import_module(
         )
     module = module.eval()
     x = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
-    gm = trace(module, x)
+    captured = trace(module, x)
+    gm = captured.graph
     builder = TreeBuilder(gm, module)
     root = builder.build()
     if builder.problems.count:
@@ -233,6 +234,8 @@ def import_module(
         f"# verified: {params:,} parameters, state_dict keys identical, outputs within "
         f"{diff:.1e} in eval mode\n"
     )
+    if captured.sizes_fixed:
+        header += f"# captured by torch.fx, {captured.sizes_fixed}\n"
     text = header + text
     return Imported(archspec.load_spec(text), text, params, diff)
 

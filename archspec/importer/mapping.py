@@ -433,6 +433,12 @@ def _reshape(node: fx.Node) -> Mapped:
     source = node.args[0]
     if _bias_gather(source) is not None:
         return Mapped(alias=source)  # type: ignore[arg-type]
+    if _folds_batch(source, node):  # type: ignore[arg-type]
+        # MobileViT's patches: (N, C, H, W) -> (N * C * H/p, p, W/p, p)
+        raise Unmapped(
+            function_name(node),
+            "it folds the batch axis into another; a spec's batch axis stays first and apart",
+        )
     if sizes == list(dims(source)):  # type: ignore[arg-type]
         return Mapped(alias=source)  # type: ignore[arg-type]
     item: dict[str, Any] = {"op": "reshape", "shape": sizes}
@@ -441,6 +447,23 @@ def _reshape(node: fx.Node) -> Mapped:
     elif len(sizes) == 3 and _read_over_last_axis(node):
         item["layout"] = "ND"  # MaxViT's (groups, tokens, C) partitions, not an image
     return Mapped(item, [source])  # type: ignore[list-item]
+
+
+def _folds_batch(source: fx.Node, node: fx.Node) -> bool:
+    """`node` reshapes `source`, a tensor computed from the model's input (its first axis the
+    batch), to a first axis of another size."""
+    if node.meta["tensor_meta"].shape[0] == source.meta["tensor_meta"].shape[0]:
+        return False
+    seen, todo = set(), [source]
+    while todo:
+        n = todo.pop()
+        if n.op == "placeholder":
+            return True
+        for arg in n.all_input_nodes:
+            if arg not in seen:
+                seen.add(arg)
+                todo.append(arg)
+    return False
 
 
 def _channels_last(source: list[int], sizes: list[int]) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -196,3 +198,51 @@ class MaxVitLike(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.stem(x))
+
+
+class PadToPatches(nn.Module):
+    """MobileViT's and Swin's size checks in small: the forward pads the map to a multiple of the
+    patch size, resizes it when a rounded size differs and runs as many blocks as the width
+    allows, all decided from `x.shape`, which torch.fx alone cannot trace."""
+
+    def __init__(self, patch: int = 4):
+        super().__init__()
+        self.patch = patch
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.blocks = nn.ModuleList([Residual(8) for _ in range(2)])
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn(self.stem(x)))
+        if x.shape[-1] % self.patch:
+            x = torch.nn.functional.pad(x, [0, self.patch - x.shape[-1] % self.patch])
+        height = math.ceil(x.shape[-2] / self.patch) * self.patch
+        if height != x.shape[-2]:  # not at the tested sizes: archspec has no resize op
+            x = torch.nn.functional.interpolate(x, size=(height, x.shape[-1]), mode="bilinear")
+        for i in range(x.size(-1) // 8):
+            x = self.blocks[i](x)
+        return self.fc(x.mean((2, 3)))
+
+
+def pad_to_patches() -> PadToPatches:
+    return PadToPatches()
+
+
+class ValueBranch(nn.Module):
+    """A forward that branches on the values of a tensor: one path for some inputs, another for
+    the others, which no spec can say."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if x.mean() > 0:
+            x = torch.relu(x)
+        return x
+
+
+def value_branch() -> ValueBranch:
+    return ValueBranch()

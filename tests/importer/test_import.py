@@ -207,3 +207,66 @@ def test_imported_efficientnet_b0_has_mbconv_blocks_with_repeats():
     assert "depth_index / depth_total" in text  # the stochastic-depth schedule, as a rule
     zoo = (ZOO / "efficientnet_b0.yaml").read_text().count("\n")
     assert text.count("\n") <= 1.5 * zoo
+
+
+def test_a_forward_that_branches_on_sizes_is_traced_with_its_sizes_fixed(tmp_path):
+    """torch.fx alone cannot trace `if x.shape[-1] % patch:` or `range(x.size(-1) // 8)`: the
+    sized trace settles them at the input's sizes, and the header says so."""
+    source = models.PadToPatches()
+    imported = import_module(source, (3, 16, 14), name="pad_to_patches")
+    check_exact(source, imported.spec, (3, 16, 14))
+    text = imported.text
+    assert "# captured by torch.fx, sizes fixed at the input 3x16x14 while tracing" in text
+    assert "{op: pad, padding: [0, 0, 0, 2]}" in text  # width 14 padded to 16: two blocks
+    assert "{block: residual, name: blocks, repeat: 2}" in text
+    out = tmp_path / "pad.yaml"
+    args = ["import", "tests.importer.models:pad_to_patches", "-o", str(out), "--input", "3,16,14"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    written = out.read_text()
+    assert written.startswith(
+        "# imported by `archspec import tests.importer.models:pad_to_patches`"
+    )
+    assert (
+        written.split("\nname:")[1] == text.split("\nname:")[1]
+    )  # the same spec, its header aside
+
+
+def test_a_forward_that_branches_on_values_is_refused_in_one_line(tmp_path):
+    line = (
+        "torch.fx cannot trace ValueBranch: its forward branches on tensor values at "
+        "tests/importer/models.py:{} (`if x.mean() > 0:`); a spec has one data flow for every "
+        "input, so this model cannot be imported"
+    )
+    lineno = next(
+        n
+        for n, text in enumerate(Path(models.__file__).read_text().splitlines(), 1)
+        if "if x.mean() > 0:" in text
+    )
+    with pytest.raises(ImportSourceError) as caught:
+        import_module(models.ValueBranch(), (3, 8, 8))
+    assert str(caught.value) == line.format(lineno)
+    out = tmp_path / "value.yaml"
+    args = ["import", "tests.importer.models:value_branch", "-o", str(out), "--input", "3,8,8"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [line.format(lineno)]
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("model", [models.Tokens(), models.MaxVitLike(), models.Dla()])
+def test_shapes_recorded_on_fake_tensors_are_those_of_a_real_run(model):
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    from archspec.importer.capture import record_shapes, trace
+
+    seen: list[type] = []
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    first.register_forward_pre_hook(lambda m, args: seen.append(type(args[0])))
+    x = torch.randn(2, 3, 16, 16) if isinstance(model, models.Tokens) else torch.randn(2, 3, 8, 8)
+    graph = trace(model.eval(), x).graph
+    assert seen == [FakeTensor]  # the capture computed nothing
+    fake = {n.name: n.meta.get("tensor_meta") for n in graph.graph.nodes}
+    record_shapes(graph, x, fake=False)
+    assert seen[1:] == [torch.Tensor]
+    assert {n.name: n.meta.get("tensor_meta") for n in graph.graph.nodes} == fake
