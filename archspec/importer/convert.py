@@ -185,6 +185,8 @@ def import_module(
         )
     module = module.eval()
     x = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # the reference output, computed once; refused here if it fails
+        expected = _run(module, x, source)
     captured = trace(module, x)
     gm = captured.graph
     builder = TreeBuilder(gm, module)
@@ -216,7 +218,7 @@ def import_module(
     except RuntimeError as exc:
         raise ImportSourceError(f"load_state_dict: {str(exc).splitlines()[0][:300]}") from exc
     with torch.no_grad():
-        expected, result = module(x), built(x)
+        result = built(x)
     expected_t = expected if isinstance(expected, (tuple, list)) else [expected]
     result_t = result if isinstance(result, (tuple, list)) else [result]
     diff = 0.0
@@ -238,6 +240,21 @@ def import_module(
         header += f"# captured by torch.fx, {captured.sizes_fixed}\n"
     text = header + text
     return Imported(archspec.load_spec(text), text, params, diff)
+
+
+def _run(module: nn.Module, x: torch.Tensor, source: str | None) -> Any:
+    """The source's own eval-mode output on `x`; a model that cannot run on that input is
+    refused before any tracing (a ViT built for 224 px given 64 px)."""
+    try:
+        return module(x)
+    except Exception as exc:  # whatever the user's model raises, reported in one line
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        raise ImportSourceError(
+            f"{source or type(module).__name__} does not run on a "
+            f"{'x'.join(map(str, x.shape[1:]))} input: {type(exc).__name__}: {first} (a model "
+            "built for another input size? give --input, or its size argument in --kwargs, "
+            "such as timm's '{\"img_size\": 64}')"
+        ) from exc
 
 
 def _check_all_weights_used(module: nn.Module, gm: torch.fx.GraphModule) -> None:

@@ -270,3 +270,36 @@ def test_shapes_recorded_on_fake_tensors_are_those_of_a_real_run(model):
     record_shapes(graph, x, fake=False)
     assert seen[1:] == [torch.Tensor]
     assert {n.name: n.meta.get("tensor_meta") for n in graph.graph.nodes} == fake
+
+
+class _FixedSize(torch.nn.Module):
+    """A model that only runs at 32x32, as a ViT with a fixed position table does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.pos = torch.nn.Parameter(torch.zeros(1, 4, 32, 32))
+
+    def forward(self, x):
+        return self.conv(x) + self.pos
+
+
+def fixed_size() -> _FixedSize:
+    return _FixedSize()
+
+
+def test_a_model_that_does_not_run_at_the_input_is_refused_before_tracing(tmp_path):
+    import_module(_FixedSize(), (3, 32, 32))  # runs at its own size
+    with pytest.raises(ImportSourceError) as caught:
+        import_module(_FixedSize(), (3, 16, 16), source="tests:fixed")
+    assert str(caught.value).startswith(
+        "tests:fixed does not run on a 3x16x16 input: RuntimeError: The size of tensor a (16) "
+        "must match the size of tensor b (32)"
+    )
+    out = tmp_path / "fixed.yaml"
+    args = ["import", "tests.importer.test_import:fixed_size", "-o", str(out), "--input", "3,16,16"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    assert len(result.output.strip().splitlines()) == 1
+    assert "does not run on a 3x16x16 input" in result.output and "img_size" in result.output
+    assert not list(tmp_path.iterdir())
