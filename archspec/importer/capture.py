@@ -300,15 +300,15 @@ class _ShapeRecorder(fx.Interpreter):
 
 
 class _SizedProxy(fx.Proxy):
-    """A proxy that answers `.shape`, `.size()`, `.dim()`, `.numel()`, `len()` and iteration
-    with the values its tracer computed for it, so that a forward's branches and loops on sizes
-    are settled while tracing (the graph holds the sizes as constants)."""
+    """A proxy that answers `.shape`, `.size()`, `.dim()`, `.numel()`, `.dtype`, `.device`,
+    `len()` and iteration with the values its tracer computed for it, so that a forward's
+    branches and loops on sizes are settled while tracing (the graph holds them as constants)."""
 
     tracer: _SizedTracer
 
     @property
     def _value(self) -> Any:
-        return self.tracer.values[self.node]
+        return self.tracer._value(self.node)
 
     @property
     def shape(self) -> torch.Size:
@@ -321,6 +321,10 @@ class _SizedProxy(fx.Proxy):
     @property
     def dtype(self) -> torch.dtype:
         return self._value.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._value.device
 
     def size(self, dim: int | None = None) -> Any:
         return self._value.size() if dim is None else self._value.size(dim)
@@ -378,17 +382,14 @@ class _SizedTracer(_Tracer):
             if not any(n.op == "placeholder" for n in self.values):
                 return self.mode.from_tensor(self.example) if self.mode else self.example
             return node.args[0] if node.args else None
-        if node.op == "get_attr":
-            value: Any = self.root
-            for part in str(node.target).split("."):
-                value = getattr(value, part)
-            return value
-        args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: self.values[n])
-        self.running = True
+        args, kwargs = fx.node.map_arg((node.args, node.kwargs), self._value)
+        self.running = True  # what runs now is not recorded
         try:
             with self.mode or contextlib.nullcontext(), torch.no_grad():
+                if node.op == "get_attr":
+                    return self._attribute(node)
                 if node.op == "call_module":
-                    return self.root.get_submodule(str(node.target))(*args, **kwargs)
+                    return self._callable(str(node.target))(*args, **kwargs)
                 if node.op == "call_method":
                     return getattr(args[0], str(node.target))(*args[1:], **kwargs)
                 return node.target(*args, **kwargs)  # type: ignore[operator]
@@ -398,6 +399,32 @@ class _SizedTracer(_Tracer):
             raise
         finally:
             self.running = False
+
+    def _value(self, node: fx.Node) -> Any:
+        if node not in self.values:  # a tensor torch.fx made a constant (`create_node` directly)
+            self.running = True
+            try:
+                self.values[node] = self._attribute(node)
+            finally:
+                self.running = False
+        return self.values[node]
+
+    def _callable(self, target: str) -> Any:
+        """The module at `target`, or the method of its parent it stands for (METHOD_CALLS)."""
+        from archspec.importer.mapping import METHOD_CALLS
+
+        parent_name, _, child = target.rpartition(".")
+        parent = self.root.get_submodule(parent_name)
+        method, stand_in = METHOD_CALLS.get(type(parent), ("", ""))
+        if stand_in == child:
+            return getattr(type(parent), method).__get__(parent)
+        return self.root.get_submodule(target)
+
+    def _attribute(self, node: fx.Node) -> Any:
+        value: Any = self.root
+        for part in str(node.target).split("."):
+            value = getattr(value, part)
+        return value
 
     def call_module(self, m: nn.Module, forward: Any, args: Any, kwargs: Any) -> Any:
         if self.running:  # computing a value: the module runs as it is, nothing recorded

@@ -303,3 +303,39 @@ def test_a_model_that_does_not_run_at_the_input_is_refused_before_tracing(tmp_pa
     assert len(result.output.strip().splitlines()) == 1
     assert "does not run on a 3x16x16 input" in result.output and "img_size" in result.output
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("model", "shape"),
+    [(models.Tokens(), (3, 16, 16)), (models.MaxVitLike(), (3, 8, 8)), (models.Dla(), (3, 8, 8))],
+)
+def test_the_sized_trace_of_a_model_torch_fx_traces_gives_the_same_spec(model, shape):
+    """The fallback records what torch.fx records, sizes aside: the same spec where both trace."""
+    from archspec.importer.capture import _trace, leaf_types
+    from archspec.importer.convert import spec_text
+    from archspec.importer.tree import TreeBuilder, resolve
+
+    def text(sized: bool) -> str:
+        graph = _trace(model.eval(), torch.randn(2, *shape), leaf_types(through=True), sized)
+        builder = TreeBuilder(graph, model)
+        root = builder.build()
+        return spec_text(root, resolve(root, builder), "m", shape)
+
+    assert text(sized=True) == text(sized=False)
+
+
+def test_the_capture_computes_nothing_so_a_model_too_large_to_run_is_captured():
+    from archspec.importer.capture import trace
+
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 512, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1)
+    )
+    x = torch.zeros(1).expand(2, 3, 8192, 8192)  # a real run: 2 x 512 x 8192^2 floats, 275 GB
+    graph = trace(model.eval(), x).graph
+    shapes = [tuple(n.meta["tensor_meta"].shape) for n in graph.graph.nodes if n.op != "output"]
+    assert shapes == [
+        (2, 3, 8192, 8192),
+        (2, 512, 8192, 8192),
+        (2, 512, 8192, 8192),
+        (2, 512, 1, 1),
+    ]
