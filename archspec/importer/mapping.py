@@ -376,6 +376,8 @@ def _binary(node: fx.Node, merge: str) -> Mapped:
     scalar = b if tensors and tensors[0] is a else a
     if not isinstance(scalar, (int, float)) or not tensors:
         raise Unmapped(f"function {merge} with a non-constant operand")
+    if merge in ("add", "sub") and scalar == 0 and (merge == "add" or tensors[0] is a):
+        return Mapped(alias=tensors[0])  # `out = 0; out = out + branch(x)` (MobileOne, FastViT)
     if merge == "mul":
         return Mapped({"op": "scale", "value": float(scalar)}, tensors)
     if merge == "div" and tensors[0] is a:

@@ -339,3 +339,25 @@ def test_the_capture_computes_nothing_so_a_model_too_large_to_run_is_captured():
         (2, 512, 8192, 8192),
         (2, 512, 1, 1),
     ]
+
+
+class _SumFromZero(torch.nn.Module):
+    """Branches summed into a running total that starts at the number 0 (MobileOne's blocks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.b = torch.nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        out = 0
+        out = out + self.a(x)
+        total = self.b(x) - 0
+        return out + total
+
+
+def test_adding_the_number_zero_is_the_value_itself():
+    source = _SumFromZero()
+    imported = import_module(source, (3, 8, 8))
+    check_exact(source, imported.spec, (3, 8, 8))
+    assert imported.text.count("op: add") == 1 and "scale" not in imported.text
