@@ -69,7 +69,7 @@ def _tidy(items: list[dict[str, Any]], keep: set[str]) -> None:
             _tidy(item["layers"], keep)
         if name is None or "block" in item:
             continue
-        if name == str(position):
+        if name == str(position) and name not in keep:  # `from: "0"` needs the name
             del item["name"]
         elif not numeric and not item.get("_state") and "layers" not in item and name not in keep:
             del item["name"]

@@ -361,3 +361,35 @@ def test_adding_the_number_zero_is_the_value_itself():
     imported = import_module(source, (3, 8, 8))
     check_exact(source, imported.spec, (3, 8, 8))
     assert imported.text.count("op: add") == 1 and "scale" not in imported.text
+
+
+class _AppendList(torch.nn.Sequential):
+    """Each entry's output is kept and all are concatenated (VoVNet's SequentialAppendList)."""
+
+    def forward(self, x):
+        outputs = [x]
+        for module in self:
+            x = module(x)
+            outputs.append(x)
+        return torch.cat(outputs, dim=1)
+
+
+class _OneShotAggregation(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.mid = _AppendList(
+            *(torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.ReLU())
+              for _ in range(3))
+        )  # fmt: skip
+        self.head = torch.nn.Conv2d(16, 8, 1)
+
+    def forward(self, x):
+        return self.head(self.mid(self.stem(x)))
+
+
+def test_numbered_entries_read_by_name_keep_their_numbers():
+    source = _OneShotAggregation()
+    imported = import_module(source, (3, 8, 8))
+    check_exact(source, imported.spec, (3, 8, 8))
+    assert '"0", "1", "2"]' in imported.text  # the concat reads the entries by their numbers
