@@ -216,11 +216,37 @@ _ACTIVATIONS: dict[type, str] = {
 }
 
 
+def _groupnorm(m: nn.GroupNorm, node: fx.Node) -> dict[str, Any]:
+    item: dict[str, Any] = {"op": "groupnorm", "num_groups": m.num_groups}
+    _put(item, "eps", m.eps, 1e-5)
+    _put(item, "affine", m.affine, True)
+    return item
+
+
+_PAD_MODES = {
+    nn.ZeroPad2d: "constant",
+    nn.ConstantPad2d: "constant",
+    nn.ReflectionPad2d: "reflect",
+    nn.ReplicationPad2d: "replicate",
+    nn.CircularPad2d: "circular",
+}
+
+
+def _pad(m: Any, node: fx.Node) -> dict[str, Any]:
+    """nn.ZeroPad2d and its kin: `padding` is (left, right, top, bottom) of an image."""
+    left, right, top, bottom = m.padding
+    item: dict[str, Any] = {"op": "pad", "padding": [top, bottom, left, right]}
+    _put(item, "mode", _PAD_MODES[type(m)], "constant")
+    _put(item, "value", float(getattr(m, "value", 0.0)), 0.0)
+    return item
+
+
 def _batchnorm_act(m: Any, node: fx.Node) -> list[dict[str, Any]]:
-    """timm's BatchNormAct2d: the batchnorm (its weights at the module's name), then its act."""
+    """timm's BatchNormAct2d and GroupNormAct: the norm (its weights at the module's name),
+    then its act."""
     if not isinstance(m.drop, nn.Identity):
         raise Unmapped(f"module {type(m).__name__} with dropout")
-    items = [_batchnorm(m, node)]
+    items = [_groupnorm(m, node) if isinstance(m, nn.GroupNorm) else _batchnorm(m, node)]
     if isinstance(m.act, nn.Identity):
         return items
     if isinstance(m.act, nn.LeakyReLU):
@@ -260,6 +286,8 @@ def _modules() -> dict[type, Callable[[Any, fx.Node], Any]]:
         nn.BatchNorm2d: _batchnorm,
         nn.BatchNorm1d: _batchnorm,
         nn.LayerNorm: _layernorm,
+        nn.GroupNorm: _groupnorm,
+        **{cls: _pad for cls in _PAD_MODES},
         nn.Linear: _linear,
         nn.MaxPool2d: _pool("maxpool"),
         nn.AvgPool2d: _pool("avgpool"),
@@ -284,6 +312,9 @@ def _modules() -> dict[type, Callable[[Any, fx.Node], Any]]:
         import timm.models.swin_transformer as timm_swin
 
         table[timm_layers.BatchNormAct2d] = _batchnorm_act
+        table[timm_layers.GroupNormAct] = _batchnorm_act
+        table[timm_layers.GroupNorm] = _groupnorm
+        table[timm_layers.GroupNorm1] = _groupnorm
         table[timm_layers.Conv2dSame] = _conv_tf_same
         table[timm_layers.ScaledStdConv2d] = _scaled_std_conv
         table[timm_layers.ScaledStdConv2dSame] = _scaled_std_conv

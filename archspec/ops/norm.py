@@ -1,4 +1,4 @@
-"""Normalization: batchnorm and layernorm (over channels, whatever the layout)."""
+"""Normalization: batchnorm, layernorm (over channels, whatever the layout) and groupnorm."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from archspec.ops.base import Op, example, register
+from archspec.ops.base import Op, PositiveInt, ShapeError, example, register
 from archspec.shape import Shape
 
 if TYPE_CHECKING:
@@ -78,3 +78,40 @@ class LayerNorm(Op):
 
     def count_params(self, inputs: list[Shape]) -> int:
         return 2 * inputs[0].channels if self.elementwise_affine else 0
+
+
+@register
+class GroupNorm(Op):
+    """Group normalization of an image (nn.GroupNorm): the channels split into `num_groups`
+    groups, each normalized over its channels and pixels; `num_groups: 1` normalizes over the
+    whole sample (PoolFormer's GroupNorm1), one group per channel is InstanceNorm with affine
+    weights. Independent of the batch, unlike batchnorm."""
+
+    op = "groupnorm"
+    examples = (
+        example({"num_groups": 2}, (6, 5, 5)),
+        example({"num_groups": 1, "affine": False}, (4, 3, 3)),
+    )
+    normalizes = True
+    layouts = ("CHW",)
+    global_gate = True  # each pixel, shifted and scaled by its group's statistics over the image
+
+    num_groups: PositiveInt
+    eps: Eps = 1e-5
+    affine: bool = True
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        channels = inputs[0].channels
+        if channels % self.num_groups:
+            raise ShapeError(
+                f"groupnorm: {channels} channels do not split into {self.num_groups} groups"
+            )
+        return inputs[0]
+
+    def build(self, inputs: list[Shape]) -> nn.Module:
+        from torch import nn
+
+        return nn.GroupNorm(self.num_groups, inputs[0].channels, self.eps, self.affine)
+
+    def count_params(self, inputs: list[Shape]) -> int:
+        return 2 * inputs[0].channels if self.affine else 0

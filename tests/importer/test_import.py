@@ -393,3 +393,45 @@ def test_numbered_entries_read_by_name_keep_their_numbers():
     imported = import_module(source, (3, 8, 8))
     check_exact(source, imported.spec, (3, 8, 8))
     assert '"0", "1", "2"]' in imported.text  # the concat reads the entries by their numbers
+
+
+def test_group_norms_import_as_groupnorm():
+    timm_layers = pytest.importorskip("timm.layers")
+    source = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.GroupNorm(4, 8),
+        timm_layers.GroupNormAct(8, num_groups=2, act_layer=torch.nn.ReLU),
+        timm_layers.GroupNorm1(8, eps=1e-6),  # PoolFormer's: one group
+    )
+    for m in source.modules():  # not the initial ones and zeros, so a wrong grouping shows
+        if isinstance(m, torch.nn.GroupNorm):
+            torch.nn.init.normal_(m.weight)
+            torch.nn.init.normal_(m.bias)
+    imported = import_module(source, (3, 8, 8))
+    check_exact(source, imported.spec, (3, 8, 8))
+    assert imported.text.count("op: groupnorm") == 3
+    assert "num_groups: 2" in imported.text and "{op: relu" in imported.text
+
+
+def test_groupnorm_needs_channels_that_split_into_its_groups():
+    text = "name: g\ninput: {channels: 3, size: 8}\nlayers:\n"
+    text += (
+        "  - {op: conv2d, out_channels: 6, kernel_size: 1}\n  - {op: groupnorm, num_groups: 4}\n"
+    )
+    with pytest.raises(archspec.ArchspecError) as caught:
+        archspec.analyze(archspec.load_spec(text))
+    assert "<spec>:5:5" in str(caught.value)
+    assert "groupnorm: 6 channels do not split into 4 groups" in str(caught.value)
+
+
+def test_padding_modules_import_as_pad():
+    source = torch.nn.Sequential(
+        torch.nn.ConstantPad2d((1, 0, 2, 1), 0.5),
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.ReflectionPad2d((2, 1, 0, 1)),
+        torch.nn.ZeroPad2d(1),
+    )
+    imported = import_module(source, (3, 8, 9))
+    check_exact(source, imported.spec, (3, 8, 9))
+    assert "padding: [2, 1, 1, 0], value: 0.5" in imported.text
+    assert "padding: [0, 1, 2, 1], mode: reflect" in imported.text
