@@ -221,7 +221,7 @@ def _trace(
         try:
             graph = tracer.trace(model, concrete_args=concrete or None)
         except Exception as exc:
-            raise ImportSourceError(_untraceable(model, exc)) from exc
+            raise ImportSourceError(_untraceable(model, exc, sized)) from exc
     _drop_unused(graph)
     module = fx.GraphModule(tracer.root, graph, type(model).__name__)
     for name, caller in patched:
@@ -241,8 +241,9 @@ def _trace(
     return module
 
 
-def _untraceable(model: nn.Module, exc: Exception) -> str:
-    """One line: why torch.fx stopped, at the line of the model's own code where it did."""
+def _untraceable(model: nn.Module, exc: Exception, sized: bool) -> str:
+    """One line: why torch.fx stopped, at the line of the model's own code where it did (a
+    branch in a sized trace reads tensor values: sizes are numbers there)."""
     where = ""
     torch_dir = os.path.dirname(torch.__file__)
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
@@ -257,6 +258,9 @@ def _untraceable(model: nn.Module, exc: Exception) -> str:
         return (
             f"torch.fx cannot trace {name}: its forward branches on tensor values{where}; a spec "
             "has one data flow for every input, so this model cannot be imported"
+            if sized
+            else f"torch.fx cannot trace {name}: its forward branches on tensor sizes or "
+            f"values{where}"
         )
     first = str(exc).splitlines()[0][:200] if str(exc) else ""
     return f"torch.fx cannot trace {name}: {type(exc).__name__}: {first}{where}"
