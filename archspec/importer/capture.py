@@ -306,7 +306,8 @@ class _ShapeRecorder(fx.Interpreter):
 class _SizedProxy(fx.Proxy):
     """A proxy that answers `.shape`, `.size()`, `.dim()`, `.numel()`, `.dtype`, `.device`,
     `len()` and iteration with the values its tracer computed for it, so that a forward's
-    branches and loops on sizes are settled while tracing (the graph holds them as constants)."""
+    branches and loops on sizes are settled while tracing (the graph holds them as constants);
+    on fake tensors, any other metadata too (`x.is_contiguous()`, `x.stride()`, `x.is_cuda`)."""
 
     tracer: _SizedTracer
 
@@ -347,6 +348,22 @@ class _SizedProxy(fx.Proxy):
             return iter([self[i] for i in range(len(self._value))])
         return super().__iter__()
 
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("_") and name not in ("tracer", "node") and self.tracer.mode:
+            value = getattr(self._value, name, None)
+            if _metadata(value):  # `x.is_cuda`, `x.layout`: answered like the sizes
+                return value
+        return super().__getattr__(name)
+
+
+def _metadata(value: Any) -> bool:
+    """A plain value computed from fake tensors: it can only come from their metadata (sizes,
+    strides, dtype, device, contiguity), never from their data, which they do not have."""
+    scalars = (bool, int, float, str, torch.dtype, torch.device, torch.layout, torch.memory_format)
+    if isinstance(value, tuple):
+        return all(isinstance(v, int) for v in value)
+    return isinstance(value, scalars)
+
 
 class _SizedTracer(_Tracer):
     """torch.fx's tracer that also runs each node as it records it (on fake tensors, or for
@@ -378,7 +395,11 @@ class _SizedTracer(_Tracer):
     def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, *rest: Any,
                      **more: Any) -> fx.Proxy:  # fmt: skip
         proxy = super().create_proxy(kind, target, args, kwargs, *rest, **more)
-        self.values[proxy.node] = self._run(proxy.node)
+        value = self.values[proxy.node] = self._run(proxy.node)
+        if self.mode and kind in ("call_method", "call_function") and _metadata(value):
+            # `x.is_contiguous()`, `x.stride()`: metadata, a constant like the sizes
+            self.graph.erase_node(proxy.node)
+            return value  # type: ignore[no-any-return]
         return proxy
 
     def _run(self, node: fx.Node) -> Any:

@@ -203,7 +203,8 @@ class MaxVitLike(nn.Module):
 class PadToPatches(nn.Module):
     """MobileViT's and Swin's size checks in small: the forward pads the map to a multiple of the
     patch size, resizes it when a rounded size differs and runs as many blocks as the width
-    allows, all decided from `x.shape`, which torch.fx alone cannot trace."""
+    allows, all decided from `x.shape` (and its memory format), which torch.fx alone cannot
+    trace."""
 
     def __init__(self, patch: int = 4):
         super().__init__()
@@ -220,6 +221,8 @@ class PadToPatches(nn.Module):
         height = math.ceil(x.shape[-2] / self.patch) * self.patch
         if height != x.shape[-2]:  # not at the tested sizes: archspec has no resize op
             x = torch.nn.functional.interpolate(x, size=(height, x.shape[-1]), mode="bilinear")
+        if not x.is_contiguous(memory_format=torch.channels_last):  # metadata, like the sizes
+            x = x.contiguous()
         for i in range(x.size(-1) // 8):
             x = self.blocks[i](x)
         return self.fc(x.mean((2, 3)))
