@@ -8,7 +8,6 @@ the block's input, which is an earlier node, so structure is decided in graph or
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
@@ -24,8 +23,6 @@ from archspec.spec.expr import ExprError, evaluate, has_expression
 from archspec.spec.limits import MAX_NODES
 from archspec.spec.model import Item, ParamDef, Spec
 from archspec.spec.yamlsource import PathKey, Source
-
-_PART = re.compile(r"^.+\.[0-9]+$")  # `halves.1`: part 1 of the split named halves
 
 _PARAM_TYPES: dict[str, TypeAdapter] = {
     "int": TypeAdapter(int),
@@ -71,6 +68,7 @@ class Scope:
     parent: Scope | None = None
     names: dict[str, str | Ref] = field(default_factory=dict)
     lexical: bool = True  # groups see their parent's names; blocks do not
+    prefix: str = ""  # the dotted name of the group or block instance these items are in, with "."
     used: set[str] = field(default_factory=set)
     skipped: set[str] = field(default_factory=set)  # names of items switched off by `when`
 
@@ -81,6 +79,15 @@ class Scope:
         while scope is not None:
             if name in scope.names:
                 return scope.names[name]
+            scope = scope.parent if scope.lexical else None
+        return None
+
+    def defining(self, name: str) -> Scope | None:
+        """The scope whose items define `name` (this one or, lexically, an enclosing one)."""
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.names:
+                return scope
             scope = scope.parent if scope.lexical else None
         return None
 
@@ -188,6 +195,7 @@ class Expander:
         self.source = spec._source or Source(None, spec.file)
         self.nodes: dict[str, Pending] = {}
         self.parts: dict[str, tuple[PartKind, PathKey, str | Ref]] = {}
+        self.repeats: dict[str, int] = {}  # repeated groups and stages: how many instances
         self.problems: list[Problem] = []
         self.depth_index = 0
         self.max_nodes = MAX_NODES.value  # read once: the environment variable may set it
@@ -336,7 +344,7 @@ class Expander:
             if item.layers is not None:
                 if within.block is None and within.plain is None and not _has_blocks(item.layers):
                     inner = replace(within, plain=instance)
-                child = Scope(current, parent=scope, lexical=True)
+                child = Scope(current, parent=scope, lexical=True, prefix=instance + ".")
                 current = self.expand(
                     item.layers, path + ("layers",), child, instance + ".", counted, inner
                 )
@@ -348,6 +356,8 @@ class Expander:
             if item.repeat is not None:
                 self.parts[instance] = (kind, path, current)
         self.parts[name] = (kind, path, current)
+        if item.repeat is not None:
+            self.repeats[name] = repeat
         return current
 
     def _block(
@@ -402,7 +412,7 @@ class Expander:
             if key not in args and has_expression(pdef.default)
         }
         env = env.child(**derived)
-        scope = Scope(current, lexical=False)
+        scope = Scope(current, lexical=False, prefix=prefix)
         layers = ("blocks", item.block, "layers")
         return self.expand(block.layers, layers, scope, prefix, env, within)
 
@@ -453,8 +463,8 @@ class Expander:
                     self.fail(ref.path, f"from: {ref.name!r} refers to itself")
                 return None
             target = ref.scope.lookup(ref.name)
-            if target is None and _PART.match(ref.name):
-                target = self._part(ref, report)
+            if target is None and "." in ref.name:
+                target = self._dotted(ref, report)
                 if target is None:
                     return None
             if target is None:
@@ -470,22 +480,76 @@ class Expander:
             r.target = ref
         return ref
 
-    def _part(self, ref: Ref, report: bool) -> str | None:
-        """`name.i`: the node reading part i of the split or chunk `name`, added on first use."""
-        base, _, index = ref.name.rpartition(".")
-        source = self.resolve(Ref(ref.scope, base, ref.path), report)
-        if source is None:
-            return None
-        split = self.nodes.get(source)
-        if split is None or not issubclass(get_op(split.item.op or ""), Parts):
-            if report:
-                what = f"a {split.item.op}" if split is not None else "the input"
+    def _dotted(self, ref: Ref, report: bool) -> str | Ref | None:
+        """`group.layer` (nested: `a.b.c`): the output of the layer `layer` inside the group or
+        block instance `group`, the dotted path being its module path (unnamed items by
+        position, `stage.2` instance 2 of a repeated stage); `name.i` after a split or chunk
+        is part i of it. None (reported when `report`) where the path leads nowhere."""
+        head, *rest = ref.name.split(".")
+        scope = ref.scope.defining(head)
+        if scope is None or head in scope.skipped:
+            if report and head == INPUT:
                 self.fail(
                     ref.path,
-                    f"from: {ref.name!r}: {base!r} is {what} with one output; `.{index}` reads "
-                    "a part of a split or chunk",
+                    f"from: {ref.name!r}: the input has one output; `.{rest[0]}` reads a part "
+                    "of a split or chunk, or a layer inside a group",
                 )
+            elif report:
+                why = (
+                    f"{head!r} is switched off (when), nothing inside it can be read"
+                    if scope is not None
+                    else f"no layer named {head!r} here" + _suggest(head, ref.scope)
+                )
+                self.fail(ref.path, f"from: {ref.name!r}: {why}")
             return None
+        walked = scope.prefix + head
+        for k, step in enumerate(rest):
+            op = self.nodes.get(walked)
+            if op is not None:  # an op: only a split or chunk has parts to read
+                if k == len(rest) - 1 and issubclass(get_op(op.item.op or ""), Parts):
+                    return self._part(walked, step, ref, report)
+                if report:
+                    self.fail(
+                        ref.path,
+                        f"from: {ref.name!r}: {_local(walked, scope)!r} is a {op.item.op} with one "
+                        f"output; `.{step}` reads a part of a split or chunk, or a layer inside "
+                        "a group",
+                    )
+                return None
+            inner = f"{walked}.{step}"
+            if inner not in self.parts and walked in self.repeats:
+                if report:
+                    n = self.repeats[walked]
+                    times = f"{n} time{'s' * (n > 1)}"
+                    self.fail(
+                        ref.path,
+                        f"from: {ref.name!r}: {_local(walked, scope)!r} repeats {times}; `.i` "
+                        f"reads instance i (0 to {n - 1}), `.i.layer` a layer inside it",
+                    )
+                return None
+            if inner not in self.parts:
+                if report:
+                    known = {
+                        n[len(walked) + 1 :].split(".")[0]
+                        for n in self.parts
+                        if n.startswith(walked + ".")
+                    }
+                    self.fail(
+                        ref.path,
+                        f"from: {ref.name!r}: {_local(walked, scope)!r} has no layer {step!r}"
+                        + (_did_you_mean(step, known) if known else ""),
+                    )
+                return None
+            walked = inner
+        return walked if walked in self.nodes else self.parts[walked][2]
+
+    def _part(self, source: str, index: str, ref: Ref, report: bool) -> str | None:
+        """Part `index` of the split or chunk `source`: the node reading it, added on first use."""
+        if not index.isdigit():
+            if report:
+                self.fail(ref.path, f"from: {ref.name!r}: a part of a split is read by its number")
+            return None
+        split = self.nodes[source]
         name = f"{source}.{index}"
         if name not in self.nodes:
             self.nodes[name] = Pending(
@@ -510,6 +574,16 @@ def _has_blocks(items: list[Item]) -> bool:
     return any(
         it.block is not None or (it.layers is not None and _has_blocks(it.layers)) for it in items
     )
+
+
+def _local(name: str, scope: Scope) -> str:
+    """`name` as written in the scope's `from:` (without the prefix of the scope's own block)."""
+    return name[len(scope.prefix) :] if name.startswith(scope.prefix) else name
+
+
+def _did_you_mean(name: str, known: set[str]) -> str:
+    message = unknown_message("", name, known)
+    return "; " + message.split("; ", 1)[1]
 
 
 def _suggest(name: str, scope: Scope) -> str:

@@ -14,6 +14,7 @@ from torch import nn
 from archspec.importer.blocks import BlockConflict, recover_blocks
 from archspec.importer.capture import ImportSourceError, load_source, trace
 from archspec.importer.emit import flow, key, name_value, scalar
+from archspec.importer.order import regroup
 from archspec.importer.tree import Group, Leaf, TreeBuilder, resolve
 from archspec.spec.model import Spec
 
@@ -53,7 +54,11 @@ def _referenced(items: list[dict[str, Any]], out: set[str]) -> set[str]:
         src = item.get("from")
         names = [src] if isinstance(src, str) else (src or [])
         out.update(names)
-        out.update(n.split(".")[0] for n in names)  # `halves.1` reads the item `halves`
+        # `halves.1` reads the item `halves`; `stage.0.fuse_act` the items on that path (their
+        # positions are their names: only names that are not positions are kept)
+        for n in names:
+            head, *rest = n.split(".")
+            out.update([head, *(part for part in rest if not part.isdigit())])
         if "layers" in item:
             _referenced(item["layers"], out)
     return out
@@ -63,13 +68,14 @@ def _tidy(items: list[dict[str, Any]], keep: set[str]) -> None:
     """Drop names a reader need not see: stateless unreferenced ops, and names that are the
     item's position (what archspec would number it anyway)."""
     numeric = any(str(item.get("name", "")).isdigit() for item in items)
+    bare = {n for n in _referenced(items, set()) if n.isdigit()}  # from here or inner groups
     for position, item in enumerate(items):
         name = item.get("name")
         if "layers" in item:
             _tidy(item["layers"], keep)
         if name is None or "block" in item:
             continue
-        if name == str(position) and name not in keep:  # `from: "0"` needs the name
+        if name == str(position) and name not in bare:  # `from: "0"` (VoVNet) needs the name
             del item["name"]
         elif not numeric and not item.get("_state") and "layers" not in item and name not in keep:
             del item["name"]
@@ -191,6 +197,10 @@ def import_module(
     gm = captured.graph
     builder = TreeBuilder(gm, module)
     root = builder.build()
+    if builder.interleaved:  # HRNet's fuse layers: each module's calls together, then again
+        regroup(gm)
+        builder = TreeBuilder(gm, module)
+        root = builder.build()
     if builder.problems.count:
         raise ImportSourceError(builder.problems.lines())
     _check_all_weights_used(module, gm)

@@ -158,6 +158,14 @@ def _plain(op: str, **fields: Callable[[Any], Any]) -> Callable[[nn.Module, fx.N
     return mapped
 
 
+def _upsample(m: nn.Upsample, node: fx.Node) -> dict[str, Any]:
+    scale = m.scale_factor if isinstance(m.scale_factor, (tuple, list)) else [m.scale_factor] * 2
+    if m.mode != "nearest" or m.size is not None or any(float(s) != int(s) for s in scale):
+        raise Unmapped(f"module Upsample (mode {m.mode}, size {m.size}, scale {m.scale_factor})",
+                       "archspec's upsample is nearest by an integer scale_factor")  # fmt: skip
+    return {"op": "upsample", "scale_factor": _pair([int(s) for s in scale])}
+
+
 def _dropout(m: nn.Dropout, node: fx.Node) -> dict[str, Any]:
     return {"op": "dropout", "p": m.p} if m.p != 0.5 else {"op": "dropout"}
 
@@ -304,6 +312,7 @@ def _modules() -> dict[type, Callable[[Any, fx.Node], Any]]:
         nn.Dropout: _dropout,
         nn.Identity: _plain("identity"),
         nn.Flatten: _flatten,
+        nn.Upsample: _upsample,
         nn.MultiheadAttention: _attention,
         nn.Softmax: _softmax,
     }

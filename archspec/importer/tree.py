@@ -21,8 +21,10 @@ from archspec.importer.mapping import (
     map_module,
     parameter_item,
 )
+from archspec.importer.order import OWNER
 
 INPUT_VALUE = "<input>"
+INTERLEAVED = "module list called entry by entry, between other ops"
 
 
 @dataclass(eq=False)
@@ -93,6 +95,8 @@ def _stack(node: fx.Node) -> tuple[str, ...]:
 
 
 def _owner(node: fx.Node) -> list[str]:
+    if OWNER in node.meta:  # an op of a parent run between a module list's entries (order.py)
+        return list(node.meta[OWNER])
     if node.op in ("call_module", "get_attr"):
         return str(node.target).split(".")[:-1]
     stack = node.meta.get("nn_module_stack") or {}
@@ -118,6 +122,7 @@ class TreeBuilder:
         self.problems = Problems()
         self.outputs: list[str] = []
         self.called: set[str] = set()
+        self.interleaved = False  # a module list's entries ran between other ops (order.py)
 
     def value(self, node: fx.Node) -> str:
         name = node.name
@@ -176,7 +181,9 @@ class TreeBuilder:
         try:
             group = self._group(_owner(node), _stack(node))
         except _Split as split:
-            self.problems.add(*split.problem(node.op == "get_attr"))
+            problem = split.problem(node.op == "get_attr")
+            self.interleaved |= problem[0] == INTERLEAVED
+            self.problems.add(*problem)
             return
         used = {e.name for e in group.entries}
         name, k = local, 1
@@ -301,6 +308,10 @@ class TreeBuilder:
         return self.root
 
 
+def _below(entry: Entry) -> list[Leaf]:
+    return entry.leaves() if isinstance(entry, Group) else []
+
+
 class _Step:
     """Step k of a function that maps to a chain of ops (mean over H, W -> pool, flatten)."""
 
@@ -362,7 +373,7 @@ class _Split(Exception):
             )
         # HRNet's fuse layers: the owner sums its list's outputs as it calls them one by one
         return (
-            "module list called entry by entry, between other ops",
+            INTERLEAVED,
             self.path,
             f"{self.between or 'the model'} runs between the calls of its entries and reads "
             "each one's output; a spec group runs at once and has one output",
@@ -430,6 +441,16 @@ def resolve(root: Group, builder: TreeBuilder) -> list[str]:
             inner = inner.parent
         return False
 
+    def inside(entry: Entry, producer: Leaf, value: str) -> list[str]:
+        """The dotted path from `entry` down to the item whose output is `value`: a group read
+        at an inner layer (HRNet's branches, each read by the fuse layers) is `group.layer`."""
+        path = [entry.name]
+        while entry.value != value:
+            assert isinstance(entry, Group)
+            entry = next(e for e in entry.entries if producer is e or producer in _below(e))
+            path.append(entry.name)
+        return path
+
     def name_in(group: Group, value: str) -> str:
         """How `group`'s items refer to `value`."""
         if value == group.input_value or (value == INPUT_VALUE and group is root):
@@ -448,15 +469,9 @@ def resolve(root: Group, builder: TreeBuilder) -> list[str]:
             while entry.parent is not None and entry.parent is not scope:
                 entry = entry.parent
             if entry.parent is scope:
-                if entry.value != value:
-                    inner = f"{scope.path}.{entry.name}" if scope.path else entry.name
-                    raise ImportSourceError(
-                        f"{inner} is read inside by {group.path or 'the model'}, not only at "
-                        "its output: a spec group has one output"
-                    )
                 if scope is not group and not bar and shadowed(group, scope, entry.name):
                     return alias(scope, value, entry.name, entry)
-                return entry.name + suffix
+                return ".".join(inside(entry, producer, value)) + suffix
             if value + bar + part == scope.input_value:
                 if scope is not group and not bar:  # `input` there is this group's own input
                     return alias(scope, value, f"{scope.name or 'model'}_input", None)

@@ -88,7 +88,7 @@ class Window:
     """How an op maps input pixels to output pixels, for receptive fields (per spatial axis)."""
 
     kernel: int = 1
-    stride: int = 1
+    stride: int = 1  # 1/s for an upsampling by s (each input pixel feeds s output units)
     dilation: int = 1
     padding: int = 0
     whole: bool = False  # every output unit sees the whole input (global pooling, attention)

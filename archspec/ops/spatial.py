@@ -1,4 +1,5 @@
-"""Spatial indexing without arithmetic: roll (cyclic shift), slice (strided crop), pad."""
+"""Spatial indexing without arithmetic: roll (cyclic shift), slice (strided crop), pad, upsample
+(nearest neighbour)."""
 
 from __future__ import annotations
 
@@ -179,3 +180,38 @@ class Pad(Op):
     def windows(self, inputs: list[Shape]) -> tuple[Window, Window]:
         top, _, left, _ = self.sides()
         return Window(padding=top), Window(padding=left)
+
+
+@register
+class Upsample(Op):
+    """Nearest-neighbour upsampling of (N,C,H,W) by an integer `scale_factor` (an int or
+    [h, w]), as nn.Upsample(scale_factor=s, mode="nearest"): output pixel (i, j) is input pixel
+    (i // h, j // w). HRNet's fuse layers bring each branch to a finer branch's resolution."""
+
+    op = "upsample"
+    layouts = ("CHW",)
+    examples = (
+        example({"scale_factor": 2}, (3, 5, 4)),
+        example({"scale_factor": [4, 2]}, (2, 3, 3)),
+    )
+
+    scale_factor: PositivePair
+
+    def infer(self, inputs: list[Shape]) -> Shape:
+        (h, w), (sh, sw) = inputs[0].spatial, pair(self.scale_factor)
+        return Shape.image(inputs[0].channels, h * sh, w * sw)
+
+    def emit(
+        self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
+    ) -> fx.Node:
+        import torch.nn.functional as F
+
+        scale = tuple(float(s) for s in pair(self.scale_factor))
+        return graph.call_function(
+            F.interpolate, (args[0],), {"scale_factor": scale, "mode": "nearest"}
+        )
+
+    def windows(self, inputs: list[Shape]) -> tuple[Window, Window]:
+        # output pixel i reads input pixel i // s: one pixel, 1/s input pixels between units
+        h, w = pair(self.scale_factor)
+        return Window(stride=1 / h), Window(stride=1 / w)  # type: ignore[arg-type]

@@ -15,16 +15,18 @@ NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # (torchvision's `block1-0`, `0`) made of letters, digits, `_` and `-` (`.` joins the path;
 # quotes and spaces could never reach generated code). The fx node name is sanitized by fx.
 ITEM_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
-# what `from:` reads: a layer name, or part i of a split or chunk (`halves.1`)
-FROM_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*(\.[0-9]+)?$"
+# what `from:` reads: a layer name, a layer inside a group by its dotted module path
+# (`stage.2.conv`), or part i of a split or chunk (`halves.1`)
+FROM_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_-]*)*$"
 PATTERN_WORDS = {  # what a pattern means, for error messages
     NAME_PATTERN: "a name of letters, digits and _, not starting with a digit",
     ITEM_NAME_PATTERN: "a layer name of letters, digits, _ and - (no dots, no spaces)",
-    FROM_PATTERN: "a layer name (letters, digits, _ and -), or name.i for part i of a split",
+    FROM_PATTERN: "a layer name (letters, digits, _ and -), group.layer for a layer inside a "
+    "group, or name.i for part i of a split",
 }
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 ItemName = Annotated[str, Field(pattern=ITEM_NAME_PATTERN, max_length=64)]
-FromName = Annotated[str, Field(pattern=FROM_PATTERN, max_length=72)]
+FromName = Annotated[str, Field(pattern=FROM_PATTERN, max_length=256)]
 Expr = Annotated[str, Field(pattern=r"^\$", max_length=200)]
 PositiveInt = Annotated[int, Field(ge=1, le=1 << 20)]
 Multiplier = Annotated[float, Field(gt=0, le=16)]  # a width/depth/resolution factor

@@ -115,6 +115,40 @@ class Fuse(nn.Module):
         return y
 
 
+class Head(nn.Module):
+    """HRNet's head in small: y = incre[i](x) + down[i - 1](y), so the parent's add runs between
+    the entries of `down`, and `incre`'s entries are called between `down`'s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.incre = nn.ModuleList([nn.Conv2d(3, 4, 1) for _ in range(3)])
+        self.down = nn.ModuleList(
+            [nn.Sequential(nn.Conv2d(4, 4, 1), nn.ReLU(inplace=True)) for _ in range(2)]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.incre[0](x)
+        for i in range(1, 3):
+            y = self.incre[i](x) + self.down[i - 1](y)
+        return y
+
+
+class OverwrittenBetween(nn.Module):
+    """The fuse layers with an in-place op between the entries: the second entry must read the
+    overwritten input, so it may not move before the overwrite."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 1)
+        self.fuse_layers = nn.ModuleList([nn.Conv2d(4, 4, 1) for _ in range(2)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.fuse_layers[0](x)
+        x.relu_()
+        return y + self.fuse_layers[1](x)
+
+
 class SharedInside(nn.Module):
     """CoaT's shared position encoding in small: every block's forward calls one module that
     belongs to the model, not to the block."""

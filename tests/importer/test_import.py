@@ -74,12 +74,38 @@ def test_unmapped_parts_are_listed_once_with_count_and_first_place(tmp_path):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+def test_a_module_list_called_entry_by_entry_is_one_group_read_at_its_entries():
+    source = models.Fuse()
+    imported = import_module(source, (3, 8, 8))
+    check_exact(source, imported.spec, (3, 8, 8))
+    assert imported.text.split("layers:\n", 1)[1] == (
+        "  - {op: conv2d, name: stem, out_channels: 4, kernel_size: 1}\n"
+        "  - name: fuse_layers\n"
+        "    layers:\n"
+        "      - {op: conv2d, out_channels: 4, kernel_size: 1}\n"
+        "      - {op: conv2d, from: input, out_channels: 4, kernel_size: 1}\n"
+        "      - {op: conv2d, from: input, out_channels: 4, kernel_size: 1}\n"
+        '  - {op: add, name: add, from: [stem, "fuse_layers.0"]}\n'
+        '  - {op: add, name: add_1, from: [add, "fuse_layers.1"]}\n'
+        "  - {op: add, name: add_2, from: [add_1, fuse_layers]}\n"
+    )
+
+
+def test_a_parent_op_that_must_run_between_entries_joins_the_list():
+    source = models.Head()
+    imported = import_module(source, (3, 8, 8))
+    check_exact(source, imported.spec, (3, 8, 8))
+    down = imported.text.split("name: down\n", 1)[1]
+    assert '{op: add, name: add, from: ["incre.1", "0"]}' in down  # between down.0 and down.1
+    assert down.endswith("\n  - {op: add, name: add, from: [incre, down]}\n")  # the model's
+
+
 @pytest.mark.parametrize(
     ("model", "line"),
     [
         (
-            models.Fuse(),
-            "unmapped module list called entry by entry, between other ops: 2 uses, first at "
+            models.OverwrittenBetween(),
+            "unmapped module list called entry by entry, between other ops: 1 use, first at "
             "fuse_layers (the model runs between the calls of its entries and reads each one's "
             "output; a spec group runs at once and has one output)",
         ),

@@ -42,8 +42,6 @@ MODELS = {
 }
 # the misses, each with the start of the importer's first line about it
 MISSES = {
-    # the fuse layers: the forward sums a module list's outputs as it calls its entries
-    "hrnet_w18_small": "unmapped module list called entry by entry, between other ops",
     # traced with its sizes fixed (MobileVitBlock pads or resizes on them), then its patches
     # fold the batch axis into another, which a spec's implicit batch axis cannot say
     "mobilevit_xxs": "unmapped method Tensor.reshape: 15 uses, first at stages.2.1.reshape (it "
@@ -71,4 +69,4 @@ def test_timm_model_imports_exactly_or_says_why(name):
 def test_the_tally():
     exact = len(MODELS) - len(MISSES)
     assert set(MISSES) <= set(MODELS) and len(MODELS) == 25
-    assert exact >= 22, f"{exact} of 25 timm models import exactly"
+    assert exact >= 23, f"{exact} of 25 timm models import exactly"

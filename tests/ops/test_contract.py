@@ -4,6 +4,8 @@ FlopCounterMode, the receptive field is what the output really depends on, torch
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import fx, nn
@@ -66,7 +68,7 @@ def _expected(window: Window, size: int, out_size: int, centre: int) -> range:
     if window.whole:
         return range(size)
     span = window.dilation * (window.kernel - 1) + 1
-    first = centre * window.stride - window.padding
+    first = math.floor(centre * window.stride) - window.padding  # stride 1/s: upsampling
     return range(max(first, 0), min(first + span, size))
 
 
