@@ -196,6 +196,7 @@ class Expander:
         self.nodes: dict[str, Pending] = {}
         self.parts: dict[str, tuple[PartKind, PathKey, str | Ref]] = {}
         self.repeats: dict[str, int] = {}  # repeated groups and stages: how many instances
+        self.passed: dict[str, str | Ref] = {}  # switched-off named items: the input they pass
         self.problems: list[Problem] = []
         self.depth_index = 0
         self.max_nodes = MAX_NODES.value  # read once: the environment variable may set it
@@ -274,6 +275,7 @@ class Expander:
                     previous = skipped[0]
                     if item.name:
                         scope.names[item.name] = previous
+                        self.passed[prefix + item.name] = previous
                 continue
             local = item.name or str(position)
             position += 1
@@ -527,6 +529,8 @@ class Expander:
                         f"reads instance i (0 to {n - 1}), `.i.layer` a layer inside it",
                     )
                 return None
+            if inner in self.passed and inner not in self.parts and k == len(rest) - 1:
+                return self.passed[inner]  # switched off: its name stands for its input
             if inner not in self.parts:
                 if report:
                     known = {

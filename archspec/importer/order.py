@@ -11,7 +11,7 @@ import operator
 
 from torch import fx
 
-OWNER = "archspec_owner"  # node.meta key: the module path whose group an adopted op joins
+from archspec.importer.tree import OWNER, owner_path
 
 # tensor methods and functions whose output shares its input's storage
 _VIEWS = {
@@ -71,13 +71,6 @@ def _storage(node: fx.Node) -> set[fx.Node]:
     return found
 
 
-def owner(node: fx.Node) -> tuple[str, ...]:
-    """The module path whose group `node` joins (as the tree builder places it)."""
-    from archspec.importer.tree import _owner
-
-    return tuple(_owner(node))
-
-
 def regroup(gm: fx.GraphModule) -> None:
     """Reorder `gm.graph` in place (a stable topological order keeping each module's calls
     together where the data allow), then give the parent's pure ops that still fall between
@@ -104,7 +97,7 @@ def regroup(gm: fx.GraphModule) -> None:
     for n, before in after.items():
         for b in before:
             users[b].append(n)
-    place = {n: owner(n) for n in nodes}
+    place = {n: tuple(owner_path(n)) for n in nodes}
     ready = [n for n in nodes if not waiting[n]]
     order: list[fx.Node] = []
     current: tuple[str, ...] = ()

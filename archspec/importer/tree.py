@@ -21,10 +21,10 @@ from archspec.importer.mapping import (
     map_module,
     parameter_item,
 )
-from archspec.importer.order import OWNER
 
 INPUT_VALUE = "<input>"
 INTERLEAVED = "module list called entry by entry, between other ops"
+OWNER = "archspec_owner"  # node.meta: the module whose group a parent op joins (order.py)
 
 
 @dataclass(eq=False)
@@ -94,7 +94,9 @@ def _stack(node: fx.Node) -> tuple[str, ...]:
     return tuple(re.sub(r"@\d+$", "", key) for key in stack)
 
 
-def _owner(node: fx.Node) -> list[str]:
+def owner_path(node: fx.Node) -> list[str]:
+    """The module whose group `node` joins: a called module's or parameter's parent, else the
+    module whose forward it runs in."""
     if OWNER in node.meta:  # an op of a parent run between a module list's entries (order.py)
         return list(node.meta[OWNER])
     if node.op in ("call_module", "get_attr"):
@@ -159,7 +161,7 @@ class TreeBuilder:
 
     def _place(self, node: fx.Node) -> str:
         return (
-            ".".join(_owner(node) + [node.name])
+            ".".join(owner_path(node) + [node.name])
             if node.op in ("call_function", "call_method")
             else str(node.target)
         )
@@ -179,7 +181,7 @@ class TreeBuilder:
             return
         assert mapped.item is not None
         try:
-            group = self._group(_owner(node), _stack(node))
+            group = self._group(owner_path(node), _stack(node))
         except _Split as split:
             problem = split.problem(node.op == "get_attr")
             self.interleaved |= problem[0] == INTERLEAVED
@@ -279,7 +281,7 @@ class TreeBuilder:
                     if mapped.name is not None:  # the op holds a buffer under that name
                         self.add(node, mapped, mapped.name, True, False)
                     elif mapped.item is not None:
-                        owner = ".".join(_owner(node))
+                        owner = ".".join(owner_path(node))
                         chain = mapped.item if isinstance(mapped.item, list) else [mapped.item]
                         previous = ""
                         for k, item in enumerate(chain):
@@ -371,7 +373,8 @@ class _Split(Exception):
                 f"{callers[-1]} calls it, though it is not part of {callers[-1]}: a module "
                 "shared between blocks, and a spec has no shared weights",
             )
-        # HRNet's fuse layers: the owner sums its list's outputs as it calls them one by one
+        # a list whose entries run between its owner's ops, which reordering (order.py) could
+        # not untangle: an in-place op between them, or another module's calls
         return (
             INTERLEAVED,
             self.path,

@@ -121,3 +121,20 @@ def test_a_bad_inner_reference_is_one_located_line(reference, message):
     [problem] = caught.value.problems
     assert problem.location.line == 19
     assert message in problem.message
+
+
+def test_a_block_stage_is_read_inside_by_instance_and_a_switched_off_layer_by_its_input():
+    graph = archspec.build_graph(
+        "name: blocks\n"
+        "input: {channels: 3, size: 8}\n"
+        "blocks:\n"
+        "  unit:\n"
+        "    layers:\n"
+        "      - {op: conv2d, name: conv, out_channels: 4, kernel_size: 1}\n"
+        "      - {op: relu, name: act, when: false}\n"
+        "      - {op: relu}\n"
+        "layers:\n"
+        "  - {block: unit, name: stage, repeat: 3}\n"
+        "  - {op: add, name: sum, from: [stage, stage.1.conv, stage.0.act, stage.2]}\n"
+    )
+    assert graph["sum"].inputs == ("stage.2.1", "stage.1.conv", "stage.0.conv", "stage.2.1")
