@@ -85,3 +85,16 @@ def test_archspec_schema_prints_both(tmp_path):
             capture_output=True, text=True, timeout=120, check=True,
         ).stdout  # fmt: skip
         Draft202012Validator.check_schema(json.loads(out))
+
+
+def test_from_takes_a_dotted_path_into_groups_and_nothing_else(validators):
+    text = (
+        "name: t\ninput: {channels: 3, size: 8}\nlayers:\n"
+        "  - {op: relu, from: [stage.2.conv, halves.1, branches.0, a]}\n"
+        "  - {op: relu, from: stage..conv}\n"
+        "  - {op: relu, from: stage.}\n"
+    )
+    assert [path for path, _ in _errors(validators, "spec", text)] == [
+        ["layers", 1, "from"],
+        ["layers", 2, "from"],
+    ]
