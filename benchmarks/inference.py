@@ -16,14 +16,17 @@ exported path >= 2x torchvision eager at batch 1.
 With --int8, two more paths: the same ONNX file and IR quantized to int8 (onnxruntime static
 QDQ, NNCF), calibrated on random inputs (speed does not depend on the weights' values), left
 out of the float32 output check; and a second table of top-1 agreement with float32, measured
-on bundles trained on `shapes` at 64 px (--agreement-epochs, default 10), on their test split,
-beside the float model's own test accuracy. A network trained one epoch is near chance with its
-top two logits almost tied (resnet50: 4% accuracy, median gap 0.03): any rounding swaps them,
-so its agreement says nothing about the quantization.
+on bundles trained on `shapes` at 64 px (AGREEMENT_RECIPE, each model's AGREEMENT_BUDGET of
+images and epochs), on their test split, beside the float model's own test accuracy. A network
+trained one epoch is near chance with its top two logits almost tied (resnet50: 4% accuracy,
+median gap 0.03): any rounding swaps them, so its agreement says nothing about the
+quantization. --agreement-only prints that table alone; --bundles DIR keeps the trained bundles
+there and reuses them on the next run.
 
     PYTHONPATH=. python benchmarks/inference.py --models resnet50 --batches 1 --repeats 5
     nice PYTHONPATH=. python benchmarks/inference.py          # the four models, batch 1 and 8
     nice PYTHONPATH=. python benchmarks/inference.py --batches 1 --int8 --threads 2
+    nice PYTHONPATH=. python benchmarks/inference.py --agreement-only --bundles /tmp/int8-bundles
 """
 
 from __future__ import annotations
@@ -43,12 +46,25 @@ import torchvision
 import archspec
 from archspec.export import export, from_spec, onnx_session, openvino_model, optimize
 from archspec.export.formats import load_pt2
+from archspec.train.config import Data, Training
 from archspec.zoo import spec_path
 
 MODELS = ("resnet50", "efficientnet_b0", "mobilenet_v2", "convnext_tiny")
 FLOAT32 = ("torch.export", "onnxruntime", "openvino f32")  # the exported float32 paths
 BF16 = "openvino bf16"  # the same IR at OpenVINO's CPU default where the CPU has bfloat16
 INT8 = ("onnxruntime int8", "openvino int8")  # quantized: speed here, agreement on trained bundles
+# The agreement bundles: trained, not near chance (on a network whose top two logits are almost
+# tied any rounding swaps its answer, and agreement says nothing about the quantization).
+# The recipe is one; the budget (shapes images, epochs) is each model's, so that each trains in
+# about 10-15 minutes on a loaded 2-core CPU.
+AGREEMENT_RECIPE = Training(batch_size=64, warmup_epochs=1)
+AGREEMENT_BUDGET = {
+    "resnet50": (3000, 10),
+    "efficientnet_b0": (4000, 15),
+    "mobilenet_v2": (4000, 15),
+    "convnext_tiny": (2000, 10),
+}
+OTHER_BUDGET = (2000, 10)
 PATHS = ("torchvision eager", "archspec eager", "archspec optimized", *FLOAT32, BF16, *INT8)
 TOLERANCE = 1e-3  # float32: max abs difference from torchvision's output, before timing
 BF16_TOLERANCE = 3e-2  # bfloat16: max abs difference over the largest |output|
@@ -108,28 +124,33 @@ def build_paths(
     return paths
 
 
-def agreement(name: str, folder: Path, epochs: int) -> tuple[float, dict[str, tuple[float, int]]]:
+def agreement(name: str, bundles: Path) -> tuple[float, dict[str, tuple[float, int]]]:
     """(float32 test accuracy, int8 path -> (top-1 agreement with float32 on the test split,
-    images)) for zoo model `name` trained `epochs` on `shapes` at 64 px (3 channels: grey
-    repeated), exported as the speed table's files are (optimized)."""
+    images)) for zoo model `name` trained on `shapes` at 64 px (3 channels: grey repeated) with
+    AGREEMENT_RECIPE for its AGREEMENT_BUDGET, exported as the speed table's files are
+    (optimized). The bundle is trained into bundles/NAME-IMAGESxEPOCHS once and reused after."""
+    from archspec.bundle import is_bundle, read_manifest
     from archspec.export.pipeline import export as export_file
     from archspec.sources import load_source
-    from archspec.train.config import Data, Training
-    from archspec.train.fit import fit
+    from archspec.train.fit import BUNDLE_DIR, fit
 
-    spec = archspec.load_spec(spec_path(name))
-    spec = spec.model_copy(update={"input": spec.input.model_copy(update={"size": 64})})
-    data = Data(dataset="shapes", num_samples=2000)
-    recipe = Training(epochs=epochs, batch_size=64, warmup_epochs=min(1, epochs - 1))
-    trained = fit(spec, data, recipe, folder / f"{name}-run")
+    samples, epochs = AGREEMENT_BUDGET.get(name, OTHER_BUDGET)
+    run = bundles / f"{name}-{samples}x{epochs}"
+    if not is_bundle(run / BUNDLE_DIR):
+        spec = archspec.load_spec(spec_path(name))
+        spec = spec.model_copy(update={"input": spec.input.model_copy(update={"size": 64})})
+        recipe = AGREEMENT_RECIPE.model_copy(update={"epochs": epochs})
+        fit(spec, Data(dataset="shapes", num_samples=samples), recipe, run, overwrite=True)
+    source = load_source(run / BUNDLE_DIR)
     out = {}
-    for path, suffix in (("onnxruntime int8", ".onnx"), ("openvino int8", ".xml")):
-        result = export_file(
-            load_source(trained.bundle), folder / f"{name}-trained{suffix}", int8=True,
-            optimize_graph=True, min_agreement=1e-9,
-        )  # fmt: skip
-        out[path] = (result.int8.agreement, result.int8.images)
-    return trained.metrics["test_accuracy"], out
+    with tempfile.TemporaryDirectory(prefix="archspec-int8-") as folder:
+        for path, suffix in (("onnxruntime int8", ".onnx"), ("openvino int8", ".xml")):
+            result = export_file(
+                source, Path(folder) / f"{name}{suffix}", int8=True, optimize_graph=True,
+                min_agreement=1e-9,
+            )  # fmt: skip
+            out[path] = (result.int8.agreement, result.int8.images)
+    return read_manifest(run / BUNDLE_DIR).metrics["test_accuracy"], out
 
 
 def check(name: str, paths: dict[str, Callable], size: int) -> float:
@@ -182,21 +203,9 @@ def measure(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated zoo names")
-    parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
-    parser.add_argument("--size", type=int, default=224, help="input height and width")
-    parser.add_argument("--repeats", type=int, default=15, help="timed rounds")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch and onnxruntime")
-    parser.add_argument("--int8", action="store_true", help="add the int8 paths and agreement")
-    parser.add_argument(
-        "--agreement-epochs", type=int, default=10, help="--int8: epochs on shapes per model"
-    )
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def speed_table(models: list[str], args: argparse.Namespace, folder: Path) -> dict[str, float]:
+    """Print the speed table; the worst batch-1 speed-ups over the models ("float32": best
+    float32 export, "any": best of any path)."""
     batches = [int(b) for b in args.batches.split(",")]
     print(
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
@@ -211,41 +220,72 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---:|" + "---:|" * (len(shown) + 2))
     worst = {"float32": float("inf"), "any": float("inf")}
-    with tempfile.TemporaryDirectory(prefix="archspec-bench-") as folder:
-        for name in args.models.split(","):
-            paths = build_paths(name, Path(folder), args.size, args.int8)
-            relative = check(name, paths, args.size)
-            for batch in batches:
-                row = measure(paths, batch, args.size, args.warmup, args.repeats)
-                best = max(row[p][1] for p in FLOAT32)
-                if batch == 1:
-                    worst["float32"] = min(worst["float32"], best)
-                    worst["any"] = min(worst["any"], max(v[1] for v in row.values()))
-                cells = [
-                    f"{row[p][0]:.1f} ({row[p][1]:.2f}x)" if p in row else "-"
-                    for p in PATHS
-                    if args.int8 or p not in INT8
-                ]
-                print(
-                    f"| {name} | {batch} | " + " | ".join(cells) + f" | {best:.2f}x | "
-                    f"{relative:.1e} |"
-                )
-                sys.stdout.flush()
-            del paths
-        if args.int8:
+    for name in models:
+        paths = build_paths(name, folder, args.size, args.int8)
+        relative = check(name, paths, args.size)
+        for batch in batches:
+            row = measure(paths, batch, args.size, args.warmup, args.repeats)
+            best = max(row[p][1] for p in FLOAT32)
+            if batch == 1:
+                worst["float32"] = min(worst["float32"], best)
+                worst["any"] = min(worst["any"], max(v[1] for v in row.values()))
+            cells = [f"{row[p][0]:.1f} ({row[p][1]:.2f}x)" if p in row else "-" for p in shown]
             print(
-                f"\ntop-1 agreement of int8 with float32 on the test split, after "
-                f"{args.agreement_epochs} epoch(s) on shapes at 64 px (32 classes; chance 3%):"
+                f"| {name} | {batch} | " + " | ".join(cells) + f" | {best:.2f}x | {relative:.1e} |"
             )
-            print("| model | float32 test accuracy | " + " | ".join(INT8) + " | s |")
-            print("|---|---:|" + "---:|" * (len(INT8) + 1))
-            for name in args.models.split(","):
-                start = time.perf_counter()
-                accuracy, agreed = agreement(name, Path(folder), args.agreement_epochs)
-                cells = [f"{agreed[p][0]:.2%} of {agreed[p][1]}" for p in INT8]
-                took = time.perf_counter() - start
-                print(f"| {name} | {accuracy:.2%} | " + " | ".join(cells) + f" | {took:.0f} |")
-                sys.stdout.flush()
+            sys.stdout.flush()
+        del paths
+    return worst
+
+
+def agreement_table(models: list[str], bundles: Path) -> None:
+    print(
+        "\ntop-1 agreement of int8 with float32 on the test split (20%) of shapes at 64 px "
+        "(32 classes; chance 3%)"
+    )
+    print("| model | images x epochs | float32 test accuracy | " + " | ".join(INT8) + " | s |")
+    print("|---|---:|---:|" + "---:|" * (len(INT8) + 1))
+    for name in models:
+        start = time.perf_counter()
+        accuracy, agreed = agreement(name, bundles)
+        samples, epochs = AGREEMENT_BUDGET.get(name, OTHER_BUDGET)
+        cells = [f"{agreed[p][0]:.2%} of {agreed[p][1]}" for p in INT8]
+        took = time.perf_counter() - start
+        print(
+            f"| {name} | {samples} x {epochs} | {accuracy:.2%} | "
+            + " | ".join(cells)
+            + f" | {took:.0f} |"
+        )
+        sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated zoo names")
+    parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
+    parser.add_argument("--size", type=int, default=224, help="input height and width")
+    parser.add_argument("--repeats", type=int, default=15, help="timed rounds")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch and onnxruntime")
+    parser.add_argument("--int8", action="store_true", help="add the int8 paths and agreement")
+    parser.add_argument(
+        "--agreement-only", action="store_true", help="only the int8 agreement table, no timing"
+    )
+    parser.add_argument(
+        "--bundles", type=Path,
+        help="--int8: train the agreement bundles into this folder once and reuse them "
+        "(default: a temporary folder)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = args.models.split(",")
+    worst = {"float32": float("inf"), "any": float("inf")}
+    with tempfile.TemporaryDirectory(prefix="archspec-bench-") as folder:
+        if not args.agreement_only:
+            worst = speed_table(models, args, Path(folder))
+        if args.int8 or args.agreement_only:
+            agreement_table(models, args.bundles or Path(folder))
     if worst["float32"] != float("inf"):
         print(
             f"worst speed-up at batch 1 over the models: best float32 export "

@@ -93,6 +93,10 @@ def quantize(fmt: str, float_path: Path, int8_path: Path, calibration: torch.Ten
             nncf.Dataset(batches),
             subset_size=len(batches),
             preset=nncf.QuantizationPreset.MIXED,
+            # Bias correction measured layer by layer on the calibration images rather than
+            # from each layer's own mean shift: on mobilenet_v2 trained to 77% on shapes the
+            # flips on its 800 test images fell from 24 to 12 (agreement 97.0% -> 98.5%).
+            fast_bias_correction=False,
             # Activation ranges from the extremes over all calibration images, as onnxruntime's
             # MinMax. NNCF's default averages each image's own extremes (one image per batch
             # here) and clips every image above the average: on mobilenet_v2 trained 8 epochs
