@@ -267,15 +267,15 @@ class Expander:
             path = base + (index,)
             switch = True if item.when is None else self._eager(item.when, env, path + ("when",))
             if switch is _FAILED or not switch:
-                # a skipped item passes its input through, under its own name too
+                # a skipped item is removed: its name stands for its input, and the flow goes
+                # on from the item before it (a switched-off shortcut `from: input` at the end
+                # of a block does not make the block's output its input)
                 skipped = self._inputs(item, scope, previous, path)
                 if item.name:
                     scope.skipped.add(item.name)
-                if len(skipped) == 1:
-                    previous = skipped[0]
-                    if item.name:
-                        scope.names[item.name] = previous
-                        self.passed[prefix + item.name] = previous
+                if len(skipped) == 1 and item.name:
+                    scope.names[item.name] = skipped[0]
+                    self.passed[prefix + item.name] = skipped[0]
                 continue
             local = item.name or str(position)
             position += 1

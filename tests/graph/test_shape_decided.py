@@ -5,6 +5,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 import archspec
 from archspec.errors import GraphError
@@ -167,3 +168,28 @@ def test_the_readme_example_as_written():
     graph = archspec.build_graph(textwrap.dedent(block))
     adds = [n.place.instance for n in graph if n.op.op == "add"]
     assert adds == ["stage1.0", "stage1.1", "stage2.1", "stage2.2"]
+
+
+def test_a_switched_off_item_with_its_own_from_does_not_redirect_the_flow():
+    # the shortcut (from: input) and the add are off in the first repeat: the instance's output
+    # is its conv, not its input (it was: 's.1.2: cannot add (16,32,32) and (24,32,32)')
+    text = textwrap.dedent("""\
+        name: trailing_switch
+        input: {channels: 16, size: 8}
+        blocks:
+          b:
+            params:
+              out_channels: channels
+              shortcut: {type: bool, default: true}
+            layers:
+              - {op: conv2d, name: conv, out_channels: $out_channels, kernel_size: 3, padding: 1}
+              - {op: identity, name: shortcut, from: input, when: $shortcut}
+              - {op: add, from: [shortcut, conv], when: $shortcut}
+        layers:
+          - {block: b, name: s, repeat: 2, args: {out_channels: 24}, first: {shortcut: false}}
+        """)
+    graph = archspec.build_graph(archspec.load_spec(text))
+    assert graph.parts["s.0"].output == "s.0.conv"
+    assert set(graph.digraph.predecessors("s.1.shortcut")) == {"s.0.conv"}
+    model = archspec.build(archspec.load_spec(text)).eval()
+    assert model(torch.randn(1, 16, 8, 8)).shape == (1, 24, 8, 8)
