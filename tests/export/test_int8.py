@@ -10,6 +10,7 @@ import torch
 import archspec
 from archspec.errors import ExportError
 from archspec.export import export
+from archspec.export.int8 import MIN_AGREEMENT
 from archspec.sources import load_source
 from archspec.train.config import Data, Training
 from archspec.train.fit import fit
@@ -57,9 +58,11 @@ def test_an_int8_file_is_written_with_its_agreement_and_speed(written, suffix):
     assert check.float_ms > 0 and check.int8_ms > 0
     assert f"top-1 agrees with float32 on {check.agreement:.2%} of 120 images" in result.describe()
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporaries
-    # 0.97 of 120 allows 3 flips on a trained classifier. A quantizer that collapses (logits on
-    # an 8-bit grid, an unfolded BatchNorm, calibration inputs unlike the model's) falls below.
-    assert check.agreement >= 0.97
+    # The default threshold (99% of 120: at most one flip) holds on a trained classifier: the
+    # file is written without lowering it. A quantizer that collapses (logits on an 8-bit grid,
+    # an unfolded BatchNorm, calibration inputs unlike the model's) falls far below; NNCF with
+    # its fast bias correction flipped 2 (98.3%).
+    assert check.agreement >= MIN_AGREEMENT
 
 
 def test_the_int8_onnx_file_computes_its_logits_in_float32(written):
