@@ -62,7 +62,7 @@ AGREEMENT_BUDGET = {
     "resnet50": (3000, 10),
     "efficientnet_b0": (4000, 15),
     "mobilenet_v2": (4000, 15),
-    "convnext_tiny": (2000, 10),
+    "convnext_tiny": (4000, 5),
 }
 OTHER_BUDGET = (2000, 10)
 PATHS = ("torchvision eager", "archspec eager", "archspec optimized", *FLOAT32, BF16, *INT8)
