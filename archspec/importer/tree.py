@@ -304,9 +304,9 @@ class TreeBuilder:
                         self.add(node, mapped, "", False, True)
             except Unmapped as exc:
                 self.problems.add(exc.what, self._place(node), exc.why)
-                self.alias[node.name] = (
-                    self.value(tensor_input(node)) if tensor_input(node) else node.name
-                )
+                source = tensor_input(node)
+                if source is not None:  # read on through its input, to find more problems
+                    self.alias[node.name] = self.value(source)
         return self.root
 
 

@@ -461,3 +461,22 @@ def test_padding_modules_import_as_pad():
     check_exact(source, imported.spec, (3, 8, 9))
     assert "padding: [2, 1, 1, 0], value: 0.5" in imported.text
     assert "padding: [0, 1, 2, 1], mode: reflect" in imported.text
+
+
+class _MadeFromSizes(torch.nn.Module):
+    """A tensor made from constants alone (EdgeNeXt's Fourier position encoding: arange)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        t = torch.arange(4, dtype=torch.int64, device=self.conv.weight.device).to(torch.float32)
+        return self.conv(x) * t.view(1, 4, 1, 1)
+
+
+def test_an_unmapped_function_that_reads_no_tensor_is_reported_not_looped_on():
+    # an unmapped node without a tensor input used to alias itself: the import never ended
+    with pytest.raises(ImportSourceError) as caught:
+        import_module(_MadeFromSizes(), (3, 8, 8))
+    assert "unmapped function torch.arange: 1 use" in str(caught.value)
