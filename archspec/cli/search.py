@@ -133,7 +133,8 @@ def search(
         typer.Option(
             "--wait",
             help="when another process runs the study's final step (family, re-evaluation), "
-            "wait for it instead of stopping with exit 1",
+            "wait for it instead of stopping with exit 1 (a worker that trained some of the "
+            "trials always waits)",
         ),
     ] = False,
     as_worker: Annotated[bool, typer.Option("--as-worker", hidden=True)] = False,

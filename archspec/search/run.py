@@ -149,7 +149,9 @@ def run_search(
                     if held is None:  # done by another process: its results are stored
                         family, evaluation = read_family(study), read_evaluation(study)
                         break
-                    if not wait:
+                    if not wait and not added:
+                        # a rerun that trained nothing stops; a worker that trained some of
+                        # the trials waits, so every machine of a study exits 0 with its results
                         raise SearchError(_held_message(defn.study, held, lease))
                 time.sleep(min(5.0, lease / 3))  # --wait: until it is done, or its claim lapses
     return SearchResult(

@@ -49,3 +49,27 @@ def test_a_final_step_held_elsewhere_is_said_and_waited_for(write_def, monkeypat
     result = run_search(defn, quiet=True, wait=True)
     assert time.perf_counter() - start >= 0.9 and result.study.study_name == "tiny"
     assert running(optuna.load_study(study_name="tiny", storage=defn.storage_url), key) is None
+
+
+def test_a_worker_that_trained_trials_waits_for_the_final_step_held_elsewhere(
+    write_def, monkeypatch
+):
+    # three machines on one study: the one that finishes its last trial while another runs the
+    # final step waits for it and exits with the results, not with exit 1 (no --wait needed)
+    monkeypatch.setattr(recipe, "train", stub_train([]))
+    path = write_def(trials=2, evaluation={"seeds": 0})
+    defn = load_search(path)
+    study = run_search(defn, quiet=True, finalize=False, trials=1).study
+    key = f"final:3:seeds=0:top_k={defn.evaluation.top_k}"
+    _hold(study, key)
+
+    def finish():
+        time.sleep(1.0)
+        storage_of(study).set_study_system_attr(
+            study_id(study), f"{CLAIM_PREFIX}{key}:0", {**owner(), "done": True}
+        )
+
+    threading.Thread(target=finish, daemon=True).start()
+    start = time.perf_counter()
+    result = run_search(defn, quiet=True)
+    assert result.added == 1 and time.perf_counter() - start >= 0.9
