@@ -75,12 +75,8 @@ class Scope:
     def lookup(self, name: str) -> str | Ref | None:
         if name == INPUT:
             return self.input
-        scope: Scope | None = self
-        while scope is not None:
-            if name in scope.names:
-                return scope.names[name]
-            scope = scope.parent if scope.lexical else None
-        return None
+        scope = self.defining(name)
+        return None if scope is None else scope.names[name]
 
     def defining(self, name: str) -> Scope | None:
         """The scope whose items define `name` (this one or, lexically, an enclosing one)."""

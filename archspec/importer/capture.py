@@ -123,19 +123,17 @@ def _autowrap() -> tuple[Any, ...]:
         return ()
 
 
-def _in_place(node: fx.Node) -> bool:
-    name = getattr(node.target, "__name__", str(node.target))
-    return name.endswith("_") or name.startswith("__i") or name.startswith("i")
-
-
-def _drop_unused(graph: fx.Graph) -> None:
+def _drop_unused(graph: fx.Graph, root: nn.Module) -> None:
     """Remove what the forward computes and never uses (DLA's unused downsample): a spec has
     no dead ends. In-place calls stay; they act through their input."""
+    from archspec.importer.order import in_place
+
+    modules = dict(root.named_modules())
     changed = True
     while changed:
         changed = False
         for node in reversed(graph.nodes):
-            if node.users or node.op in ("placeholder", "output") or _in_place(node):
+            if node.users or node.op in ("placeholder", "output") or in_place(node, modules):
                 continue
             graph.erase_node(node)
             changed = True
@@ -184,9 +182,10 @@ def trace(model: nn.Module, example: torch.Tensor) -> Captured:
     through; where torch.fx cannot trace that (a forward that branches or loops on sizes), it
     is traced again with the sizes of `example` answered while tracing (`_SizedTracer`), and
     only then are those leaves kept as single calls, which the importer reports."""
-    attempts = [(leaf_types(through=True), False), (leaf_types(through=True), True)]
-    if set(leaf_types(through=True)) != set(leaf_types()):
-        attempts.append((leaf_types(), False))
+    through, kept = leaf_types(through=True), leaf_types()
+    attempts = [(through, False), (through, True)]
+    if set(through) != set(kept):
+        attempts.append((kept, False))
     failures: list[ImportSourceError] = []
     for leaves, sized in attempts:
         try:
@@ -222,7 +221,7 @@ def _trace(
             graph = tracer.trace(model, concrete_args=concrete or None)
         except Exception as exc:
             raise ImportSourceError(_untraceable(model, exc, sized)) from exc
-    _drop_unused(graph)
+    _drop_unused(graph, tracer.root)
     module = fx.GraphModule(tracer.root, graph, type(model).__name__)
     for name, caller in patched:
         method, child = METHOD_CALLS[type(caller)]
