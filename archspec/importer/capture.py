@@ -10,6 +10,7 @@ import contextlib
 import importlib
 import inspect
 import json
+import operator
 import os
 import re
 import traceback
@@ -123,11 +124,39 @@ def _autowrap() -> tuple[Any, ...]:
         return ()
 
 
+def target_name(node: fx.Node) -> str:
+    """The called function's or method's name (`getitem` for indexing)."""
+    target = node.target
+    if target is operator.getitem:
+        return "getitem"
+    return getattr(target, "__name__", str(target))
+
+
+_IN_PLACE_OPERATORS = {
+    operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ifloordiv,
+    operator.imod, operator.ipow, operator.imatmul, operator.iand, operator.ior, operator.ixor,
+    operator.ilshift, operator.irshift,
+}  # fmt: skip
+
+
+def in_place(node: fx.Node, modules: dict[str, object]) -> bool:
+    """Whether `node` may overwrite one of its inputs (`relu_`, `x += y`, ReLU(inplace=True))."""
+    if node.op == "call_module":
+        return bool(getattr(modules.get(str(node.target)), "inplace", False))
+    if node.op not in ("call_function", "call_method"):
+        return False
+    name = target_name(node)
+    return (
+        node.kwargs.get("inplace") is True
+        or node.target in _IN_PLACE_OPERATORS
+        or name.startswith("__i")
+        or (name.endswith("_") and not name.startswith("__"))
+    )
+
+
 def _drop_unused(graph: fx.Graph, root: nn.Module) -> None:
     """Remove what the forward computes and never uses (DLA's unused downsample): a spec has
     no dead ends. In-place calls stay; they act through their input."""
-    from archspec.importer.order import in_place
-
     modules = dict(root.named_modules())
     changed = True
     while changed:

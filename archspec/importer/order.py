@@ -7,10 +7,10 @@ the tensor they overwrite. Ops of a parent that must stay between the calls of a
 from __future__ import annotations
 
 import itertools
-import operator
 
 from torch import fx
 
+from archspec.importer.capture import in_place, target_name
 from archspec.importer.tree import OWNER, owner_path
 
 # tensor methods and functions whose output shares its input's storage
@@ -21,42 +21,13 @@ _VIEWS = {
 }  # fmt: skip
 
 
-def _name(node: fx.Node) -> str:
-    target = node.target
-    if target is operator.getitem:
-        return "getitem"
-    return getattr(target, "__name__", str(target))
-
-
-_IN_PLACE_OPERATORS = {
-    operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.ifloordiv,
-    operator.imod, operator.ipow, operator.imatmul, operator.iand, operator.ior, operator.ixor,
-    operator.ilshift, operator.irshift,
-}  # fmt: skip
-
-
-def in_place(node: fx.Node, modules: dict[str, object]) -> bool:
-    """Whether `node` may overwrite one of its inputs (`relu_`, `x += y`, ReLU(inplace=True))."""
-    if node.op == "call_module":
-        return bool(getattr(modules.get(str(node.target)), "inplace", False))
-    if node.op not in ("call_function", "call_method"):
-        return False
-    name = _name(node)
-    return (
-        node.kwargs.get("inplace") is True
-        or node.target in _IN_PLACE_OPERATORS
-        or name.startswith("__i")
-        or (name.endswith("_") and not name.startswith("__"))
-    )
-
-
 def _storage(node: fx.Node) -> set[fx.Node]:
     """The nodes whose outputs share `node`'s storage: up to the tensor it views, then down
     through every view of that."""
     root = node
     while (
         root.op in ("call_function", "call_method")
-        and _name(root) in _VIEWS
+        and target_name(root) in _VIEWS
         and root.args
         and isinstance(root.args[0], fx.Node)
     ):
@@ -64,7 +35,7 @@ def _storage(node: fx.Node) -> set[fx.Node]:
     found, stack = {root}, [root]
     while stack:
         for user in stack.pop().users:
-            if user.op in ("call_function", "call_method") and _name(user) in _VIEWS:
+            if user.op in ("call_function", "call_method") and target_name(user) in _VIEWS:
                 if user not in found:
                     found.add(user)
                     stack.append(user)
