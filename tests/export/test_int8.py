@@ -10,6 +10,7 @@ import torch
 import archspec
 from archspec.errors import ExportError
 from archspec.export import export
+from archspec.export import int8
 from archspec.export.int8 import MIN_AGREEMENT
 from archspec.sources import load_source
 from archspec.train.config import Data, Training
@@ -108,3 +109,34 @@ def test_int8_needs_a_bundle_and_an_int8_format(tmp_path):
         export(load_source(TINY), tmp_path / "m.onnx", int8=True)
     with pytest.raises(ExportError, match="int8 is for onnx and openvino files; not pt2"):
         export(load_source(TINY), tmp_path / "m.pt2", int8=True)
+
+
+LAYER_NORM = """
+name: ln
+input: {channels: 3, size: 16}
+layers:
+  - {op: conv2d, out_channels: 8, kernel_size: 3, padding: 1}
+  - {op: permute, to: HWC}
+  - {op: layernorm}
+  - {op: linear, out_features: 8}
+  - {op: permute, to: CHW}
+  - {op: adaptive_avgpool, output_size: 1}
+  - {op: flatten}
+  - {op: linear, out_features: 4}
+"""
+
+
+@pytest.mark.parametrize(("spec", "scheme"), [("tiny", None), ("layer_norm", "TRANSFORMER")])
+def test_openvino_int8_uses_nncfs_transformer_scheme_exactly_where_there_is_layer_norm(
+    spec, scheme, tmp_path
+):
+    import nncf
+    import openvino as ov
+
+    if spec == "layer_norm":
+        (tmp_path / "ln.yaml").write_text(LAYER_NORM)
+    source = load_source(TINY if spec == "tiny" else tmp_path / "ln.yaml")
+    path = tmp_path / "m.xml"
+    export(source, path)
+    chosen = int8.nncf_model_type(ov.Core().read_model(str(path)))
+    assert chosen == (scheme and nncf.ModelType[scheme])
