@@ -9,8 +9,7 @@ import torch
 
 import archspec
 from archspec.errors import ExportError
-from archspec.export import export
-from archspec.export import int8
+from archspec.export import export, int8
 from archspec.export.int8 import MIN_AGREEMENT
 from archspec.sources import load_source
 from archspec.train.config import Data, Training
