@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from archspec.importer.capture import ImportSourceError, load_source, trace
 from archspec.importer.emit import flow, key, name_value, scalar
 from archspec.importer.order import regroup
 from archspec.importer.tree import Group, Leaf, TreeBuilder, resolve
+from archspec.spec.limits import MAX_ACTIVATION_BYTES
 from archspec.spec.model import Spec
 
 
@@ -185,10 +187,15 @@ def import_module(
 ) -> Imported:
     import archspec
 
-    if len(input_shape) != 3:
+    if len(input_shape) != 3 or not all(isinstance(n, int) and n > 0 for n in input_shape):
         raise ImportSourceError(
-            f"input shape: expected channels,height,width; got {list(input_shape)}"
+            f"input shape: expected channels,height,width (positive integers); got "
+            f"{list(input_shape)}"
         )
+    # the example batch of 2 alone must fit under the activation limit, before it is allocated
+    MAX_ACTIVATION_BYTES.check(
+        4 * math.prod(input_shape), f"an input of {'x'.join(map(str, input_shape))} is"
+    )
     module = module.eval()
     x = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():  # the reference output, computed once; refused here if it fails

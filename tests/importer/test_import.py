@@ -332,6 +332,27 @@ def test_a_model_that_does_not_run_at_the_input_is_refused_before_tracing(tmp_pa
 
 
 @pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ("3,100000,100000", "an input of 3x100000x100000 is 120,000,000,000 bytes of activations; "
+         "the limit is 34,359,738,368, set by ARCHSPEC_MAX_ACTIVATION_BYTES"),
+        ("3,0,5", "input shape: expected channels,height,width (positive integers); got [3, 0, 5]"),
+        ("3,-1,4", "input shape: expected channels,height,width (positive integers); got [3, -1, 4]"),
+    ],
+)  # fmt: skip
+def test_an_input_too_large_or_empty_is_refused_before_anything_is_allocated(
+    shape, message, tmp_path
+):
+    out = tmp_path / "m.yaml"
+    result = runner.invoke(
+        app, ["import", "torchvision:resnet18", "-o", str(out), "--input", shape]
+    )
+    assert result.exit_code == 1
+    assert result.output.strip() == message
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
     ("model", "shape"),
     [(models.Tokens(), (3, 16, 16)), (models.MaxVitLike(), (3, 8, 8)), (models.Dla(), (3, 8, 8))],
 )
