@@ -295,6 +295,11 @@ def _apply_options(spec: Spec, data: dict[str, Any], options: dict[str, Any]) ->
 def apply_preset(spec: Spec, preset: str) -> Spec:
     """The spec scaled by one of its named presets; option values go into the spec's defaults."""
     presets = spec.scaling.presets
+    if not presets:
+        raise ScaleError(
+            f"unknown scale preset {preset!r}: {spec.name} has no scale presets (its `scaling: "
+            "presets:`); scale it with --width, --depth and --resolution"
+        )
     if preset not in presets:
         raise ScaleError(unknown_message("scale preset", preset, presets) + f" (in {spec.name})")
     p = presets[preset]

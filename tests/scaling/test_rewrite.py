@@ -105,6 +105,20 @@ def test_unknown_preset(resnet18):
         archspec.create_model("resnet18", scale="b3")
 
 
+def test_a_preset_asked_of_a_spec_without_presets_says_so():
+    with pytest.raises(ScaleError) as caught:
+        archspec.create_model("resnet18", scale="b9")
+    assert str(caught.value) == (
+        "unknown scale preset 'b9': resnet18 has no scale presets (its `scaling: presets:`); "
+        "scale it with --width, --depth and --resolution"
+    )
+    with pytest.raises(
+        ScaleError,
+        match=r"unknown scale preset 'b9'; did you mean b7, b6, b5\? \(in efficientnet_b0\)",
+    ):
+        archspec.create_model("efficientnet_b0", scale="b9")
+
+
 def test_kernel_choice_reaches_nested_stages():
     b0 = archspec.load_spec("specs/efficientnet_b0.yaml")
     graph = archspec.build_graph(scale(b0, kernels={"features.3": 3, "features.6": 7}))
