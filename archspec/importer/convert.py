@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -262,16 +263,41 @@ def import_module(
 def _run(module: nn.Module, x: torch.Tensor, source: str | None) -> Any:
     """The source's own eval-mode output on `x`; a model that cannot run on that input is
     refused before any tracing (a ViT built for 224 px given 64 px)."""
+    name = source or type(module).__name__
+    inputs = [
+        p.name
+        for p in inspect.signature(module.forward).parameters.values()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    if len(inputs) > 1:
+        raise ImportSourceError(
+            f"{name}: its forward takes {len(inputs)} inputs ({', '.join(inputs)}); only models "
+            "with one input can be imported"
+        )
     try:
-        return module(x)
+        out = module(x)
     except Exception as exc:  # whatever the user's model raises, reported in one line
         first = str(exc).splitlines()[0][:300] if str(exc) else ""
         raise ImportSourceError(
-            f"{source or type(module).__name__} does not run on a "
+            f"{name} does not run on a "
             f"{'x'.join(map(str, x.shape[1:]))} input: {type(exc).__name__}: {first} (a model "
             "built for another input size? give --input, or its size argument in --kwargs, "
             "such as timm's '{\"img_size\": 64}')"
         ) from exc
+    parts = out if isinstance(out, (tuple, list)) else [out]
+    if not all(isinstance(part, torch.Tensor) for part in parts):
+        what = type(out).__name__
+        if isinstance(out, dict):
+            what += f" ({', '.join(map(str, list(out)[:8]))}{', ...' if len(out) > 8 else ''})"
+        elif parts is out:  # a tuple or list
+            kinds = sorted({type(part).__name__ for part in parts})
+            what += f" of {', '.join(kinds)}"
+        raise ImportSourceError(
+            f"{name} returns a {what}; a spec's outputs are tensors: import a wrapper whose "
+            "forward returns a tensor or a tuple of tensors"
+        )
+    return out
 
 
 def _check_all_weights_used(module: nn.Module, gm: torch.fx.GraphModule) -> None:

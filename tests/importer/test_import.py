@@ -331,6 +331,47 @@ def test_a_model_that_does_not_run_at_the_input_is_refused_before_tracing(tmp_pa
     assert not list(tmp_path.iterdir())
 
 
+class _TwoInputs(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+
+    def forward(self, x, y):
+        return self.conv(x) + self.conv(y)
+
+
+class _Returns(torch.nn.Module):
+    """A model whose output is a dict, or a list with a number in it."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        f = self.conv(x)
+        return {"feat": f, "logits": f.mean((2, 3))} if self.kind == "dict" else [f, 3]
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (_TwoInputs(), "m: its forward takes 2 inputs (x, y); only models with one input can be "
+         "imported"),
+        (_Returns("dict"), "m returns a dict (feat, logits); a spec's outputs are tensors: import a "
+         "wrapper whose forward returns a tensor or a tuple of tensors"),
+        (_Returns("list"), "m returns a list of Tensor, int; a spec's outputs are tensors: import "
+         "a wrapper whose forward returns a tensor or a tuple of tensors"),
+    ],
+)  # fmt: skip
+def test_a_model_with_two_inputs_or_outputs_that_are_not_tensors_is_refused_saying_so(
+    model, message
+):
+    with pytest.raises(ImportSourceError) as caught:
+        import_module(model, (3, 8, 8), source="m")
+    assert str(caught.value) == message
+
+
 @pytest.mark.parametrize(
     ("shape", "message"),
     [
