@@ -1,19 +1,24 @@
-"""What `archspec import` reads: a model named by a SOURCE string, traced into a module-level
+"""What `archspec import` reads: a model named by a SOURCE string, captured as a module-level
 torch.fx graph (timm's leaf modules when timm is installed) with every tensor's shape recorded on
-fake tensors (a real run only where fake tensors cannot run the model). A forward that branches or
-loops on sizes is traced again with the example's sizes answered while tracing; one that branches
-on tensor values is refused in one line, at the line that branches."""
+fake tensors (a real run only where fake tensors cannot run the model). Three tries, each only
+where the one before fails: torch.fx; torch.fx with the example's sizes answered while tracing
+(a forward that branches or loops on sizes); torch.export, lifted back to module calls
+(`lift.py`; a forward no proxy gets through: `isinstance(x, torch.Tensor)`, `list(x)`). One that
+branches on tensor values is refused in one line, at the line that branches."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib
 import inspect
+import io
 import json
+import logging
 import operator
 import os
 import re
 import traceback
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +30,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.passes.shape_prop import _extract_tensor_metadata
 
 from archspec.errors import ArchspecError
+from archspec.importer.lift import LiftError, export, lift
 
 
 class ImportSourceError(ArchspecError):
@@ -200,17 +206,19 @@ def _methods_as_calls(model: nn.Module) -> Iterator[list[tuple[str, nn.Module]]]
 @dataclass(frozen=True)
 class Captured:
     """A traced model: its module-level fx graph, every tensor's shape in `meta["tensor_meta"]`,
-    and, where sizes were fixed while tracing, a line saying so (for the spec's header)."""
+    and, where it was not a plain torch.fx trace, a line saying how it was captured (for the
+    spec's header: sizes fixed while tracing, torch.export)."""
 
     graph: fx.GraphModule
-    sizes_fixed: str = ""
+    how: str = ""
 
 
 def trace(model: nn.Module, example: torch.Tensor) -> Captured:
     """The model as an fx graph. timm's leaf modules that the importer cannot map are traced
     through; where torch.fx cannot trace that (a forward that branches or loops on sizes), it
     is traced again with the sizes of `example` answered while tracing (`_SizedTracer`), and
-    only then are those leaves kept as single calls, which the importer reports."""
+    only then are those leaves kept as single calls, which the importer reports. Where no
+    torch.fx trace gets through the forward, torch.export captures it (`_export`)."""
     through, kept = leaf_types(through=True), leaf_types()
     attempts = [(through, False), (through, True)]
     if set(through) != set(kept):
@@ -222,15 +230,18 @@ def trace(model: nn.Module, example: torch.Tensor) -> Captured:
         except ImportSourceError as exc:
             failures.append(exc)
             continue
-        fixed = ""
+        how = ""
         if sized:
-            fixed = (
-                f"sizes fixed at the input {'x'.join(map(str, example.shape[1:]))} while "
+            how = (
+                f"captured by torch.fx, sizes fixed at the input {_size(example)} while "
                 "tracing (the forward branches or loops on them)"
             )
-        return Captured(graph, fixed)
-    # the sized trace's reason: it names a branch on values, which no size can settle
-    raise failures[1]
+        return Captured(graph, how)
+    return _export(model, example, through, failures[1])
+
+
+def _size(example: torch.Tensor) -> str:
+    return "x".join(map(str, example.shape[1:]))
 
 
 def _trace(
@@ -259,28 +270,75 @@ def _trace(
             if node.op == "call_module" and node.target == target:
                 node.meta["caller"] = caller
                 module.get_submodule(name).add_module(child, _MethodCall(caller, method))
+    _record(module, model, example, "traced")
+    return module
+
+
+def _record(module: fx.GraphModule, model: nn.Module, example: torch.Tensor, how: str) -> None:
     try:
         record_shapes(module, example)
     except Exception as exc:
         raise ImportSourceError(
-            f"the traced graph of {type(model).__name__} does not run: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            f"the {how} graph of {type(model).__name__} does not run: {type(exc).__name__}: "
+            f"{_first_line(exc)}"
         ) from exc
-    return module
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else ""
+
+
+def _export(
+    model: nn.Module, example: torch.Tensor, leaves: tuple[type, ...], untraceable: Exception
+) -> Captured:
+    """torch.export's capture, where no torch.fx trace gets through the forward (`if not
+    isinstance(x, torch.Tensor): raise`, `list(x)`: a proxy is no tensor and cannot be
+    iterated). Non-strict export runs the model's own Python on fake tensors, at the sizes of
+    `example`. Where torch.export fails too (a branch on tensor values), the sized trace's
+    reason is raised: it names the line."""
+    try:
+        with _quiet():
+            exported = export(model, example, _Tracer(leaves).is_leaf_module)
+    except Exception:  # whatever stops it, the sized trace said where torch.fx stopped first
+        raise untraceable from untraceable.__cause__
+    try:  # the modules a torch.fx trace keeps as single calls are single calls again
+        graph = lift(exported, model)
+    except LiftError as exc:
+        raise ImportSourceError(
+            f"torch.fx cannot trace {type(model).__name__}, and its torch.export graph has no "
+            f"module-level form: {exc}"
+        ) from exc
+    _drop_unused(graph.graph, graph)
+    graph.recompile()
+    _record(graph, model, example, "exported")
+    cause = untraceable.__cause__ or untraceable
+    message = _first_line(cause).split(". ")[0][:120]  # TraceError's first sentence
+    why = f"{type(cause).__name__}{': ' if message else ''}{message}{_where(cause)}"
+    how = (
+        f"captured by torch.export, sizes fixed at the input {_size(example)} (torch.fx cannot "
+        f"trace the forward: {why})"
+    )
+    return Captured(graph, how)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """torch.export's own reports kept off the terminal (the partial graph it prints to stderr
+    and the warnings it logs when it fails): the importer says what failed in one line."""
+    disabled = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(disabled)
 
 
 def _untraceable(model: nn.Module, exc: Exception, sized: bool) -> str:
     """One line: why torch.fx stopped, at the line of the model's own code where it did (a
     branch in a sized trace reads tensor values: sizes are numbers there)."""
-    where = ""
-    torch_dir = os.path.dirname(torch.__file__)
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        if not frame.filename.startswith(torch_dir) and frame.filename != __file__:
-            path = frame.filename
-            if path.startswith(os.getcwd() + os.sep):
-                path = os.path.relpath(path)
-            where = f" at {path}:{frame.lineno} (`{(frame.line or '').strip()}`)"
-            break
+    where = _where(exc)
     name = type(model).__name__
     if isinstance(exc, fx.proxy.TraceError) and "control flow" in str(exc):
         return (
@@ -290,8 +348,19 @@ def _untraceable(model: nn.Module, exc: Exception, sized: bool) -> str:
             else f"torch.fx cannot trace {name}: its forward branches on tensor sizes or "
             f"values{where}"
         )
-    first = str(exc).splitlines()[0][:200] if str(exc) else ""
-    return f"torch.fx cannot trace {name}: {type(exc).__name__}: {first}{where}"
+    return f"torch.fx cannot trace {name}: {type(exc).__name__}: {_first_line(exc)}{where}"
+
+
+def _where(exc: BaseException) -> str:
+    """` at path:line (`code`)`: the innermost frame of the model's own code in the traceback."""
+    torch_dir = os.path.dirname(torch.__file__)
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if not frame.filename.startswith(torch_dir) and frame.filename != __file__:
+            path = frame.filename
+            if path.startswith(os.getcwd() + os.sep):
+                path = os.path.relpath(path)
+            return f" at {path}:{frame.lineno} (`{(frame.line or '').strip()}`)"
+    return ""
 
 
 def record_shapes(module: fx.GraphModule, example: torch.Tensor, fake: bool = True) -> None:
@@ -397,10 +466,11 @@ class _SizedTracer(_Tracer):
     """torch.fx's tracer that also runs each node as it records it (on fake tensors, or for
     real where fake tensors cannot run the model), keeping the values for `_SizedProxy`.
 
-    Why not torch.export, as issue 19 first planned: torch.export records ATen ops, which the
-    importer would have to lift back into modules and torch functions (a second mapping table
-    beside `mapping.py`, for the same ops); this tracer records the module-level graph that
-    `mapping.py` reads, with the same module names, and needs nothing else. Both settle a
+    Why this before torch.export: it records the module-level graph that `mapping.py` reads,
+    with the same module names and where each parameter is read, as plain torch.fx does, so a
+    model that plain torch.fx traced but for a size gets the spec torch.fx would give.
+    torch.export records ATen ops, which `lift.py` maps back to modules and torch functions
+    (`lift.ATEN`); it is tried last, for forwards that no proxy gets through. Both settle a
     branch on sizes at the example's sizes; neither can capture a branch on values."""
 
     def __init__(self, leaves: Sequence[type], example: torch.Tensor):

@@ -254,8 +254,8 @@ def import_module(
         f"# verified: {params:,} parameters, state_dict keys identical, outputs within "
         f"{diff:.1e} in eval mode\n"
     )
-    if captured.sizes_fixed:
-        header += f"# captured by torch.fx, {captured.sizes_fixed}\n"
+    if captured.how:
+        header += f"# {captured.how}\n"
     text = header + text
     return Imported(archspec.load_spec(text), text, params, diff)
 

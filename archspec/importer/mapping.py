@@ -1175,6 +1175,8 @@ def function_name(node: fx.Node) -> str:
     target = node.target
     if node.op == "call_method":
         return f"method Tensor.{target}"
+    if isinstance(target, torch._ops.OpOverload):  # an ATen op of a torch.export capture
+        return f"function {target.overloadpacket}"
     module = getattr(target, "__module__", None) or ""
     name = getattr(target, "__name__", str(target))
     return f"function {module + '.' if module else ''}{name}"

@@ -283,3 +283,65 @@ class ValueBranch(nn.Module):
 
 def value_branch() -> ValueBranch:
     return ValueBranch()
+
+
+class Checked(nn.Module):
+    """A forward that checks its input is a tensor before it starts, as library code does: a
+    torch.fx proxy is no tensor, so neither torch.fx trace gets past the check, and torch.export
+    (which runs it on fake tensors, which are tensors) captures it. The body reads a parameter
+    directly, slices channels and concatenates, besides calling modules."""
+
+    def __init__(self, unmapped: bool = False) -> None:
+        super().__init__()
+        self.unmapped = unmapped
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.blocks = nn.Sequential(*[Residual(8) for _ in range(2)])
+        self.scale = nn.Parameter(torch.full((8, 1, 1), 0.5))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(12, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a tensor, got {type(x).__name__}")
+        x = self.blocks(self.stem(x))
+        x = x * self.scale + x
+        x = torch.cat([x, torch.sigmoid(x[:, :4])], 1)
+        if self.unmapped:
+            x = torch.erf(x)  # no archspec op
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def checked() -> Checked:
+    return Checked()
+
+
+def checked_unmapped() -> Checked:
+    return Checked(unmapped=True)
+
+
+class _Dense(nn.Module):
+    """DenseNet's layer in small: takes one tensor or a list of them, concatenated."""
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        parts = [x] if torch.is_tensor(x) else list(x)
+        return torch.relu(self.conv(torch.cat(parts, 1)))
+
+
+class TensorOrList(nn.Module):
+    """Layers that take a tensor or a list of tensors and tell them apart with
+    `torch.is_tensor`: torch.fx takes its proxy for a list and cannot iterate it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 1)
+        self.layer1 = _Dense(4)
+        self.layer2 = _Dense(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = self.layer1(x)
+        return self.layer2([x, y])
