@@ -74,12 +74,18 @@ def _same(target: Any) -> Callable[[fx.Node], tuple[Any, tuple[Any, ...], dict[s
     return lambda node: (target, tuple(node.args), dict(node.kwargs))
 
 
+def _permute(node: fx.Node) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    source, order = node.args
+    return "permute", (source, *order), {}  # type: ignore[misc]
+
+
 def _method(name: str) -> Callable[[fx.Node], tuple[Any, tuple[Any, ...], dict[str, Any]]]:
     return lambda node: (name, tuple(node.args), dict(node.kwargs))
 
 
-# ATen op -> (target, args, kwargs) of the call torch.fx records for the same code; a target
-# given as a string is a tensor method. What is not here stays an ATen op, reported by name.
+# ATen op -> (target, args, kwargs) of the call torch.fx records for the same code, the way code
+# usually writes it (`x.permute(0, 2, 1)`, a tensor method where a string names the target;
+# `torch.relu(x)`). What is not here stays an ATen op, reported by name.
 ATEN: dict[Any, Callable[[fx.Node], tuple[Any, tuple[Any, ...], dict[str, Any]]]] = {
     aten.add.Tensor: _same(operator.add),
     aten.sub.Tensor: _same(operator.sub),
@@ -101,26 +107,26 @@ ATEN: dict[Any, Callable[[fx.Node], tuple[Any, tuple[Any, ...], dict[str, Any]]]
     aten.tanh.default: _same(torch.tanh),
     aten.exp.default: _same(torch.exp),
     aten.gelu.default: _gelu,
-    aten.softmax.int: _first_two(torch.softmax),
-    aten._softmax.default: _first_two(torch.softmax),
+    aten.softmax.int: _first_two("softmax"),
+    aten._softmax.default: _first_two("softmax"),
     aten.view.default: _method("reshape"),
     aten.reshape.default: _method("reshape"),
     aten._unsafe_view.default: _method("reshape"),
-    aten.flatten.using_ints: _same(torch.flatten),
-    aten.permute.default: _same(torch.permute),
-    aten.transpose.int: _same(torch.transpose),
-    aten.swapaxes.default: _same(torch.swapaxes),
+    aten.flatten.using_ints: _method("flatten"),
+    aten.permute.default: _permute,
+    aten.transpose.int: _method("transpose"),
+    aten.swapaxes.default: _method("swapaxes"),
     aten.unsqueeze.default: _method("unsqueeze"),
     aten.expand.default: _method("expand"),
     aten.cat.default: _same(torch.cat),
-    aten.split.Tensor: _same(torch.split),
-    aten.split_with_sizes.default: _same(torch.split),
-    aten.chunk.default: _same(torch.chunk),
-    aten.unbind.int: _same(torch.unbind),
+    aten.split.Tensor: _method("split"),
+    aten.split_with_sizes.default: _method("split"),
+    aten.chunk.default: _method("chunk"),
+    aten.unbind.int: _method("unbind"),
     aten.slice.Tensor: _slice,
     aten.select.int: _select,
     aten.index.Tensor: _index,
-    aten.mean.dim: _same(torch.mean),
+    aten.mean.dim: _method("mean"),
     aten.adaptive_avg_pool2d.default: _same(F.adaptive_avg_pool2d),
     aten.max_pool2d.default: _same(F.max_pool2d),
     aten.avg_pool2d.default: _same(F.avg_pool2d),
@@ -253,11 +259,14 @@ class _Lifter:
         self.graph = fx.Graph()
         self.new: dict[fx.Node, Any] = {}  # exported node -> its value in the lifted graph
         self.state: dict[str, str] = {}  # placeholder -> the parameter or buffer it stands for
-        self.constants: dict[str, torch.Tensor] = {}  # placeholder -> a tensor made in forward
+        self.buffers: dict[str, torch.Tensor] = {}  # placeholder -> the buffer it stands for
+        self.constants: dict[str, Any] = {}  # node -> a tensor made in forward, or computed
         self.made = 0  # constants read so far: `_tensor_constant0`, ...
         for spec in self.program.graph_signature.input_specs:
             if spec.kind in (InputKind.PARAMETER, InputKind.BUFFER) and spec.target:
                 self.state[spec.arg.name] = spec.target
+            if spec.kind == InputKind.BUFFER and spec.target:
+                self.buffers[spec.arg.name] = model.get_buffer(spec.target)
             elif spec.kind == InputKind.CONSTANT_TENSOR and spec.target:
                 self.constants[spec.arg.name] = self.program.constants[spec.target]
 
@@ -333,6 +342,8 @@ class _Lifter:
 
     def _function(self, node: fx.Node) -> None:
         stack = _fx_stack(node)
+        if self._fold(node):
+            return
         if _same_value(node):
             self.new[node] = self._values(node.args[0], stack)
             return
@@ -343,6 +354,19 @@ class _Lifter:
         created = self.graph.create_node(kind, target, args, kwargs, name=node.name)
         created.meta["nn_module_stack"] = stack
         self.new[node] = created
+
+    def _fold(self, node: fx.Node) -> bool:
+        """torch.fx reads a buffer as the tensor it is, not a proxy (its tracer's
+        `proxy_buffer_attributes` is False), so what the forward computes from buffers and
+        constants alone is a constant in its graph (MaxViT's `relative_position_index.view(-1)`,
+        a table lookup's index): the same here, computed from the model's buffers."""
+        known = {**self.buffers, **self.constants}
+        if not all(n.name in known for n in node.all_input_nodes):
+            return False
+        args, kwargs = fx.node.map_arg((node.args, node.kwargs), lambda n: known[n.name])
+        with torch.no_grad():
+            self.constants[node.name] = node.target(*args, **kwargs)  # type: ignore[operator]
+        return True
 
     def _call(self, run: list[fx.Node], key: str) -> None:
         """One `call_module` node for the run of ATen ops of one module call, called with the

@@ -79,6 +79,9 @@ def test_an_aten_op_without_an_op_is_refused_in_one_line_naming_it(tmp_path):
 @pytest.mark.parametrize(
     ("model", "shape"),
     [
+        (models.Tiny(), (3, 16, 16)),
+        (models.Dla(), (3, 8, 8)),
+        (models.MaxVitLike(), (3, 8, 8)),
         (models.Fuse(), (3, 8, 8)),
         (models.Head(), (3, 8, 8)),
         (_SumFromZero(), (3, 8, 8)),
@@ -86,9 +89,11 @@ def test_an_aten_op_without_an_op_is_refused_in_one_line_naming_it(tmp_path):
     ],
 )
 def test_the_export_tier_gives_the_spec_torch_fx_gives(model, shape, monkeypatch):
-    """Where a torch.fx trace gets through too, the exported graph lifted reads the same (not
-    everywhere: modules that run no op, such as nn.Identity, leave nothing in an exported
-    graph, and parameters are read where first used, not where the forward names them)."""
+    """Where a torch.fx trace gets through too, the exported graph lifted reads the same: the
+    nn.Identity and StochasticDepth calls that compute nothing in eval mode are kept (export
+    marks every call), MaxViT's relative position index is a constant as in torch.fx. Not
+    everywhere: a parameter is read where an op first uses it, not where the forward names it
+    (`self.alpha * torch.tanh(x)` reads alpha after the tanh)."""
     from archspec.importer import capture
 
     traced = import_module(model, shape).text
