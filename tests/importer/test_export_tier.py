@@ -4,7 +4,10 @@ functions; exact like the other tiers, refused in one line where an ATen op has 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from archspec.cli import app
@@ -76,26 +79,57 @@ def test_an_aten_op_without_an_op_is_refused_in_one_line_naming_it(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+class _SelfAttention(torch.nn.Module):
+    """ViT's encoder in small: nn.MultiheadAttention called as attn(x, x, x), its output's
+    first part read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Conv2d(3, 8, 4, stride=4)
+        self.norm = torch.nn.LayerNorm(8)
+        self.attn = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x).flatten(2).transpose(1, 2)
+        y = self.norm(x)
+        y, _ = self.attn(y, y, y, need_weights=False)
+        return (x + y).mean(1)
+
+
+def _torchvision(name: str) -> Callable[[], torch.nn.Module]:
+    def build() -> torch.nn.Module:
+        import torchvision
+
+        return torchvision.models.get_model(name, weights=None)
+
+    return build
+
+
 @pytest.mark.parametrize(
-    ("model", "shape"),
+    ("build", "shape"),
     [
-        (models.Tiny(), (3, 16, 16)),
-        (models.Dla(), (3, 8, 8)),
-        (models.MaxVitLike(), (3, 8, 8)),
-        (models.Fuse(), (3, 8, 8)),
-        (models.Head(), (3, 8, 8)),
-        (_SumFromZero(), (3, 8, 8)),
-        (models.PadToPatches(), (3, 16, 14)),
+        (models.Tiny, (3, 16, 16)),
+        (models.Dla, (3, 8, 8)),
+        (models.MaxVitLike, (3, 8, 8)),
+        (models.Fuse, (3, 8, 8)),
+        (models.Head, (3, 8, 8)),
+        (_SumFromZero, (3, 8, 8)),
+        (models.PadToPatches, (3, 16, 14)),
+        pytest.param(_torchvision("efficientnet_b0"), (3, 32, 32), marks=pytest.mark.slow),
+        (_SelfAttention, (3, 16, 16)),
     ],
 )
-def test_the_export_tier_gives_the_spec_torch_fx_gives(model, shape, monkeypatch):
+def test_the_export_tier_gives_the_spec_torch_fx_gives(build, shape, monkeypatch):
     """Where a torch.fx trace gets through too, the exported graph lifted reads the same: the
     nn.Identity and StochasticDepth calls that compute nothing in eval mode are kept (export
-    marks every call), MaxViT's relative position index is a constant as in torch.fx. Not
+    marks every call), MaxViT's relative position index is a constant as in torch.fx, ViT's
+    nn.MultiheadAttention is one call of (x, x, x) whose output's first part is read. Not
     everywhere: a parameter is read where an op first uses it, not where the forward names it
     (`self.alpha * torch.tanh(x)` reads alpha after the tanh)."""
     from archspec.importer import capture
 
+    torch.manual_seed(0)
+    model = build()
     traced = import_module(model, shape).text
 
     def untraceable(model, example, leaves, sized):
