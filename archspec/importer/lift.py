@@ -47,6 +47,7 @@ def _pad(node: fx.Node) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
 def _slice(node: fx.Node) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     """x[:, a:b] (`slice(x, dim=1, start=a, end=b)`) as the indexing torch.fx records."""
     source, dim, start, end, step = (*node.args, *(0, None, None, 1)[len(node.args) - 1 :])
+    dim %= source.meta["val"].dim()  # type: ignore[union-attr]
     end = None if end is not None and end >= _INT64_MAX else end
     index = (slice(None),) * dim + (slice(start or None, end, None if step == 1 else step),)
     return operator.getitem, (source, index), {}
@@ -55,6 +56,7 @@ def _slice(node: fx.Node) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
 def _select(node: fx.Node) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     """x[:, i] (`select(x, dim=1, index=i)`); x[i] on the first axis."""
     source, dim, index = node.args
+    dim %= source.meta["val"].dim()  # type: ignore[union-attr,operator]
     return operator.getitem, (source, index if dim == 0 else (slice(None),) * dim + (index,)), {}
 
 
