@@ -16,6 +16,7 @@ from torch import nn
 from archspec.importer.blocks import BlockConflict, recover_blocks
 from archspec.importer.capture import ImportSourceError, load_source, trace
 from archspec.importer.emit import flow, key, name_value, scalar
+from archspec.importer.inplace import read_through
 from archspec.importer.order import regroup
 from archspec.importer.tree import Group, Leaf, TreeBuilder, resolve
 from archspec.spec.limits import MAX_ACTIVATION_BYTES
@@ -203,11 +204,12 @@ def import_module(
         expected = _run(module, x, source)
     captured = trace(module, x)
     gm = captured.graph
+    read_through(gm)
     builder = TreeBuilder(gm, module)
     root = builder.build()
     if builder.interleaved:  # HRNet's fuse layers: each module's calls together, then again
         regroup(gm)
-        builder = TreeBuilder(gm, module)
+        builder = TreeBuilder(gm, module, reopen=True)  # Res2Net's lists, which data interleave
         root = builder.build()
     if builder.problems.count:
         raise ImportSourceError(builder.problems.lines())

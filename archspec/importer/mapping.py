@@ -4,6 +4,7 @@ A node nothing here maps is reported, with its count and first place, by the imp
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,14 @@ def _conv_tf_same(m: nn.Conv2d, node: fx.Node) -> dict[str, Any]:
     at = list(item).index("stride" if "stride" in item else "kernel_size") + 1
     pairs = list(item.items())
     return dict([*pairs[:at], ("padding", "tf_same"), *pairs[at:]])
+
+
+def _std_conv(m: Any, node: fx.Node) -> dict[str, Any]:
+    """timm's StdConv2d(Same): std_conv2d (BiT's weight-standardized convolution)."""
+    item = _conv_tf_same(m, node) if getattr(m, "same_pad", False) else _conv(m, node)
+    item["op"] = "std_conv2d"
+    _put(item, "eps", m.eps, 1e-6)
+    return item
 
 
 def _scaled_std_conv(m: Any, node: fx.Node) -> dict[str, Any]:
@@ -212,7 +221,25 @@ def _squeeze_excitation(m: Any, node: fx.Node) -> dict[str, Any]:
     return item
 
 
+def _timm_activations() -> dict[type, str]:
+    """timm's own activation modules (its `create_act_layer` gives them where torch has no
+    memory-efficient one): the same functions as torch's."""
+    try:
+        import timm.layers.activations as timm_act
+    except ImportError:
+        return {}
+    return {
+        timm_act.Swish: "silu",
+        timm_act.Sigmoid: "sigmoid",
+        timm_act.Tanh: "tanh",
+        timm_act.HardSwish: "hardswish",
+        timm_act.HardSigmoid: "hardsigmoid",
+        timm_act.GELU: "gelu",
+    }
+
+
 _ACTIVATIONS: dict[type, str] = {
+    **_timm_activations(),
     nn.ReLU: "relu",
     nn.ReLU6: "relu6",
     nn.SiLU: "silu",
@@ -222,6 +249,19 @@ _ACTIVATIONS: dict[type, str] = {
     nn.Sigmoid: "sigmoid",
     nn.Tanh: "tanh",
 }
+
+
+def _eca(m: Any, node: fx.Node) -> dict[str, Any]:
+    """timm's EcaModule: eca (one 1-D convolution across the pooled channels, then a gate)."""
+    gates = {"Sigmoid": "sigmoid", "Hardsigmoid": "hardsigmoid", "HardSigmoid": "hardsigmoid"}
+    gate = gates.get(type(m.gate).__name__)
+    conv = m.conv
+    plain = m.conv2 is None and conv.bias is None and conv.padding_mode == "zeros"
+    if not plain or gate is None or conv.padding != ((conv.kernel_size[0] - 1) // 2,):
+        raise Unmapped(f"module {type(m).__name__} with an MLP, a bias or another gate")
+    item: dict[str, Any] = {"op": "eca", "kernel_size": conv.kernel_size[0]}
+    _put(item, "gate", gate, "sigmoid")
+    return item
 
 
 def _groupnorm(m: nn.GroupNorm, node: fx.Node) -> dict[str, Any]:
@@ -325,6 +365,9 @@ def _modules() -> dict[type, Callable[[Any, fx.Node], Any]]:
         table[timm_layers.GroupNorm] = _groupnorm
         table[timm_layers.GroupNorm1] = _groupnorm
         table[timm_layers.Conv2dSame] = _conv_tf_same
+        table[timm_layers.EcaModule] = _eca
+        table[timm_layers.StdConv2d] = _std_conv
+        table[timm_layers.StdConv2dSame] = _std_conv
         table[timm_layers.ScaledStdConv2d] = _scaled_std_conv
         table[timm_layers.ScaledStdConv2dSame] = _scaled_std_conv
         table[timm_layers.LayerNorm2d] = _layernorm
@@ -403,6 +446,16 @@ def _arg(node: fx.Node, index: int, name: str, default: Any = None) -> Any:
 def _binary(node: fx.Node, merge: str) -> Mapped:
     a, b = _arg(node, 0, "input"), _arg(node, 1, "other")
     tensors = [x for x in (a, b) if isinstance(x, fx.Node) and is_tensor(x)]
+    for k, value in enumerate(tensors if len(tensors) == 2 else []):
+        if _learned_scalar(value):
+            item: dict[str, Any] = {"op": "scale", "learned": "scalar"}
+            _put(item, "value", _attribute(value).item(), 1.0)  # type: ignore[union-attr]
+            return Mapped(item, [tensors[1 - k]], name=str(value.target).split(".")[-1])
+        if not value.meta["tensor_meta"].shape:
+            raise Unmapped(
+                f"function {merge} with a 0-dim tensor",
+                "archspec holds one only as a scale's learned scalar, a parameter read once",
+            )
     if len(tensors) == 2:
         if merge == "div":
             raise Unmapped(f"function {merge} of two tensors")
@@ -427,15 +480,15 @@ def _binary(node: fx.Node, merge: str) -> Mapped:
 
 def _broadcast_shape(value: fx.Node, other: fx.Node) -> list[int] | None:
     """The sizes after the batch axis at which a parameter of lower rank broadcasts against
-    `other` (ResMLP's (C,) layer scale times (N,L,C) tokens: [1, C]), where archspec's
-    parameter op would read it otherwise; None if it already lines up."""
-    if value.op != "get_attr":
-        return None
+    `other` (ResMLP's (C,) layer scale times (N,L,C) tokens: [1, C]; a scale viewed as (1, C)),
+    where archspec's parameter op would read it otherwise; None if it already lines up."""
+    if value.op != "get_attr" and (_from_input(value) or _bias_gather(value) is not None):
+        return None  # (a relative position bias has its op's own (1, heads, P, P) shape)
     full = list(value.meta["tensor_meta"].shape)
     rank = len(other.meta["tensor_meta"].shape)
     if len(full) >= rank:
         return None
-    as_parameter = full[1:] if full[0] == 1 and len(full) > 1 else full  # its batch axis
+    as_parameter = _parameter_dims(value)
     wanted = ([1] * (rank - len(full)) + full)[1:]
     return None if as_parameter == wanted else wanted
 
@@ -471,20 +524,23 @@ def _flatten_fn(node: fx.Node) -> Mapped:
 
 
 def _reshape(node: fx.Node) -> Mapped:
-    sizes = list(dims(node))
     source = node.args[0]
     if _bias_gather(source) is not None:
         return Mapped(alias=source)  # type: ignore[arg-type]
+    if _from_input(source):  # type: ignore[arg-type]
+        before, sizes = list(dims(source)), list(dims(node))  # type: ignore[arg-type]
+    else:  # a parameter reshaped (PoolFormer's scale.view(C, 1, 1)): all its axes are its own
+        before, sizes = _parameter_dims(source), _parameter_dims(node)  # type: ignore[arg-type]
     if _folds_batch(source, node):  # type: ignore[arg-type]
         # MobileViT's patches: (N, C, H, W) -> (N * C * H/p, p, W/p, p)
         raise Unmapped(
             function_name(node),
             "it folds the batch axis into another; a spec's batch axis stays first and apart",
         )
-    if sizes == list(dims(source)):  # type: ignore[arg-type]
+    if sizes == before:
         return Mapped(alias=source)  # type: ignore[arg-type]
     item: dict[str, Any] = {"op": "reshape", "shape": sizes}
-    if _channels_last(list(dims(source)), sizes) and not _read_as_image(node):  # type: ignore[arg-type]
+    if _channels_last(before, sizes) and not _read_as_image(node):
         item["layout"] = "HWC"
     elif len(sizes) == 3 and _read_over_last_axis(node):
         item["layout"] = "ND"  # MaxViT's (groups, tokens, C) partitions, not an image
@@ -496,7 +552,13 @@ def _folds_batch(source: fx.Node, node: fx.Node) -> bool:
     batch), to a first axis of another size."""
     if node.meta["tensor_meta"].shape[0] == source.meta["tensor_meta"].shape[0]:
         return False
-    seen, todo = set(), [source]
+    return _from_input(source)
+
+
+def _from_input(node: fx.Node) -> bool:
+    """`node` is computed from the model's input, so its first axis is the batch (not only
+    from parameters and buffers, whose axes are all their own)."""
+    seen, todo = set(), [node]
     while todo:
         n = todo.pop()
         if n.op == "placeholder":
@@ -506,6 +568,13 @@ def _folds_batch(source: fx.Node, node: fx.Node) -> bool:
                 seen.add(arg)
                 todo.append(arg)
     return False
+
+
+def _parameter_dims(node: fx.Node) -> list[int]:
+    """The sizes of a tensor computed from parameters only, as archspec's parameter op reads a
+    shape: a leading 1 is the batch axis, otherwise every axis is after it."""
+    shape = list(node.meta["tensor_meta"].shape)
+    return shape[1:] if shape[0] == 1 and len(shape) > 1 else shape
 
 
 def _channels_last(source: list[int], sizes: list[int]) -> bool:
@@ -630,14 +699,47 @@ def _relative_position_bias(node: fx.Node) -> Mapped | None:
     window = _bias_window(node)
     if window is None or not _bias_chain_ok(node):
         return None
-    item = {"op": "relative_position_bias", "window_size": window}
+    item: dict[str, Any] = {"op": "relative_position_bias", "window_size": window}
+    index, owner = node.args[1], node.graph.owning_module
+    if _own_index(index) and str(index.target) not in owner.state_dict():  # type: ignore[union-attr]
+        item["saved"] = False  # timm's MaxxViT: a buffer kept out of the state_dict
     return Mapped(item, [node.args[0]], name="relative_position_index")  # type: ignore[list-item]
 
 
+def _own_index(node: Any) -> bool:
+    """The index buffer itself, read by the gather (timm stores it flat), not a constant
+    torch.fx made of a view of it (torchvision's `index.view(-1)`)."""
+    return (
+        isinstance(node, fx.Node)
+        and node.op == "get_attr"
+        and not str(node.target).startswith("_tensor_constant")
+    )
+
+
 def _unsqueeze(node: fx.Node) -> Mapped:
+    """A size-1 axis inserted or removed (GCNet's `attn.unsqueeze(3)`): a reshape."""
     if _bias_gather(node.args[0]) is not None:
+        if _read_at_its_rank(node):  # its (1, heads, P, P): the 1 is the batch axis
+            return Mapped({"op": "reshape", "shape": list(dims(node))}, [node.args[0]])  # type: ignore[list-item]
         return Mapped(alias=node.args[0])  # type: ignore[arg-type]
-    raise Unmapped("method Tensor.unsqueeze")
+    return _reshape(node)
+
+
+def _read_at_its_rank(bias: fx.Node) -> bool:
+    """The (1, heads, P, P) relative position bias (the op's own shape after the batch axis)
+    is read, through `contiguous`, with tensors of its own rank: CoAtNet's attention over a
+    whole (N, heads, L, d) image, whose batch axis its 1 then is, where MaxViT's windows,
+    (N, windows, heads, L, L), broadcast it over the windows."""
+    rank = len(bias.meta["tensor_meta"].shape)
+    for user in bias.users:
+        if user.target == "contiguous":
+            if _read_at_its_rank(user):
+                return True
+            continue
+        others = [t for t in tensor_args(user) if t is not bias]
+        if any(len(t.meta["tensor_meta"].shape) == rank for t in others):
+            return True
+    return False
 
 
 def _permute(node: fx.Node) -> Mapped:
@@ -723,6 +825,49 @@ def _cat(node: fx.Node) -> Mapped:
     if dim == rank - 1:
         return Mapped({"op": "concat"}, parts)
     raise Unmapped("function cat along an axis other than channels or tokens")
+
+
+def _stack(node: fx.Node) -> Mapped:
+    """torch.stack(parts, dim=1) of images or token sequences (SKNet's paths): the parts
+    side by side on the channels (the tokens), then a reshape that puts the new axis first."""
+    parts = list(_arg(node, 0, "tensors"))
+    dim = _arg(node, 1, "dim", 0) % (len(dims(node)) + 1)
+    rank = len(dims(parts[0])) + 1
+    if dim != 1 or rank not in (3, 4):
+        raise Unmapped("function torch.stack other than on axis 1 of images or tokens")
+    concat: dict[str, Any] = {"op": "concat"} if rank == 4 else {"op": "concat", "axis": "tokens"}
+    return Mapped([concat, {"op": "reshape", "shape": list(dims(node))}], parts)
+
+
+def _sum(node: fx.Node) -> Mapped:
+    """x.sum(dim) along one axis after the batch (ResNeSt's and SKNet's paths): the sum op."""
+    axes = _arg(node, 1, "dim")
+    axes = list(axes) if isinstance(axes, (list, tuple)) else [axes]
+    rank = len(dims(node.args[0])) + 1  # type: ignore[arg-type]
+    if len(axes) != 1 or axes[0] is None or axes[0] % rank == 0:
+        raise Unmapped(f"{function_name(node)} other than along one axis after the batch")
+    item: dict[str, Any] = {"op": "sum", "dim": axes[0] % rank}
+    _put(item, "keepdim", bool(_arg(node, 2, "keepdim", False)), False)
+    return Mapped(item, [node.args[0]])  # type: ignore[list-item]
+
+
+def _interpolate(node: fx.Node) -> Mapped:
+    """F.interpolate, nearest, to a whole multiple of the input's height and width (GhostNet
+    V2's gate, brought back to its branch's size): upsample by that factor."""
+    source = node.args[0]
+    mode = _arg(node, 3, "mode", "nearest")
+    before, after = dims(source), dims(node)  # type: ignore[arg-type]
+    if mode != "nearest" or len(before) != 3 or before[0] != after[0]:
+        raise Unmapped(f"function interpolate (mode {mode})", "archspec's upsample is nearest")
+    factors = [b // a for a, b in zip(before[1:], after[1:], strict=True)]
+    if any(a * f != b for a, b, f in zip(before[1:], after[1:], factors, strict=True)):
+        raise Unmapped(
+            "function interpolate to a size that is no whole multiple of the input's",
+            "archspec's upsample scales by an integer factor",
+        )
+    if factors == [1, 1]:
+        return Mapped(alias=source)  # type: ignore[arg-type]
+    return Mapped({"op": "upsample", "scale_factor": _pair(factors)}, [source])  # type: ignore[list-item]
 
 
 def _adaptive_avgpool_fn(node: fx.Node) -> Mapped:
@@ -885,7 +1030,17 @@ def _expand(node: fx.Node) -> Mapped:
         return Mapped(alias=source)  # a parameter op is expanded to the batch already
     if isinstance(source, fx.Node) and dims(source) == dims(node):
         return Mapped(alias=source)
-    raise Unmapped("method Tensor.expand of a computed tensor")
+    if isinstance(source, fx.Node) and node.users and all(_merges(u) for u in node.users):
+        return Mapped(alias=source)  # ECA's `x * y.expand_as(x)`: the merge broadcasts y
+    raise Unmapped(f"{function_name(node)} of a computed tensor")
+
+
+def _merges(node: fx.Node) -> bool:
+    """An elementwise merge of two tensors of one rank, which broadcasts size-1 axes."""
+    if _BINARY.get(node.target) not in ("add", "mul", "sub"):
+        return False
+    tensors = tensor_args(node)
+    return len(tensors) == 2 and len({len(t.meta["tensor_meta"].shape) for t in tensors}) == 1
 
 
 def _parts(node: fx.Node) -> Mapped:
@@ -922,12 +1077,29 @@ def _bias_lookup(node: fx.Node) -> fx.Node | None:
 
 
 def folded(node: fx.Node) -> bool:
-    """A buffer read only as the index of such a lookup: the op that gathers holds it, so it is
-    no item of its own."""
+    """A buffer read only as the index of such a lookup or of a relative position bias
+    (timm's flat `relative_position_index`), or a learned scalar read once by a product: the
+    op that reads it (attention_bias, relative_position_bias, scale) holds it, so it is no
+    item of its own."""
     return (
         node.op == "get_attr"
         and bool(node.users)
-        and all(_bias_lookup(user) is node for user in node.users)
+        and all(
+            _bias_lookup(user) is node or (user.args[1:] == (node,) and _bias_window(user))
+            for user in node.users
+        )
+    ) or _learned_scalar(node)
+
+
+def _learned_scalar(node: fx.Node) -> bool:
+    """A 0-dim parameter (NF-Net's skipinit_gain) read once, by a product: `scale` with
+    `learned: scalar`, which holds it under its name."""
+    if node.op != "get_attr" or len(node.users) != 1:
+        return False
+    value = _attribute(node)
+    (user,) = node.users
+    return (
+        isinstance(value, nn.Parameter) and value.dim() == 0 and _BINARY.get(user.target) == "mul"
     )
 
 
@@ -962,7 +1134,8 @@ def _getitem(node: fx.Node) -> Mapped:
     if bias is not None:
         return bias
     if isinstance(source, fx.Node) and _is_parts(source) and isinstance(index, int):
-        return Mapped(alias=source, part=index)
+        parts = len(source.meta["tensor_meta"])  # `spx[-1]` (Res2Net) is the last part
+        return Mapped(alias=source, part=index % parts)
     if isinstance(source, fx.Node) and _unbinds(source) and isinstance(index, int):
         return _unbound(source.args[0], _arg(source, 1, "dim", 0), index)  # type: ignore[arg-type]
     if isinstance(source, fx.Node) and is_tensor(source) and isinstance(index, int):
@@ -1090,21 +1263,26 @@ def _patch_merging(node: fx.Node) -> Mapped:
     return Mapped(items, [source])  # type: ignore[list-item]
 
 
+# functions and methods of two operands -> the merge they are (`_binary`)
+_BINARY: dict[Any, str] = {
+    operator.add: "add",
+    operator.iadd: "add",
+    torch.add: "add",
+    "add": "add",
+    "add_": "add",
+    operator.mul: "mul",
+    operator.imul: "mul",
+    torch.mul: "mul",
+    "mul": "mul",
+    "mul_": "mul",
+    operator.truediv: "div",
+    operator.sub: "sub",
+    torch.sub: "sub",
+    "sub": "sub",
+}
+
 FUNCTIONS: dict[Any, Callable[[fx.Node], Mapped]] = {
-    operator.add: lambda n: _binary(n, "add"),
-    operator.iadd: lambda n: _binary(n, "add"),
-    torch.add: lambda n: _binary(n, "add"),
-    "add": lambda n: _binary(n, "add"),
-    "add_": lambda n: _binary(n, "add"),
-    operator.mul: lambda n: _binary(n, "mul"),
-    operator.imul: lambda n: _binary(n, "mul"),
-    torch.mul: lambda n: _binary(n, "mul"),
-    "mul": lambda n: _binary(n, "mul"),
-    "mul_": lambda n: _binary(n, "mul"),
-    operator.truediv: lambda n: _binary(n, "div"),
-    operator.sub: lambda n: _binary(n, "sub"),
-    torch.sub: lambda n: _binary(n, "sub"),
-    "sub": lambda n: _binary(n, "sub"),
+    **{target: functools.partial(_binary, merge=merge) for target, merge in _BINARY.items()},
     torch.relu: _act("relu"),
     F.relu: _act("relu"),
     "relu": _act("relu"),
@@ -1158,7 +1336,15 @@ FUNCTIONS: dict[Any, Callable[[fx.Node], Mapped]] = {
     "split": _parts,
     torch.split: _parts,
     "expand": _expand,
+    "expand_as": _expand,
     "unsqueeze": _unsqueeze,
+    "squeeze": _unsqueeze,
+    torch.unsqueeze: _unsqueeze,
+    torch.squeeze: _unsqueeze,
+    torch.stack: _stack,
+    "sum": _sum,
+    torch.sum: _sum,
+    F.interpolate: _interpolate,
     "clone": _alias,
     operator.getitem: _getitem,
 }

@@ -49,6 +49,7 @@ class Group:
     closed: bool = False
     closed_by: str = ""  # the module path whose op came next and closed this group
     closed_in: tuple[str, ...] = ()  # the modules whose forward that op ran in
+    closed_at: fx.Node | None = None  # the node of that op
     input_value: str | None = None
     sources: list[str] | None = None
 
@@ -113,8 +114,13 @@ def _op_name(item: dict[str, Any]) -> str:
 
 
 class TreeBuilder:
-    def __init__(self, gm: fx.GraphModule, source: nn.Module | None = None):
+    """`reopen`: a closed group whose next entry reads a value computed since it closed takes
+    that entry (see `_group`); the importer asks for it once the trace is reordered."""
+
+    def __init__(self, gm: fx.GraphModule, source: nn.Module | None = None, reopen: bool = False):
         self.gm = gm
+        self.reopen = reopen
+        self.position = {n: i for i, n in enumerate(gm.graph.nodes)}
         self.modules = dict((source or gm).named_modules())
         self.root = Group("", "", type(gm).__name__)
         self.groups: dict[str, Group] = {"": self.root}
@@ -132,8 +138,13 @@ class TreeBuilder:
             name = self.alias[name]
         return name
 
-    def _group(self, path: list[str], stack: tuple[str, ...] = ()) -> Group:
-        """The group for module `path`, opening it (and closing the groups left) as needed."""
+    def _group(self, node: fx.Node) -> Group:
+        """The group `node` joins, opening it (and closing the groups left) as needed. A closed
+        group is opened again where `reopen` allows it: Res2Net's `convs` and `bns` lists are
+        called entry by entry, in turn (convs[i + 1] reads bns[i]'s output, summed with the
+        next split), and no reordering keeps either list's calls together; as a spec, each
+        entry stays in its list's group and reads the later item of the parent by `from:`."""
+        path, stack = owner_path(node), _stack(node)
         common = 0
         while (
             common < min(len(path), len(self.open_path)) and path[common] == self.open_path[common]
@@ -142,7 +153,7 @@ class TreeBuilder:
         for depth in range(len(self.open_path), common, -1):
             closing = self.groups[".".join(self.open_path[:depth])]
             closing.closed, closing.closed_by = True, ".".join(path)
-            closing.closed_in = stack
+            closing.closed_in, closing.closed_at = stack, _origin(node)
         group = self.root
         for depth in range(1, len(path) + 1):
             key = ".".join(path[:depth])
@@ -154,10 +165,29 @@ class TreeBuilder:
                 group.entries.append(child)
                 self.groups[key] = child
             elif child.closed:
-                raise _Split(key, child.closed_by, child.closed_in, stack)
+                split = _Split(key, child.closed_by, child.closed_in, stack)
+                if not self._reopens(child, node, split):
+                    raise split
+                child.closed = False
             group = child
         self.open_path = list(path)
         return group
+
+    def _reopens(self, group: Group, node: fx.Node, split: _Split) -> bool:
+        """Whether `node`, an entry of a module list whose calls other ops split, may join its
+        closed `group` again: it reads a value computed since the group closed, so it cannot
+        run with the group's earlier entries, and a spec says the same with `from:`. Where it
+        reads nothing new, the reordering (order.py) could have moved it and did not: that
+        stays refused, as do parameters read directly and modules called from another
+        module's forward (`_Split.problem`)."""
+        if not self.reopen or group.closed_at is None or node.op == "get_attr":
+            return False
+        if split.problem(reads_parameters=False)[0] != INTERLEAVED:
+            return False
+        since = self.position[group.closed_at]
+        return any(
+            self.position[n] >= since and n.op != "get_attr" for n in _origin(node).all_input_nodes
+        )
 
     def _place(self, node: fx.Node) -> str:
         return (
@@ -181,7 +211,7 @@ class TreeBuilder:
             return
         assert mapped.item is not None
         try:
-            group = self._group(owner_path(node), _stack(node))
+            group = self._group(node)
         except _Split as split:
             problem = split.problem(node.op == "get_attr")
             self.interleaved |= problem[0] == INTERLEAVED
@@ -319,7 +349,12 @@ class _Step:
 
     def __init__(self, node: fx.Node, k: int):
         self.name, self.op, self.target = f"{node.name}#{k}", node.op, node.target
-        self.meta = node.meta
+        self.meta, self.node = node.meta, node
+
+
+def _origin(node: fx.Node | _Step) -> fx.Node:
+    """The fx node itself, or the node whose chain `node` is a step of."""
+    return node.node if isinstance(node, _Step) else node
 
 
 def _makes_parts(node: fx.Node) -> bool:
@@ -497,7 +532,7 @@ def resolve(root: Group, builder: TreeBuilder) -> list[str]:
                 # a group reading nothing from outside (only parameters): its input is its parent's
                 if e.input_value is None:
                     e.input_value = group.input_value if group is not root else INPUT_VALUE
-        previous = group.input_value
+        previous, parts = group.input_value, False
         for e in list(group.entries):  # aliases may be inserted before e as inner groups resolve
             if isinstance(e, Group):
                 walk(e)
@@ -505,12 +540,14 @@ def resolve(root: Group, builder: TreeBuilder) -> list[str]:
             else:
                 reads = e.inputs
             if not reads:  # a parameter: reads the previous item, uses nothing of it
-                e.sources = None
+                # (a chunk or split is read by its parts only: the group's input, then)
+                e.sources = [name_in(group, group.input_value)] if parts else None  # type: ignore[arg-type]
             elif len(reads) == 1 and reads[0] == previous:
                 e.sources = None
             else:
                 e.sources = [name_in(group, v) for v in reads]
             previous = e.value
+            parts = isinstance(e, Leaf) and e.item["op"] in ("chunk", "split")
 
     walk(root)
     return [name_in(root, v) for v in builder.outputs]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -258,16 +258,14 @@ class Normalize(Op):
         return _along(inputs[0], axis_of(self.dim, inputs[0]))
 
 
-@register
-class Mean(Op):
-    """Mean along `dim` (torch's dim, batch axis 0): `dim: 1` averages the tokens of an (N,L,C)
-    sequence into (N,C), as MLP-Mixer's head does; `keepdim: true` keeps the axis as size 1."""
+class _Reduction(Op):
+    """The shape rule of mean and sum along one axis: the axis goes (or stays as size 1 with
+    `keepdim`), and what is left is read by its rank."""
 
-    op = "mean"
-    examples = (
-        example({"dim": 1}, Shape("LC", (4, 6))),
-        example({"dim": -1, "keepdim": True}, (3, 4, 5)),
-    )
+    method: ClassVar[str]
+    # a generic input reduced to 3 axes: an (N,C,H,W) image (the sum of stacked paths), or
+    # still generic
+    image: ClassVar[bool] = False
 
     dim: Dim = 1
     keepdim: bool = False
@@ -281,16 +279,46 @@ class Mean(Op):
             )
         dims = tuple(d for i, d in enumerate(shape.dims) if i != axis)
         if not dims:
-            raise ShapeError(f"mean over the only axis of {shape.describe()} leaves nothing")
-        return Shape(layout_of_rank(len(dims)) if shape.layout != "ND" else "ND", dims)
+            raise ShapeError(f"{self.op} over the only axis of {shape.describe()} leaves nothing")
+        if shape.layout == "ND" and not (self.image and len(dims) == 3):
+            return Shape("ND", dims)
+        return Shape(layout_of_rank(len(dims)), dims)
 
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]
     ) -> fx.Node:
-        return graph.call_method("mean", (args[0], self.dim), {"keepdim": self.keepdim})
+        return graph.call_method(self.method, (args[0], self.dim), {"keepdim": self.keepdim})
 
     def windows(self, inputs: list[Shape]) -> tuple[Window, Window]:
         return _along(inputs[0], axis_of(self.dim, inputs[0]))
+
+
+@register
+class Mean(_Reduction):
+    """Mean along `dim` (torch's dim, batch axis 0): `dim: 1` averages the tokens of an (N,L,C)
+    sequence into (N,C), as MLP-Mixer's head does; `keepdim: true` keeps the axis as size 1."""
+
+    op = "mean"
+    method = "mean"
+    examples = (
+        example({"dim": 1}, Shape("LC", (4, 6))),
+        example({"dim": -1, "keepdim": True}, (3, 4, 5)),
+    )
+
+
+@register
+class Sum(_Reduction):
+    """Sum along `dim` (torch's dim, batch axis 0): the split attention of ResNeSt and SKNet
+    adds its paths, stacked as (N, paths, C, H, W), with `dim: 1` into an (N,C,H,W) image;
+    `keepdim: true` keeps the axis as size 1."""
+
+    op = "sum"
+    method = "sum"
+    image = True
+    examples = (
+        example({"dim": 1}, Shape("ND", (2, 3, 4, 4))),
+        example({"dim": 1, "keepdim": True}, Shape("LC", (4, 6))),
+    )
 
 
 @register
@@ -407,16 +435,18 @@ class RelativePositionBias(Op):
     The table ((2h-1)(2w-1), heads) is usually a `parameter`; the output is
     bias[head, i, j] = table[index[i, j], head], shaped (1, heads, h*w, h*w) so that it adds to
     the (windows, heads, h*w, h*w) attention logits. The fixed (h*w, h*w) index is a buffer at
-    this node's name: torchvision names it `relative_position_index`."""
+    this node's name: torchvision names it `relative_position_index`; `saved: false` keeps it
+    out of the state_dict, as timm's MaxxViT and CoAtNet do."""
 
     op = "relative_position_bias"
     layouts = ("LC",)
     examples = (
         example({"window_size": 2}, Shape("LC", (9, 3))),
-        example({"window_size": [2, 3]}, Shape("LC", (15, 2))),
+        example({"window_size": [2, 3], "saved": False}, Shape("LC", (15, 2))),
     )
 
     window_size: PositivePair
+    saved: bool = True
 
     def tokens(self) -> int:
         h, w = pair(self.window_size)
@@ -436,6 +466,9 @@ class RelativePositionBias(Op):
         from archspec.ops.modules import relative_position_index
 
         return relative_position_index(pair(self.window_size)).view(self.tokens(), self.tokens())
+
+    def saves_buffer(self) -> bool:
+        return self.saved
 
     def emit(
         self, graph: fx.Graph, args: list[fx.Node], target: str, inputs: list[Shape]

@@ -1,11 +1,11 @@
-"""Per-channel reweighting: squeeze-and-excitation gates and ConvNeXt's layer scale."""
+"""Per-channel reweighting: squeeze-and-excitation and ECA gates, ConvNeXt's layer scale."""
 
 from __future__ import annotations
 
 import operator
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from archspec.ops.base import Op, PositiveInt, example, register
 from archspec.shape import Shape
@@ -40,6 +40,42 @@ class SqueezeExcitation(Op):
 
     def macs(self, inputs: list[Shape], output: Shape) -> int:
         return 2 * inputs[0].channels * self.squeeze_channels
+
+
+@register
+class Eca(Op):
+    """ECA-Net's channel attention (Wang et al. 2020): the pooled channels, read as a sequence,
+    go through one 1-D convolution of `kernel_size` taps (odd, no bias, zero padding) and a
+    gate that scales each channel; no squeeze. State as timm's EcaModule (`conv.weight`)."""
+
+    op = "eca"
+    layouts = ("CHW",)
+    global_gate = True
+    examples = (
+        example({"kernel_size": 3}, (6, 5, 5)),
+        example({"kernel_size": 5, "gate": "hardsigmoid"}, (8, 3, 3)),
+    )
+
+    kernel_size: PositiveInt
+    gate: Literal["sigmoid", "hardsigmoid"] = "sigmoid"
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError("kernel_size must be odd (the channels keep their number)")
+        return value
+
+    def build(self, inputs: list[Shape]) -> nn.Module:
+        from archspec.ops.modules import EcaModule
+
+        return EcaModule(self.kernel_size, self.gate)
+
+    def count_params(self, inputs: list[Shape]) -> int:
+        return self.kernel_size
+
+    def macs(self, inputs: list[Shape], output: Shape) -> int:
+        return inputs[0].channels * self.kernel_size
 
 
 @register

@@ -1,5 +1,5 @@
-"""Convolutions: conv2d (pairs, groups, dilation, 'same' padding, depthwise), NF-Nets'
-scaled_std_conv2d, ViT's patch_embed."""
+"""Convolutions: conv2d (pairs, groups, dilation, 'same' padding, depthwise), BiT's
+std_conv2d, NF-Nets' scaled_std_conv2d, ViT's patch_embed."""
 
 from __future__ import annotations
 
@@ -232,6 +232,29 @@ class Conv2d(Op):
             pad = (top, left)
         h, w = (Window(k, s, d, p) for (k, s, d), p in zip(self.axes(), pad, strict=True))
         return h, w
+
+
+@register
+class StdConv2d(Conv2d):
+    """conv2d with Weight Standardization (Qiao et al. 2019; BiT's ResNet-V2, Kolesnikov et
+    al. 2020): each output channel's weights are standardized over their fan-in (`eps` added
+    to the variance) before the convolution, as timm's StdConv2d. Fields as conv2d's."""
+
+    op = "std_conv2d"
+    examples = (
+        example({"out_channels": 4, "kernel_size": 3, "padding": 1, "bias": False}, (3, 9, 9)),
+        example(
+            {"out_channels": 6, "kernel_size": 3, "stride": 2, "padding": "tf_same", "eps": 1e-8},
+            (2, 10, 9),
+        ),
+    )
+
+    eps: Annotated[float, Field(gt=0.0, lt=1.0)] = 1e-6
+
+    def module(self, *args: Any) -> nn.Module:
+        from archspec.ops.modules import StdConv2dModule
+
+        return StdConv2dModule(*args, eps=self.eps)
 
 
 @register

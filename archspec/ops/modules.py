@@ -13,6 +13,26 @@ _ACT = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "hardswish": nn.Hards
 _GATE = {"sigmoid": nn.Sigmoid, "hardsigmoid": nn.Hardsigmoid}
 
 
+class StdConv2dModule(nn.Conv2d):
+    """A Conv2d whose weight is standardized per output channel over its fan-in (Weight
+    Standardization, Qiao et al. 2019); state and forward as timm's StdConv2d (BiT)."""
+
+    def __init__(self, *args, eps: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = F.batch_norm(
+            self.weight.reshape(1, self.out_channels, -1),
+            None,
+            None,
+            training=True,
+            momentum=0.0,
+            eps=self.eps,
+        ).reshape_as(self.weight)
+        return self._conv_forward(x, weight, self.bias)
+
+
 class ScaledStdConv2dModule(nn.Conv2d):
     """A Conv2d whose weight is standardized per output channel over its fan-in, then scaled
     by gain * gamma / sqrt(fan-in) (NF-Nets' Scaled Weight Standardization, Brock et al.
@@ -51,6 +71,20 @@ class SqueezeExcitationModule(nn.Module):
         scale = F.adaptive_avg_pool2d(x, 1)
         scale = self.scale_activation(self.fc2(self.activation(self.fc1(scale))))
         return scale * x
+
+
+class EcaModule(nn.Module):
+    """x * gate(conv1d(mean_hw(x) as a sequence of channels)) (ECA-Net, Wang et al. 2020);
+    state and forward as timm's EcaModule."""
+
+    def __init__(self, kernel_size: int, gate: str):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False)
+        self.gate = _GATE[gate]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x.mean((2, 3)).view(x.shape[0], 1, -1)  # (N, 1, C)
+        return x * self.gate(self.conv(y)).view(x.shape[0], -1, 1, 1)
 
 
 class LayerNorm2d(nn.LayerNorm):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -147,6 +148,118 @@ class OverwrittenBetween(nn.Module):
         y = self.fuse_layers[0](x)
         x.relu_()
         return y + self.fuse_layers[1](x)
+
+
+class Hierarchical(nn.Module):
+    """Res2Net's hierarchical convolutions in small: two module lists called in turn, entry by
+    entry; each conv reads the previous entry's output plus the next split, so no reordering
+    keeps either list's calls together (and `spx[-1]` passes through)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 1)
+        self.convs = nn.ModuleList([nn.Conv2d(2, 2, 3, padding=1) for _ in range(3)])
+        self.bns = nn.ModuleList([nn.BatchNorm2d(2) for _ in range(3)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spx = torch.split(self.stem(x), 2, 1)
+        out, sp = [], spx[0]
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns, strict=True)):
+            if i:
+                sp = sp + spx[i]
+            sp = torch.relu(bn(conv(sp)))
+            out.append(sp)
+        return torch.cat([*out, spx[-1]], 1)
+
+
+class LayerScales(nn.Module):
+    """PoolFormer's layer scale, x * scale.view(C, 1, 1) on an image, and a scale viewed as
+    (1, C) on tokens: parameters reshaped, whose axes are all their own (no batch axis)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.scale = nn.Parameter(torch.randn(4))
+        self.token_scale = nn.Parameter(torch.randn(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x) * self.scale.view(4, 1, 1)
+        return x.flatten(2).transpose(1, 2) * self.token_scale.view(1, 4)
+
+
+class SelectiveKernel(nn.Module):
+    """SKNet's and ResNeSt's split attention in small: paths stacked on a new axis 1, summed,
+    pooled, a softmax over the paths, the weighted paths summed; a gate expanded to the
+    image it multiplies (ECA's `x * y.expand_as(x)`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths = nn.ModuleList([nn.Conv2d(3, 4, k, padding=k // 2) for k in (1, 3)])
+        self.fc = nn.Conv2d(4, 8, 1)
+        self.gate = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.stack([path(x) for path in self.paths], dim=1)  # (N, 2, C, H, W)
+        attn = self.fc(x.sum(1).mean((2, 3), keepdim=True))
+        attn = torch.softmax(attn.view(x.shape[0], 2, 4, 1, 1), dim=1)
+        x = torch.sum(x * attn, dim=1)
+        return x * torch.sigmoid(self.gate(x.mean((2, 3), keepdim=True))).expand_as(x)
+
+
+class GlobalContext(nn.Module):
+    """GCNet's context in small (a softmax over the pixels, unsqueezed, as matmul weights) and
+    GhostNet V2's gate, pooled, then brought back to the image's size by F.interpolate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.Conv2d(4, 1, 1)
+        self.short = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        weights = torch.softmax(self.attn(x).reshape(b, 1, h * w), dim=-1).unsqueeze(3)
+        context = (x.reshape(b, c, h * w).unsqueeze(1) @ weights).view(b, c, 1, 1)
+        gate = torch.sigmoid(self.short(F.avg_pool2d(x, 2, 2)))
+        return (x + context) * F.interpolate(gate, size=(h, w), mode="nearest")
+
+
+class SkipInit(nn.Module):
+    """NF-Net's skipinit in small: a learned 0-dim gain multiplied in place into a tensor that
+    the forward then reads again (`out.mul_(gain)`, then `out * alpha + shortcut`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.skipinit_gain = nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        out.mul_(self.skipinit_gain)
+        return out * 0.2 + x
+
+
+class WholeImageAttention(nn.Module):
+    """CoAtNet's attention over a whole image in small: sdpa of (N, heads, L, d) with a
+    relative position bias, (1, heads, L, L), whose 1 is the batch axis, gathered by a flat
+    index buffer kept out of the state_dict (timm's RelPosBias)."""
+
+    def __init__(self) -> None:
+        from archspec.ops.modules import relative_position_index
+
+        super().__init__()
+        self.qkv = nn.Conv2d(4, 12, 1)
+        self.relative_position_bias_table = nn.Parameter(torch.randn(49, 2))
+        index = relative_position_index((4, 4)).view(-1)
+        self.register_buffer("relative_position_index", index, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        q, k, v = self.qkv(x).view(b, 2, 6, -1).chunk(3, dim=2)
+        bias = self.relative_position_bias_table[self.relative_position_index]
+        bias = bias.view(16, 16, -1).permute(2, 0, 1).unsqueeze(0).contiguous()
+        q, k, v = (t.transpose(-1, -2).contiguous() for t in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return out.transpose(-1, -2).reshape(b, -1, h, w)
 
 
 class SharedInside(nn.Module):

@@ -100,15 +100,72 @@ def test_a_parent_op_that_must_run_between_entries_joins_the_list():
     assert down.endswith("\n  - {op: add, name: add, from: [incre, down]}\n")  # the model's
 
 
+def test_module_lists_called_in_turn_keep_their_groups_and_read_later_items():
+    source = models.Hierarchical()
+    imported = import_module(source, (3, 8, 8))
+    check_exact(source, imported.spec, (3, 8, 8))
+    convs = imported.text.split("name: convs\n", 1)[1]
+    assert convs.startswith('    from: "split.0"\n    layers:\n')
+    assert "{op: conv2d, from: add, out_channels: 2" in convs  # add: bns.0 + split.1, later
+    assert 'from: [relu, relu_1, relu_2, "split.3"]}' in convs  # spx[-1]
+
+
+def test_a_reshaped_parameter_keeps_all_its_axes():
+    source = models.LayerScales()
+    imported = import_module(source, (3, 8, 8))
+    check_exact(source, imported.spec, (3, 8, 8))
+    assert "shape: [4, 1, 1]}" in imported.text  # (C,) -> (C, 1, 1), batched
+    assert "shape: [1, 4]}" in imported.text  # (1, C): broadcast over tokens
+
+
+def test_paths_stacked_and_summed_import_as_concat_reshape_and_sum():
+    source = models.SelectiveKernel()
+    imported = import_module(source, (3, 8, 8))
+    check_exact(source, imported.spec, (3, 8, 8))
+    text = imported.text
+    assert (
+        '{op: concat, from: ["paths.0", paths]}\n  - {op: reshape, name: reshape, shape: [2, 4'
+        in text
+    )
+    assert "{op: sum, dim: 1}" in text and "{op: sum, name: sum_1, dim: 1}" in text
+    assert "{op: mul, name: mul_1, from: [sum_1, sigmoid]}" in text  # expand_as: broadcast
+
+
+def test_unsqueeze_is_a_reshape_and_nearest_interpolation_to_a_multiple_an_upsample():
+    source = models.GlobalContext()
+    imported = import_module(source, (4, 8, 8))
+    check_exact(source, imported.spec, (4, 8, 8))
+    assert "{op: reshape, name: reshape_1, shape: [1, 64, 1]}" in imported.text  # unsqueeze(3)
+    assert "{op: upsample, name: upsample, from: sigmoid, scale_factor: 2}" in imported.text
+
+
+def test_a_tensor_overwritten_in_place_is_read_overwritten_after():
+    source = models.OverwrittenBetween()  # x.relu_() between the entries of a list
+    imported = import_module(source, (3, 8, 8))
+    check_exact(source, imported.spec, (3, 8, 8))
+    assert "{op: conv2d, from: relu, out_channels: 4, kernel_size: 1}" in imported.text
+
+
+def test_a_learned_scalar_multiplied_in_place_is_a_learned_scale():
+    source = models.SkipInit()
+    imported = import_module(source, (3, 8, 8))
+    check_exact(source, imported.spec, (3, 8, 8))
+    assert "{op: scale, name: skipinit_gain, learned: scalar, value: 0.5}" in imported.text
+
+
+def test_a_relative_position_bias_over_a_whole_image_reads_its_1_as_the_batch():
+    source = models.WholeImageAttention()
+    imported = import_module(source, (4, 4, 4))
+    check_exact(source, imported.spec, (4, 4, 4))
+    text = imported.text
+    assert "{op: parameter, name: relative_position_bias_table, from: input, " in text  # not chunk
+    assert "{op: relative_position_bias, name: relative_position_index, window_size: 4, " in text
+    assert "saved: false}\n  - {op: reshape, name: reshape_1, shape: [2, 16, 16]}" in text
+
+
 @pytest.mark.parametrize(
     ("model", "line"),
     [
-        (
-            models.OverwrittenBetween(),
-            "unmapped module list called entry by entry, between other ops: 1 use, first at "
-            "fuse_layers (the model runs between the calls of its entries and reads each one's "
-            "output; a spec group runs at once and has one output)",
-        ),
         (
             models.SharedInside(),
             "unmapped module called from inside another module's forward: 3 uses, first at pos "

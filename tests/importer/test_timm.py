@@ -66,7 +66,82 @@ def test_timm_model_imports_exactly_or_says_why(name):
     check_exact(model, imported.spec, (3, size, size))
 
 
+# beyond the issue's 25: models a general fix made exact, one per fix
+# name -> (create_model kwargs, input size, the fix)
+FIXED = {
+    "res2net50_26w_4s": ({}, 64, "module lists called in turn keep their groups"),
+    "poolformer_s12": ({}, 64, "a reshaped (C,) parameter keeps all its axes"),
+    "resnetv2_50x1_bit": ({}, 64, "StdConv2d -> std_conv2d"),
+    "skresnet18": ({}, 64, "torch.stack, Tensor.sum, expand_as"),
+    "ecaresnet26t": ({}, 64, "EcaModule -> eca"),
+    "coatnet_0_rw_224": ({"img_size": 64}, 64, "a (1, heads, L, L) bias read at batch rank"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", FIXED)
+def test_more_timm_models_import_exactly(name):
+    kwargs, size, _ = FIXED[name]
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, **kwargs).eval()
+    imported = import_module(model, (3, size, size), source=f"timm:{name}")
+    check_exact(model, imported.spec, (3, size, size))
+
+
 def test_the_tally():
     exact = len(MODELS) - len(MISSES)
     assert set(MISSES) <= set(MODELS) and len(MODELS) == 25
     assert exact >= 23, f"{exact} of 25 timm models import exactly"
+
+
+def test_weight_standardized_convs_import_as_std_conv2d():
+    """BiT's StdConv2d (and the hybrid ViTs' StdConv2dSame): F.batch_norm of the weight, then
+    F.conv2d, as one op."""
+    from timm.layers import StdConv2d, StdConv2dSame
+
+    source = torch.nn.Sequential(
+        StdConv2d(3, 4, 3, eps=1e-8), StdConv2dSame(4, 6, 3, stride=2, bias=True)
+    ).eval()
+    imported = import_module(source, (3, 9, 9))
+    check_exact(source, imported.spec, (3, 9, 9))
+    assert (
+        "{op: std_conv2d, out_channels: 4, kernel_size: 3, padding: 1, bias: false, eps: 1e-08}"
+        in imported.text
+    )
+    assert (
+        "  - {op: std_conv2d, out_channels: 6, kernel_size: 3, stride: 2, padding: tf_same}\n"
+        in imported.text
+    )
+
+
+def test_efficient_channel_attention_imports_as_eca():
+    """ECA-Net's gate (ecaresnet*, eca_nfnet*): mean, Conv1d across the channels, gate,
+    `x * y.expand_as(x)`, as one op."""
+    from timm.layers import EcaModule
+
+    source = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 1),
+        EcaModule(channels=8),
+        EcaModule(kernel_size=5, gate_layer="hard_sigmoid"),
+    ).eval()
+    imported = import_module(source, (3, 6, 6))
+    check_exact(source, imported.spec, (3, 6, 6))
+    assert "  - {op: eca, kernel_size: 3}\n  - {op: eca, kernel_size: 5, gate: hardsigmoid}\n" in (
+        imported.text
+    )
+
+
+def test_timms_own_activations_after_a_norm_are_mapped():
+    """BatchNormAct2d with timm's GELU class (EfficientFormer V2), not torch's."""
+    from timm.layers import BatchNormAct2d
+    from timm.layers.activations import GELU, HardSwish
+
+    source = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 1),
+        BatchNormAct2d(4, act_layer=GELU),
+        BatchNormAct2d(4, act_layer=HardSwish),
+    ).eval()
+    imported = import_module(source, (3, 6, 6))
+    check_exact(source, imported.spec, (3, 6, 6))
+    assert '{op: gelu, name: "1_gelu"}' in imported.text
+    assert '{op: hardswish, name: "2_hardswish"}' in imported.text

@@ -41,7 +41,7 @@ def test_one_op_in_full():
 def test_an_unknown_op_is_one_line_and_exit_1():
     result = runner.invoke(app, ["ops", "convv"])
     assert result.exit_code == 1
-    assert result.output.strip() == "unknown op 'convv'; did you mean conv2d, concat?"
+    assert result.output.strip() == "unknown op 'convv'; did you mean conv2d, concat, std_conv2d?"
 
 
 def test_every_field_has_a_readable_type_and_every_op_a_summary():
