@@ -280,12 +280,13 @@ def _record(module: fx.GraphModule, model: nn.Module, example: torch.Tensor, how
     except Exception as exc:
         raise ImportSourceError(
             f"the {how} graph of {type(model).__name__} does not run: {type(exc).__name__}: "
-            f"{_first_line(exc)}"
+            f"{first_line(exc)}"
         ) from exc
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else ""
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, at most `limit` characters ("" if none)."""
+    return str(exc).splitlines()[0][:limit] if str(exc) else ""
 
 
 def _export(
@@ -312,7 +313,7 @@ def _export(
     graph.recompile()
     _record(graph, model, example, "exported")
     cause = untraceable.__cause__ or untraceable
-    message = _first_line(cause).split(". ")[0][:120]  # TraceError's first sentence
+    message = first_line(cause).split(". ")[0][:120]  # TraceError's first sentence
     why = f"{type(cause).__name__}{': ' if message else ''}{message}{_where(cause)}"
     how = (
         f"captured by torch.export, sizes fixed at the input {_size(example)} (torch.fx cannot "
@@ -348,7 +349,7 @@ def _untraceable(model: nn.Module, exc: Exception, sized: bool) -> str:
             else f"torch.fx cannot trace {name}: its forward branches on tensor sizes or "
             f"values{where}"
         )
-    return f"torch.fx cannot trace {name}: {type(exc).__name__}: {_first_line(exc)}{where}"
+    return f"torch.fx cannot trace {name}: {type(exc).__name__}: {first_line(exc)}{where}"
 
 
 def _where(exc: BaseException) -> str:

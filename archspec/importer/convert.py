@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from archspec.importer.blocks import BlockConflict, recover_blocks
-from archspec.importer.capture import ImportSourceError, load_source, trace
+from archspec.importer.capture import ImportSourceError, first_line, load_source, trace
 from archspec.importer.emit import flow, key, name_value, scalar
 from archspec.importer.inplace import read_through
 from archspec.importer.order import regroup
@@ -280,10 +280,10 @@ def _run(module: nn.Module, x: torch.Tensor, source: str | None) -> Any:
     try:
         out = module(x)
     except Exception as exc:  # whatever the user's model raises, reported in one line
-        first = str(exc).splitlines()[0][:300] if str(exc) else ""
         raise ImportSourceError(
             f"{name} does not run on a "
-            f"{'x'.join(map(str, x.shape[1:]))} input: {type(exc).__name__}: {first} (a model "
+            f"{'x'.join(map(str, x.shape[1:]))} input: {type(exc).__name__}: "
+            f"{first_line(exc, 300)} (a model "
             "built for another input size? give --input, or its size argument in --kwargs, "
             "such as timm's '{\"img_size\": 64}')"
         ) from exc
